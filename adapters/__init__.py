@@ -1,0 +1,1 @@
+"""Chat platforms. The only package allowed to import slack_bolt, slack_sdk or discord."""

@@ -1,0 +1,112 @@
+"""Wiring: builds the core services from settings. No globals; callers pass these in."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.settings import Settings
+from core.agent import Agent, AgentConfig, ContextProvider, RunHook
+from core.approval import ApprovalGate, ApprovalRules
+from core.events import Risk
+from core.llm import LLM, OllamaLLM
+from core.policy import Policy, PolicyConfig
+from core.redact import Redactor
+from core.store import Store
+from core.store.models import Approval
+from core.tools.builtin import builtin_tools
+from core.tools.registry import ToolRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    policy: Policy
+    tools: ToolRegistry
+    gate: ApprovalGate
+    llm: LLM
+    agent: Agent
+    expired_on_start: list[Approval] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def approval_rules(settings: Settings) -> ApprovalRules:
+    return ApprovalRules(
+        approvers={
+            "console": frozenset(settings.console_approvers),
+            "slack": frozenset(settings.slack_approvers),
+            "discord": frozenset(settings.discord_approvers),
+        },
+        approver_roles={
+            "slack": frozenset(settings.slack_approver_groups),
+            "discord": frozenset(settings.discord_approver_roles),
+        },
+        timeout=settings.approval_timeout,
+        allow_self_approval=settings.allow_self_approval,
+        quorum={Risk.WRITE: settings.quorum_write, Risk.EXEC: settings.quorum_exec},
+    )
+
+
+def make_policy(settings: Settings) -> Policy:
+    return Policy(
+        PolicyConfig(
+            file_roots=list(settings.roots),
+            allow_etc_writes=settings.allow_etc_writes,
+            extra_read_commands=frozenset(settings.read_commands),
+            denied_commands=frozenset(settings.deny_commands),
+            output_cap=settings.output_cap,
+            command_timeout=settings.command_timeout,
+        ),
+        Redactor(settings.secrets()),
+    )
+
+
+def prepare_dirs(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.file_roots:  # the default root is ours to create; configured ones are the operator's
+        (settings.data_dir / "workspace").mkdir(parents=True, exist_ok=True)
+
+
+async def build_services(
+    settings: Settings,
+    *,
+    llm: LLM | None = None,
+    extra_tools: ToolRegistry | None = None,
+    context_providers: list[ContextProvider] | None = None,
+    after_run: list[RunHook] | None = None,
+) -> Services:
+    prepare_dirs(settings)
+    store = Store(settings.db_url)
+    await store.init()
+    policy = make_policy(settings)
+    tools = builtin_tools(policy, backup_dir=settings.backup_dir)
+    if extra_tools is not None:
+        tools.extend(extra_tools.get(n) for n in extra_tools.names())  # type: ignore[misc]
+    gate = ApprovalGate(store, approval_rules(settings))
+    expired = await gate.expire_stale()
+    for row in expired:
+        log.warning("approval #%s (%s) expired: the bot restarted before a decision", row.id, row.summary)
+    model: LLM = llm or OllamaLLM(
+        host=settings.ollama_host, model=settings.model, timeout=settings.llm_timeout, think=settings.think or None
+    )
+    agent = Agent(
+        llm=model,
+        tools=tools,
+        store=store,
+        gate=gate,
+        policy=policy,
+        config=AgentConfig(max_iterations=settings.max_iterations),
+        context_providers=context_providers or [],
+        after_run=after_run or [],
+    )
+    return Services(settings, store, policy, tools, gate, model, agent, expired)
+
+
+def data_path(settings: Settings, *parts: str) -> Path:
+    return settings.data_dir.joinpath(*parts)

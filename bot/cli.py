@@ -1,0 +1,176 @@
+"""The `orchestrator` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from adapters import texts
+from adapters.console import ConsoleAdapter
+from bot.app import build_services
+from bot.doctor import run_checks
+from bot.logs import setup_logging
+from bot.settings import Settings
+from core.redact import Redactor
+from core.store import Store
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise SystemExit("invalid configuration:\n" + "\n".join(lines) + "\n(see docs/configuration.md)") from None
+
+
+async def _console(settings: Settings, question: str | None) -> int:
+    services = await build_services(settings)
+    try:
+        console = ConsoleAdapter(services.agent, services.gate)
+        for row in services.expired_on_start:
+            console._print(texts.EXPIRED_ON_RESTART.format(id=row.id, summary=row.summary), stream=sys.stderr)
+        if question is None:
+            return await console.chat()
+        return await console.ask(question)
+    finally:
+        await services.close()
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    return asyncio.run(_console(_settings(), None))
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    question = " ".join(args.question).strip()
+    if not question:
+        print("orchestrator ask: give a question, e.g. orchestrator ask \"how full is the disk?\"", file=sys.stderr)
+        return 2
+    return asyncio.run(_console(_settings(), question))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    settings = _settings()
+    checks = asyncio.run(run_checks(settings))
+    failed = 0
+    for c in checks:
+        mark = "ok  " if c.ok else "FAIL"
+        print(f"[{mark}] {c.name}: {c.detail}")
+        if not c.ok:
+            failed += 1
+            if c.fix:
+                print(f"       fix: {c.fix}")
+    print("all checks passed" if not failed else f"{failed} check(s) failed")
+    return 0 if not failed else 1
+
+
+def _store(settings: Settings) -> Store:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.db_url)
+    store.migrate_sync()
+    return store
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    settings = _settings()
+    store = _store(settings)
+    since = time.time() - args.hours * 3600 if args.hours else None
+    rows = store.audit_entries_sync(limit=args.limit, since=since)
+    if args.json:
+        print(json.dumps([r.model_dump() for r in rows], indent=2, default=str))
+        return 0
+    if not rows:
+        print("the audit log is empty")
+        return 0
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.at))
+        parts = [when, f"{r.action:<18}", r.actor or "-"]
+        if r.tool:
+            parts.append(r.tool)
+        if r.decider:
+            parts.append(f"by {r.decider}")
+        if r.exit_status is not None:
+            parts.append(f"exit {r.exit_status}")
+        if r.detail:
+            parts.append("· " + r.detail.replace("\n", " ")[:100])
+        print("  ".join(parts))
+    return 0
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    settings = _settings()
+    store = _store(settings)
+    from sqlmodel import col, select
+
+    from core.store.models import Approval
+
+    def query(s: Any) -> list[Approval]:
+        q = select(Approval).order_by(col(Approval.id).desc()).limit(args.limit)
+        if not args.all:
+            q = q.where(Approval.status == "pending")
+        return list(s.exec(q).all())
+
+    rows = store.run_sync(query)
+    if args.json:
+        print(json.dumps([r.model_dump() for r in rows], indent=2, default=str))
+        return 0
+    if not rows:
+        print("no pending approvals" if not args.all else "no approvals yet")
+        return 0
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.requested_at))
+        who = f" by {r.decided_by}" if r.decided_by else ""
+        print(f"#{r.id}  {when}  {r.status:<8}{who}  {r.platform}:{r.channel}  {r.summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description="A ChatOps agent for your own servers.")
+    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default) or ERROR")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("chat", help="talk to the agent in this terminal (the default)")
+    p.set_defaults(func=cmd_chat)
+    p = sub.add_parser("ask", help="ask one question and exit")
+    p.add_argument("question", nargs="+")
+    p.set_defaults(func=cmd_ask)
+    p = sub.add_parser("doctor", help="check Ollama, the model, the data dir and the database")
+    p.set_defaults(func=cmd_doctor)
+    p = sub.add_parser("audit", help="what was asked, what ran, who approved")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--hours", type=float, default=0, help="only the last N hours")
+    p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("approvals", help="pending approvals (--all for every decision)")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_approvals)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings_secrets: list[str] = []
+    try:
+        settings_secrets = Settings().secrets()
+    except ValidationError:
+        pass
+    setup_logging(Redactor(settings_secrets), level=args.log_level.upper())
+    func = getattr(args, "func", cmd_chat)
+    try:
+        return int(func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

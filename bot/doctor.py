@@ -1,0 +1,93 @@
+"""`orchestrator doctor`: check each dependency and say how to fix what is wrong."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import ollama
+
+from bot.settings import Settings
+from core.llm import LLMError, OllamaLLM
+from core.store import Store
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    warning: bool = False
+
+
+async def run_checks(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    # data dir
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=settings.data_dir):
+            pass
+        checks.append(Check("data dir", True, str(settings.data_dir)))
+    except OSError as exc:
+        checks.append(
+            Check("data dir", False, f"{settings.data_dir}: {exc.strerror}",
+                  "set ORCHESTRATOR_DATA_DIR to a directory you can write")
+        )  # fmt: skip
+    # database
+    try:
+        store = Store(settings.db_url)
+        await store.init()
+        await store.close()
+        checks.append(Check("database", True, _safe_url(settings.db_url)))
+    except Exception as exc:
+        checks.append(
+            Check("database", False, f"{_safe_url(settings.db_url)}: {type(exc).__name__}: {str(exc)[:200]}",
+                  "check DATABASE_URL (e.g. sqlite:////path/to/orchestrator.db or postgresql+psycopg://user@host/db)")
+        )  # fmt: skip
+    # file roots
+    missing = [str(r) for r in settings.roots if not r.is_dir()]
+    if missing:
+        checks.append(
+            Check("file roots", False, f"missing: {', '.join(missing)}",
+                  f"create them or fix ORCHESTRATOR_FILE_ROOTS ({os.pathsep}-separated)")
+        )  # fmt: skip
+    else:
+        checks.append(Check("file roots", True, ", ".join(str(r) for r in settings.roots)))
+    # ollama and the model
+    llm = OllamaLLM(host=settings.ollama_host, model=settings.model, timeout=min(settings.llm_timeout, 10))
+    try:
+        models = await llm.list_models()
+    except LLMError as exc:
+        checks.append(Check("ollama", False, str(exc), "start Ollama (`ollama serve`) or set OLLAMA_HOST"))
+        return checks
+    checks.append(Check("ollama", True, f"{settings.ollama_host} ({len(models)} models)"))
+    wanted = settings.model if ":" in settings.model else settings.model + ":latest"
+    if wanted not in models and settings.model not in models:
+        checks.append(
+            Check("model", False, f"{settings.model} is not pulled (have: {', '.join(models) or 'none'})",
+                  f"run `ollama pull {settings.model}` or set ORCHESTRATOR_MODEL")
+        )  # fmt: skip
+        return checks
+    try:
+        info = await ollama.AsyncClient(host=settings.ollama_host, timeout=10).show(settings.model)
+        caps = list(info.capabilities or [])
+    except (ollama.ResponseError, OSError, Exception):
+        caps = []
+    if caps and "tools" not in caps:
+        checks.append(
+            Check("model", False, f"{settings.model} does not support tool calling ({', '.join(caps)})",
+                  "pick a tool-capable model, e.g. qwen3:8b or llama3.1:8b, with ORCHESTRATOR_MODEL")
+        )  # fmt: skip
+    else:
+        checks.append(Check("model", True, settings.model + (f" ({', '.join(caps)})" if caps else "")))
+    return checks
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.split("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url

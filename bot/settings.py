@@ -1,0 +1,169 @@
+"""Settings: environment variables (and `.env`) over an optional `orchestrator.toml`.
+
+Environment names are the ones users look for (`OLLAMA_HOST`, `DATABASE_URL`,
+`SLACK_BOT_TOKEN`…); in the TOML file the same settings use the lower-case field
+names (`model = "qwen3:8b"`). See docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "ORCHESTRATOR_CONFIG"
+
+
+def _env(name: str, field_name: str) -> AliasChoices:
+    return AliasChoices(name, field_name)
+
+
+def _split(value: Any, sep: str = ",") -> Any:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(sep) if v.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class ReportSettings(BaseModel):
+    """Where scheduled reports go (filled in by the scheduler issue)."""
+
+    slack_channel: str = ""
+    discord_channel: str = ""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=True,
+        populate_by_name=True,
+    )
+
+    # ---- model ---------------------------------------------------------------
+    ollama_host: str = Field("http://127.0.0.1:11434", validation_alias=_env("OLLAMA_HOST", "ollama_host"))
+    model: str = Field("qwen3:8b", validation_alias=_env("ORCHESTRATOR_MODEL", "model"))
+    think: bool = Field(True, validation_alias=_env("ORCHESTRATOR_THINK", "think"))
+    llm_timeout: float = Field(300.0, gt=0, validation_alias=_env("ORCHESTRATOR_LLM_TIMEOUT", "llm_timeout"))
+    max_iterations: int = Field(15, ge=1, le=100, validation_alias=_env("ORCHESTRATOR_MAX_ITERATIONS", "max_iterations"))
+
+    # ---- state ---------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("ai-orchestrator")),
+        validation_alias=_env("ORCHESTRATOR_DATA_DIR", "data_dir"),
+    )
+    database_url: str = Field("", validation_alias=_env("DATABASE_URL", "database_url"))
+
+    # ---- policy --------------------------------------------------------------
+    file_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("ORCHESTRATOR_FILE_ROOTS", "file_roots")
+    )
+    command_timeout: float = Field(60.0, gt=0, validation_alias=_env("ORCHESTRATOR_COMMAND_TIMEOUT", "command_timeout"))
+    output_cap: int = Field(16_000, ge=1000, validation_alias=_env("ORCHESTRATOR_OUTPUT_CAP", "output_cap"))
+    allow_etc_writes: bool = Field(False, validation_alias=_env("ORCHESTRATOR_ALLOW_ETC_WRITES", "allow_etc_writes"))
+    read_commands: CsvList = Field(default_factory=list, validation_alias=_env("ORCHESTRATOR_READ_COMMANDS", "read_commands"))
+    deny_commands: CsvList = Field(default_factory=list, validation_alias=_env("ORCHESTRATOR_DENY_COMMANDS", "deny_commands"))
+
+    # ---- approvals -----------------------------------------------------------
+    approval_timeout: float = Field(600.0, gt=0, validation_alias=_env("ORCHESTRATOR_APPROVAL_TIMEOUT", "approval_timeout"))
+    allow_self_approval: bool = Field(True, validation_alias=_env("ORCHESTRATOR_ALLOW_SELF_APPROVAL", "allow_self_approval"))
+    quorum_write: int = Field(1, ge=1, validation_alias=_env("ORCHESTRATOR_QUORUM_WRITE", "quorum_write"))
+    quorum_exec: int = Field(1, ge=1, validation_alias=_env("ORCHESTRATOR_QUORUM_EXEC", "quorum_exec"))
+    console_approvers: CsvList = Field(
+        default_factory=lambda: [getpass.getuser()],
+        validation_alias=_env("ORCHESTRATOR_CONSOLE_APPROVERS", "console_approvers"),
+    )
+
+    # ---- Slack ---------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN", "slack_bot_token"))
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN", "slack_app_token"))
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_SIGNING_SECRET", "slack_signing_secret")
+    )
+    slack_http_port: int = Field(3000, validation_alias=_env("SLACK_HTTP_PORT", "slack_http_port"))
+    slack_approvers: CsvList = Field(default_factory=list, validation_alias=_env("SLACK_APPROVERS", "slack_approvers"))
+    slack_approver_groups: CsvList = Field(
+        default_factory=list, validation_alias=_env("SLACK_APPROVER_GROUPS", "slack_approver_groups")
+    )
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL", "slack_api_url"))
+
+    # ---- Discord -------------------------------------------------------------
+    discord_token: SecretStr | None = Field(None, validation_alias=_env("DISCORD_TOKEN", "discord_token"))
+    discord_approvers: CsvList = Field(default_factory=list, validation_alias=_env("DISCORD_APPROVERS", "discord_approvers"))
+    discord_approver_roles: CsvList = Field(
+        default_factory=list, validation_alias=_env("DISCORD_APPROVER_ROLES", "discord_approver_roles")
+    )
+    discord_api_url: str = Field("https://discord.com/api/v10", validation_alias=_env("DISCORD_API_URL", "discord_api_url"))
+
+    # ---- memory --------------------------------------------------------------
+    chroma_host: str = Field("", validation_alias=_env("CHROMA_HOST", "chroma_host"))
+    chroma_port: int = Field(8000, validation_alias=_env("CHROMA_PORT", "chroma_port"))
+
+    reports: ReportSettings = Field(default_factory=ReportSettings)
+
+    @field_validator("file_roots", mode="before")
+    @classmethod
+    def _roots(cls, value: Any) -> Any:
+        return _split(value, os.pathsep)
+
+    @field_validator(
+        "read_commands", "deny_commands", "console_approvers", "slack_approvers", "slack_approver_groups",
+        "discord_approvers", "discord_approver_roles", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get(CONFIG_ENV, "orchestrator.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    # ---- derived -------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'orchestrator.db'}"
+
+    @property
+    def roots(self) -> list[Path]:
+        return self.file_roots or [self.data_dir / "workspace"]
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.data_dir / "backups"
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, so the redactor can remove them wherever they appear."""
+        values = [self.slack_bot_token, self.slack_app_token, self.slack_signing_secret, self.discord_token]
+        out = [v.get_secret_value() for v in values if v is not None]
+        if "@" in self.database_url and ":" in self.database_url.split("@")[0]:
+            out.append(self.database_url.split("@")[0].rsplit(":", 1)[-1])
+        return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

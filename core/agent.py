@@ -1,0 +1,344 @@
+"""The ReAct loop: ask the model, run the tools it asks for, repeat, answer.
+
+`Agent.run(request)` is an async generator of events. Every event is written to the
+store before it is yielded, so what the thread shows can be condensed but the run
+never loses a step. Risky calls wait on the approval gate; tool failures, unknown
+tools and bad arguments become observations the model can correct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import platform as _platform
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core.approval import ApprovalGate
+from core.events import (
+    Answer,
+    ApprovalRequested,
+    ApprovalResolved,
+    Event,
+    Failed,
+    Request,
+    Risk,
+    Thinking,
+    ToolCall,
+    ToolResult,
+)
+from core.llm import LLM, LLMError, LLMToolCall
+from core.parsing import extract_tool_calls, split_think
+from core.policy import Policy, PolicyError
+from core.store import Store
+from core.store.models import AuditEntry, Message
+from core.tools.registry import ToolError, ToolOutput, ToolRegistry, canonical_json, fingerprint
+
+log = logging.getLogger(__name__)
+
+ContextProvider = Callable[[Request], Awaitable[str]]
+RunHook = Callable[[Request, Sequence[dict[str, Any]], str], Awaitable[None]]
+
+SYSTEM_PROMPT = """\
+You are AI Orchestrator, an operations assistant for the people who run this server.
+Current date and time: {now}. Host: {host} ({os}).
+
+How you work:
+- Investigate with tools before you answer; never invent figures, file contents or command output.
+- Read-only tools run at once. Tools that change things (write_file, run_command for anything
+  that is not read-only, restarts) are shown to a human who approves or denies them. If an action
+  is denied, do not retry it: explain and ask what to do instead.
+- run_command runs one program without a shell: no pipes, redirections, `&&` or `;`.
+- Some commands are forbidden and can never run (formatting disks, raw device writes, kernel
+  modules, recursive deletes of system directories). Do not try to work around a refusal.
+- Keep answers short and concrete: figures, the command you ran, what to do next.
+- Answer in the language the user wrote in.
+{extra}"""
+
+
+@dataclass
+class AgentConfig:
+    max_iterations: int = 15
+    history_limit: int = 40
+    host_name: str = field(default_factory=socket.gethostname)
+    extra_instructions: str = ""
+
+
+def _output_text(out: object) -> tuple[str, bool, int | None]:
+    if isinstance(out, ToolOutput):
+        return out.text, out.ok, out.exit_status
+    if isinstance(out, str):
+        return out, True, None
+    try:
+        return json.dumps(out, indent=1, default=str, ensure_ascii=False), True, None
+    except (TypeError, ValueError):
+        return str(out), True, None
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        llm: LLM,
+        tools: ToolRegistry,
+        store: Store,
+        gate: ApprovalGate,
+        policy: Policy,
+        config: AgentConfig | None = None,
+        context_providers: Sequence[ContextProvider] = (),
+        after_run: Sequence[RunHook] = (),
+        clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+    ) -> None:
+        self.llm = llm
+        self.tools = tools
+        self.store = store
+        self.gate = gate
+        self.policy = policy
+        self.config = config or AgentConfig()
+        self.context_providers = list(context_providers)
+        self.after_run = list(after_run)
+        self.clock = clock
+        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+    # ---- prompt ---------------------------------------------------------------
+    async def system_prompt(self, request: Request) -> str:
+        extra = [self.config.extra_instructions] if self.config.extra_instructions else []
+        for provider in self.context_providers:
+            try:
+                text = await provider(request)
+            except Exception:  # a memory outage must not stop the agent
+                log.exception("context provider failed")
+                continue
+            if text:
+                extra.append(text)
+        return SYSTEM_PROMPT.format(
+            now=self.clock().strftime("%A %Y-%m-%d %H:%M %Z"),
+            host=self.config.host_name,
+            os=f"{_platform.system()} {_platform.release()}",
+            extra="\n".join(extra),
+        )
+
+    @staticmethod
+    def _history_messages(rows: Sequence[Message]) -> list[dict[str, Any]]:
+        msgs: list[dict[str, Any]] = []
+        for row in rows:
+            m: dict[str, Any] = {"role": row.role, "content": row.content}
+            if row.tool_calls_json:
+                m["tool_calls"] = json.loads(row.tool_calls_json)
+            if row.tool_name:
+                m["tool_name"] = row.tool_name
+            msgs.append(m)
+        while msgs and msgs[0]["role"] != "user":  # never start mid-exchange
+            msgs.pop(0)
+        return msgs
+
+    # ---- the loop -------------------------------------------------------------
+    async def run(self, request: Request) -> AsyncIterator[Event]:
+        lock = self._locks.setdefault(request.conversation_key, asyncio.Lock())
+        async with lock:
+            async for ev in self._run(request):
+                yield ev
+
+    async def _run(self, request: Request) -> AsyncIterator[Event]:
+        conv_id = await self.store.conversation_id(*request.conversation_key)
+        history = self._history_messages(await self.store.history(conv_id, limit=self.config.history_limit))
+        run_id = await self.store.start_run(request, conv_id)
+        seq = 0
+
+        async def record(ev: Event) -> Event:
+            nonlocal seq
+            seq += 1
+            await self.store.add_step(run_id, seq, ev)
+            return ev
+
+        user_msg = {"role": "user", "content": request.text}
+        new_messages: list[dict[str, Any]] = [user_msg]
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": await self.system_prompt(request)},
+            *history,
+            user_msg,
+        ]
+        empty_replies = 0
+        n_calls = 0
+        for _ in range(self.config.max_iterations):
+            try:
+                reply = await self.llm.chat(messages, self.tools.schemas())
+            except LLMError as exc:
+                yield await record(Failed(run_id, str(exc)))
+                await self.store.finish_run(run_id, status="failed", error=str(exc))
+                return
+            thinking, content = split_think(reply.content)
+            thinking = "\n\n".join(t for t in (reply.thinking.strip(), thinking) if t)
+            calls: list[LLMToolCall] = list(reply.tool_calls)
+            if not calls:
+                calls, content = extract_tool_calls(content)
+            if thinking:
+                yield await record(Thinking(run_id, thinking))
+            if calls:
+                if content:
+                    yield await record(Thinking(run_id, content))
+                assistant = {
+                    "role": "assistant",
+                    "content": content,
+                    "tool_calls": [{"function": {"name": c.name, "arguments": c.arguments}} for c in calls],
+                }
+                messages.append(assistant)
+                new_messages.append(assistant)
+                for call in calls:
+                    n_calls += 1
+                    result: ToolResult | None = None
+                    async for ev in self._call_tool(request, run_id, f"{run_id}.{n_calls}", call):
+                        yield await record(ev)
+                        if isinstance(ev, ToolResult):
+                            result = ev
+                    assert result is not None
+                    tool_msg = {"role": "tool", "content": result.output, "tool_name": call.name}
+                    messages.append(tool_msg)
+                    new_messages.append(tool_msg)
+                continue
+            if not content:
+                empty_replies += 1
+                if empty_replies >= 2:
+                    error = "the model returned an empty reply twice; try again or use another model (ORCHESTRATOR_MODEL)"
+                    yield await record(Failed(run_id, error))
+                    await self.store.finish_run(run_id, status="failed", error=error)
+                    return
+                messages.append(
+                    {"role": "user", "content": "Your last reply was empty. Answer the question, or call a tool."}
+                )
+                continue
+            answer = self.policy.redact(content)
+            yield await record(Answer(run_id, answer))
+            new_messages.append({"role": "assistant", "content": answer})
+            await self.store.add_messages(conv_id, new_messages)
+            await self.store.finish_run(run_id, status="answered", answer=answer)
+            for hook in self.after_run:
+                try:
+                    await hook(request, new_messages, answer)
+                except Exception:
+                    log.exception("after-run hook failed")
+            return
+        error = (
+            f"stopped after {self.config.max_iterations} model turns without a final answer "
+            "(the model kept calling tools); ask a narrower question or raise ORCHESTRATOR_MAX_ITERATIONS"
+        )
+        yield await record(Failed(run_id, error))
+        await self.store.add_messages(conv_id, [user_msg])
+        await self.store.finish_run(run_id, status="failed", error=error)
+
+    # ---- one tool call ----------------------------------------------------------
+    async def _call_tool(
+        self, request: Request, run_id: int, call_id: str, call: LLMToolCall
+    ) -> AsyncIterator[Event]:
+        shown_args = call.arguments if isinstance(call.arguments, dict) else {"raw": call.arguments}
+        yield ToolCall(run_id, call_id, call.name, shown_args)
+        actor = f"{request.platform}:{request.user_id}"
+
+        async def refuse(message: str, *, audit_action: str = "") -> ToolResult:
+            if audit_action:
+                await self.store.audit(
+                    AuditEntry(
+                        at=_now(),
+                        action=audit_action,
+                        actor=actor,
+                        tool=call.name,
+                        args_json=canonical_json(shown_args),
+                        run_id=run_id,
+                        detail=message[:2000],
+                    )
+                )
+            return ToolResult(run_id, call_id, call.name, False, message)
+
+        spec = self.tools.get(call.name)
+        if spec is None:
+            yield await refuse(
+                f"error: there is no tool named {call.name!r}. Available tools: {', '.join(self.tools.names())}",
+                audit_action="refused",
+            )
+            return
+        try:
+            args = spec.validate(call.arguments)
+            plan = await spec.make_plan(args)
+        except (ToolError, PolicyError) as exc:
+            yield await refuse(f"error: {exc}", audit_action="refused")
+            return
+        fp = fingerprint(spec.name, args, plan.fingerprint_parts)
+
+        if plan.risk is not Risk.READ:
+            approval = await self.gate.request(
+                request=request, run_id=run_id, tool=spec.name, args=args, plan=plan, fingerprint=fp
+            )
+            assert approval.id is not None
+            yield ApprovalRequested(
+                run_id=run_id,
+                approval_id=approval.id,
+                tool=spec.name,
+                risk=plan.risk,
+                summary=plan.summary,
+                detail=plan.detail,
+                detail_kind=plan.detail_kind,
+                host=plan.host,
+                expires_at=approval.expires_at,
+                requested_by=actor,
+            )
+            final = await self.gate.wait(approval.id)
+            approved = final.status == "approved"
+            yield ApprovalResolved(run_id, approval.id, approved, final.decided_by, final.reason)
+            if not approved:
+                why = "no decision before the timeout" if final.status == "expired" else (final.reason or "denied")
+                yield await refuse(
+                    f"not run: the action was {final.status} by {final.decided_by} ({why}). "
+                    "Do not retry it; tell the user and ask how to proceed."
+                )
+                return
+            # Approved: check the policy again and that the action is still the one approved.
+            try:
+                recheck = await spec.make_plan(args)
+            except (ToolError, PolicyError) as exc:
+                yield await refuse(f"not run: {exc}", audit_action="refused")
+                return
+            if fingerprint(spec.name, args, recheck.fingerprint_parts) != final.fingerprint:
+                yield await refuse(
+                    "not run: the target changed after the approval was requested (the diff no longer "
+                    "applies); read it again and propose a new change",
+                    audit_action="refused",
+                )
+                return
+            plan = recheck
+
+        try:
+            out = await (plan.run() if plan.run is not None else spec.fn(**args))
+        except asyncio.CancelledError:
+            raise
+        except (ToolError, PolicyError) as exc:
+            out = ToolOutput(f"error: {exc}", ok=False)
+        except Exception as exc:  # a tool bug is an observation, not a crash
+            log.exception("tool %s failed", spec.name)
+            out = ToolOutput(f"error: {spec.name} failed: {type(exc).__name__}: {exc}", ok=False)
+        text, ok, exit_status = _output_text(out)
+        clean, truncated = self.policy.clean(text)
+        await self.store.audit(
+            AuditEntry(
+                at=_now(),
+                action="tool_run",
+                actor=actor,
+                tool=spec.name,
+                args_json=canonical_json(args),
+                fingerprint=fp,
+                decision="auto" if plan.risk is Risk.READ else "approved",
+                exit_status=exit_status if exit_status is not None else (0 if ok else 1),
+                output_size=len(text),
+                run_id=run_id,
+                detail=plan.summary[:2000],
+            )
+        )
+        yield ToolResult(run_id, call_id, spec.name, ok, clean, truncated)
+
+
+def _now() -> float:
+    return time.time()

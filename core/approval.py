@@ -1,0 +1,201 @@
+"""The approval gate: pending approvals are rows, decisions come from approvers only.
+
+The waiting side polls the row as well as an in-process event, so a decision made by
+another bot process sharing the database resolves the wait too. Timeout fails closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from core.events import Request, Risk
+from core.store import Store
+from core.store.models import Approval
+from core.tools.registry import Plan, canonical_json
+
+
+class Outcome(StrEnum):
+    APPROVED = "approved"
+    DENIED = "denied"
+    VOTE_RECORDED = "vote_recorded"  # counted; more approvers are needed
+    NOT_APPROVER = "not_approver"
+    SELF_APPROVAL = "self_approval"
+    ALREADY_DECIDED = "already_decided"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class DecideResult:
+    outcome: Outcome
+    approval: Approval | None
+    message: str
+
+
+@dataclass
+class ApprovalRules:
+    """Who may approve, on which platform, and how many are needed."""
+
+    approvers: Mapping[str, frozenset[str]] = field(default_factory=dict)  # platform -> user ids
+    approver_roles: Mapping[str, frozenset[str]] = field(default_factory=dict)  # platform -> role/group ids
+    timeout: float = 600.0
+    allow_self_approval: bool = True
+    quorum: Mapping[Risk, int] = field(default_factory=dict)
+
+    def may_approve(self, platform: str, user_id: str, roles: Iterable[str] = ()) -> bool:
+        if user_id in self.approvers.get(platform, frozenset()):
+            return True
+        allowed_roles = self.approver_roles.get(platform, frozenset())
+        return any(r in allowed_roles for r in roles)
+
+    def needed(self, risk: str) -> int:
+        return max(1, self.quorum.get(Risk(risk), 1))
+
+
+class ApprovalGate:
+    def __init__(
+        self,
+        store: Store,
+        rules: ApprovalRules,
+        *,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self._events: dict[int, asyncio.Event] = {}
+
+    async def request(
+        self, *, request: Request, run_id: int | None, tool: str, args: dict[str, Any], plan: Plan, fingerprint: str
+    ) -> Approval:
+        now = self.clock()
+        row = Approval(
+            run_id=run_id,
+            tool=tool,
+            args_json=canonical_json(args),
+            risk=str(plan.risk),
+            summary=plan.summary,
+            detail=plan.detail,
+            detail_kind=plan.detail_kind,
+            host=plan.host,
+            fingerprint=fingerprint,
+            platform=request.platform,
+            channel=request.channel,
+            thread=request.thread,
+            requested_by=f"{request.platform}:{request.user_id}",
+            requested_at=now,
+            expires_at=now + self.rules.timeout,
+        )
+        row = await self.store.add_approval(row)
+        assert row.id is not None
+        self._events[row.id] = asyncio.Event()
+        return row
+
+    async def wait(self, approval_id: int) -> Approval:
+        """Wait until decided or expired. Returns the final row; never returns a pending one."""
+        event = self._events.setdefault(approval_id, asyncio.Event())
+        try:
+            while True:
+                row = await self.store.get_approval(approval_id)
+                if row is None:
+                    raise KeyError(approval_id)
+                if row.status != "pending":
+                    return row
+                remaining = row.expires_at - self.clock()
+                if remaining <= 0:
+                    await self.store.decide_approval(
+                        approval_id,
+                        status="expired",
+                        decided_by="timeout",
+                        reason=f"no decision within {self.rules.timeout:g} s",
+                    )
+                    continue
+                try:
+                    await asyncio.wait_for(event.wait(), min(remaining, self.poll_interval))
+                except TimeoutError:
+                    pass
+                event.clear()
+        finally:
+            self._events.pop(approval_id, None)
+
+    async def decide(
+        self,
+        approval_id: int,
+        *,
+        platform: str,
+        user_id: str,
+        approve: bool,
+        roles: Iterable[str] = (),
+        reason: str = "",
+    ) -> DecideResult:
+        row = await self.store.get_approval(approval_id)
+        if row is None:
+            return DecideResult(Outcome.UNKNOWN, None, f"approval #{approval_id} does not exist")
+        if row.status != "pending":
+            return DecideResult(Outcome.ALREADY_DECIDED, row, f"approval #{approval_id} is already {row.status}")
+        if row.platform != platform:
+            return DecideResult(Outcome.NOT_APPROVER, row, f"approval #{approval_id} belongs to {row.platform}")
+        if not self.rules.may_approve(platform, user_id, roles):
+            return DecideResult(Outcome.NOT_APPROVER, row, "you are not an approver for this action")
+        decider = f"{platform}:{user_id}"
+        if (
+            approve
+            and decider == row.requested_by
+            and not self.rules.allow_self_approval
+            and platform != "console"
+        ):
+            return DecideResult(
+                Outcome.SELF_APPROVAL, row, "self-approval is disabled: another approver must decide"
+            )
+        if self.clock() >= row.expires_at:
+            await self.store.decide_approval(approval_id, status="expired", decided_by="timeout", reason="expired")
+            self._wake(approval_id)
+            return DecideResult(Outcome.ALREADY_DECIDED, row, f"approval #{approval_id} has expired")
+        if not approve:
+            done = await self.store.decide_approval(
+                approval_id, status="denied", decided_by=decider, reason=reason or "denied"
+            )
+            self._wake(approval_id)
+            final = await self.store.get_approval(approval_id)
+            if not done:
+                return DecideResult(Outcome.ALREADY_DECIDED, final, "already decided")
+            return DecideResult(Outcome.DENIED, final, f"denied by {decider}")
+        votes: list[str] = json.loads(row.votes_json or "[]")
+        if decider not in votes:
+            votes.append(decider)
+        if len(votes) < self.rules.needed(row.risk):
+            await self.store.record_vote(approval_id, votes)
+            need = self.rules.needed(row.risk) - len(votes)
+            return DecideResult(Outcome.VOTE_RECORDED, row, f"approval noted; {need} more approver(s) needed")
+        await self.store.record_vote(approval_id, votes)
+        done = await self.store.decide_approval(
+            approval_id, status="approved", decided_by=",".join(votes), reason=reason
+        )
+        self._wake(approval_id)
+        final = await self.store.get_approval(approval_id)
+        if not done:
+            return DecideResult(Outcome.ALREADY_DECIDED, final, "already decided")
+        return DecideResult(Outcome.APPROVED, final, f"approved by {', '.join(votes)}")
+
+    def _wake(self, approval_id: int) -> None:
+        event = self._events.get(approval_id)
+        if event is not None:
+            event.set()
+
+    async def expire_stale(self, *, reason: str = "the bot restarted before a decision") -> list[Approval]:
+        """On start-up: pending approvals of a previous process can no longer run. Expire them."""
+        expired: list[Approval] = []
+        for row in await self.store.pending_approvals():
+            assert row.id is not None
+            if row.id in self._events:
+                continue  # ours, still being waited on
+            if await self.store.decide_approval(row.id, status="expired", decided_by="restart", reason=reason):
+                expired.append(row)
+        return expired

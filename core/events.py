@@ -1,0 +1,116 @@
+"""What flows between a chat adapter and the agent.
+
+A `Request` is everything the core knows about a message; it never holds a
+platform object.  A run yields `Event`s, one frozen dataclass per kind, that
+renderers match on exhaustively.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Risk(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    EXEC = "exec"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    platform: str
+    user_id: str
+    channel: str
+    text: str
+    thread: str = ""
+    user_name: str = ""
+    attachments: tuple[str, ...] = ()
+    is_private: bool = False
+
+    @property
+    def conversation_key(self) -> tuple[str, str, str]:
+        return (self.platform, self.channel, self.thread)
+
+
+@dataclass(frozen=True, slots=True)
+class Thinking:
+    run_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    run_id: int
+    call_id: str
+    tool: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    run_id: int
+    call_id: str
+    tool: str
+    ok: bool
+    output: str
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequested:
+    run_id: int
+    approval_id: int
+    tool: str
+    risk: Risk
+    summary: str
+    detail: str
+    detail_kind: str  # "argv" | "diff" | "text"
+    host: str
+    expires_at: float
+    requested_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalResolved:
+    run_id: int
+    approval_id: int
+    approved: bool
+    decided_by: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    run_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    run_id: int
+    error: str
+
+
+Event = Thinking | ToolCall | ToolResult | ApprovalRequested | ApprovalResolved | Answer | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file that goes with a report (a chart, for example)."""
+
+    path: str
+    title: str = ""
+    mime: str = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What scheduled jobs hand to adapters: a title, markdown text and files."""
+
+    kind: str
+    title: str
+    text: str
+    attachments: tuple[Attachment, ...] = ()
+    fields: dict[str, Any] = field(default_factory=dict)

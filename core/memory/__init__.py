@@ -1,0 +1,1 @@
+"""Long-term memory: facts, incidents and summaries in a vector store."""

@@ -1,0 +1,548 @@
+"""Long-term memory over ChromaDB: facts, incidents and summaries.
+
+One collection holds every memory; ``kind`` and ``scope`` are metadata
+fields that every read filters on.  A scope is ``shared`` (what was said in a
+channel) or ``private:<platform>:<user>`` (what a user said in a DM); callers
+pass the scopes a requester may see, normally ``[SHARED_SCOPE,
+private_scope(platform, user)]``.
+
+Vectors are computed here (never by Chroma), so one embedding serves both the
+near-duplicate check and the insert.  The collection records the embedding
+model it was built with; opening it with another model raises
+:class:`EmbeddingModelMismatch`, because vectors of two models are not
+comparable.
+
+All methods are synchronous and thread-safe; async callers wrap them in
+``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal, cast, get_args
+
+import chromadb
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Metadata, Where
+from chromadb.config import Settings
+from chromadb.errors import NotFoundError
+
+from core.memory.embeddings import MemoryEmbedding, OfflineEmbedding
+
+__all__ = [
+    "DEFAULT_COLLECTION",
+    "DEFAULT_DEDUP_DISTANCE",
+    "DEFAULT_FORGET_DISTANCE",
+    "DEFAULT_RECALL_DISTANCE",
+    "INCIDENT_FIELDS",
+    "KINDS",
+    "SHARED_SCOPE",
+    "EmbeddingModelMismatch",
+    "Kind",
+    "Memory",
+    "MemoryStore",
+    "MemoryStoreError",
+    "incident_text",
+    "private_scope",
+]
+
+Kind = Literal["fact", "incident", "summary"]
+KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
+SHARED_SCOPE: Final = "shared"
+INCIDENT_FIELDS: Final = ("symptom", "cause", "fix", "outcome", "audit_ids")
+DEFAULT_COLLECTION: Final = "orchestrator_memories"
+
+# Cosine distances (1 - cosine similarity) measured with all-MiniLM-L6-v2:
+# a question about a stored fact lands at 0.15-0.46 (a few paraphrases that
+# share no words with it at 0.65-0.70); unrelated questions stay at 0.74 or
+# more.  The same fact restated lands at 0.01-0.07 (looser rewordings up to
+# 0.24), while facts that differ in one word ("staging"/"production") land at
+# 0.10-0.16, so only close restatements are merged.  Tuned for the offline
+# model; other models may need other values.
+DEFAULT_RECALL_DISTANCE: Final = 0.60
+DEFAULT_DEDUP_DISTANCE: Final = 0.05
+DEFAULT_FORGET_DISTANCE: Final = 0.35
+
+_META_MODEL: Final = "embedding_model"
+_META_FORMAT: Final = "memory_format"
+_FORMAT_VERSION: Final = 1
+_SOURCE_PREFIX: Final = "src_"
+_PRIVATE_SCOPE_RE: Final = re.compile(r"^private:[^:\s]+:\S+$")
+# Host names, addresses and other identifiers: a letter followed later by a
+# digit (db1, web-02, eu-west-1) or dotted words (vpn.example.com, 10.0.0.1).
+_IDENTIFIER_RE: Final = re.compile(
+    r"[a-z][a-z0-9_-]*[0-9][a-z0-9_-]*|[a-z0-9_-]+(?:\.[a-z0-9_-]+)+", re.IGNORECASE
+)
+
+
+class MemoryStoreError(RuntimeError):
+    """The memory store cannot be used as asked."""
+
+
+class EmbeddingModelMismatch(MemoryStoreError):
+    """The collection was built with another embedding model than the one given."""
+
+    def __init__(self, *, collection: str, stored: str, requested: str, location: str) -> None:
+        self.collection = collection
+        self.stored = stored
+        self.requested = requested
+        super().__init__(
+            f"memory collection {collection!r} at {location} was built with embedding model "
+            f"{stored!r}, but {requested!r} is configured; vectors of different models cannot be "
+            f"compared.  Either configure {stored!r} again, or start over with the new model: "
+            f"run `orchestrator memory reset` (deletes the stored memories) or point the "
+            f"memory store at a new data directory."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """One remembered item.
+
+    ``distance`` is set by :meth:`MemoryStore.recall` (cosine distance to the
+    query) and by :meth:`MemoryStore.add` when it merged into an existing
+    memory (``updated`` is then true).
+    """
+
+    id: str
+    text: str
+    kind: Kind
+    scope: str
+    source: Mapping[str, str] = field(default_factory=dict)
+    created_at: str = ""
+    updated_at: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    revision: int = 1
+    distance: float | None = None
+    updated: bool = False
+
+    @property
+    def platform(self) -> str:
+        return self.source.get("platform", "")
+
+    @property
+    def channel(self) -> str:
+        return self.source.get("channel", "")
+
+    @property
+    def user(self) -> str:
+        return self.source.get("user", "")
+
+
+def private_scope(platform: str, user: str) -> str:
+    """The scope of what ``user`` told the bot in a DM on ``platform``."""
+    if not platform or not user or ":" in platform or any(c.isspace() for c in platform + user):
+        raise ValueError(f"invalid platform/user for a private scope: {platform!r}, {user!r}")
+    return f"private:{platform}:{user}"
+
+
+def incident_text(*, symptom: str, cause: str = "", fix: str = "", outcome: str = "") -> str:
+    """The text an incident is embedded and shown as: the symptom leads."""
+    parts = [symptom.strip().rstrip(".") + "."]
+    for label, value in (("Cause", cause), ("Fix", fix), ("Outcome", outcome)):
+        if value.strip():
+            parts.append(f"{label}: {value.strip().rstrip('.')}.")
+    return " ".join(parts)
+
+
+def _check_scope(scope: str) -> str:
+    if scope != SHARED_SCOPE and not _PRIVATE_SCOPE_RE.match(scope):
+        raise ValueError(f"invalid scope {scope!r}: expected 'shared' or 'private:<platform>:<user>'")
+    return scope
+
+
+def _check_kind(kind: str) -> Kind:
+    if kind not in KINDS:
+        raise ValueError(f"invalid memory kind {kind!r}: expected one of {', '.join(KINDS)}")
+    return cast(Kind, kind)
+
+
+def _identifiers(text: str) -> frozenset[str]:
+    return frozenset(m.group(0).lower().strip("._-") for m in _IDENTIFIER_RE.finditer(text))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _where(**fields: Sequence[str] | None) -> Where | None:
+    clauses: list[Where] = []
+    for name, values in fields.items():
+        if values is None:
+            continue
+        values = list(values)
+        clauses.append({name: values[0]} if len(values) == 1 else {name: {"$in": values}})
+    if not clauses:
+        return None
+    if len(clauses) == 1:
+        return clauses[0]
+    return {"$and": clauses}  # type: ignore[dict-item]  # chromadb's recursive Where alias
+
+
+def _metadata(memory: Memory) -> Metadata:
+    meta: dict[str, str | int | float | bool] = {
+        "kind": memory.kind,
+        "scope": memory.scope,
+        "created_at": memory.created_at,
+        "updated_at": memory.updated_at,
+        "revision": memory.revision,
+        "extra": json.dumps(dict(memory.extra), sort_keys=True, default=str),
+    }
+    for key, value in memory.source.items():
+        meta[_SOURCE_PREFIX + key] = value
+    return meta
+
+
+def _from_record(
+    memory_id: str, text: str | None, meta: Mapping[str, Any] | None, distance: float | None = None
+) -> Memory:
+    meta = meta or {}
+    source = {
+        key[len(_SOURCE_PREFIX) :]: str(value)
+        for key, value in meta.items()
+        if key.startswith(_SOURCE_PREFIX)
+    }
+    try:
+        extra = json.loads(str(meta.get("extra") or "{}"))
+    except json.JSONDecodeError:
+        extra = {}
+    kind = str(meta.get("kind", "fact"))
+    return Memory(
+        id=memory_id,
+        text=text or "",
+        kind=cast(Kind, kind if kind in KINDS else "fact"),
+        scope=str(meta.get("scope", SHARED_SCOPE)),
+        source=source,
+        created_at=str(meta.get("created_at", "")),
+        updated_at=str(meta.get("updated_at", "")),
+        extra=extra if isinstance(extra, dict) else {},
+        revision=int(meta.get("revision") or 1),
+        distance=distance,
+    )
+
+
+class MemoryStore:
+    """Facts, incidents and summaries with semantic recall.
+
+    Embedded Chroma at ``path`` by default; a Chroma server when ``host`` is
+    given.  ``embedding`` defaults to the offline all-MiniLM-L6-v2.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        embedding: MemoryEmbedding | None = None,
+        host: str | None = None,
+        port: int = 8000,
+        collection: str = DEFAULT_COLLECTION,
+        recall_distance: float = DEFAULT_RECALL_DISTANCE,
+        dedup_distance: float = DEFAULT_DEDUP_DISTANCE,
+    ) -> None:
+        settings = Settings(anonymized_telemetry=False)
+        self._client: ClientAPI
+        if host:
+            self._client = chromadb.HttpClient(host=host, port=port, settings=settings)
+            self.location = f"http://{host}:{port}"
+        elif path is not None:
+            Path(path).mkdir(parents=True, exist_ok=True)
+            self._client = chromadb.PersistentClient(path=str(path), settings=settings)
+            self.location = str(path)
+        else:
+            raise ValueError("MemoryStore needs a data directory (path) or a Chroma server (host)")
+        self.embedding: MemoryEmbedding = embedding if embedding is not None else OfflineEmbedding()
+        self.collection_name = collection
+        self.recall_distance = recall_distance
+        self.dedup_distance = dedup_distance
+        self._lock = threading.RLock()
+        try:
+            self._collection = self._open_collection()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def _open_collection(self) -> Collection:
+        model = self.embedding.model_name
+        try:
+            collection = self._client.get_collection(self.collection_name, embedding_function=None)
+        except (NotFoundError, ValueError):
+            collection = self._client.get_or_create_collection(
+                self.collection_name,
+                metadata={_META_MODEL: model, _META_FORMAT: _FORMAT_VERSION},
+                configuration={"hnsw": {"space": "cosine"}},
+                embedding_function=None,
+            )
+        metadata = collection.metadata or {}
+        stored = metadata.get(_META_MODEL)
+        if stored is None:
+            if collection.count():
+                stored = "an unknown model"
+            else:  # an empty collection someone else made: claim it
+                collection.modify(metadata={**metadata, _META_MODEL: model, _META_FORMAT: _FORMAT_VERSION})
+                stored = model
+        if stored != model:
+            raise EmbeddingModelMismatch(
+                collection=self.collection_name,
+                stored=str(stored),
+                requested=model,
+                location=self.location,
+            )
+        config = collection.configuration_json or {}
+        index = config.get("hnsw") or config.get("spann") or {}
+        space = index.get("space") if isinstance(index, Mapping) else None
+        if space not in (None, "cosine"):
+            raise MemoryStoreError(
+                f"memory collection {self.collection_name!r} at {self.location} uses the {space!r} "
+                f"distance, not 'cosine': run `orchestrator memory reset` or use a new data directory"
+            )
+        return collection
+
+    def close(self) -> None:
+        """Release the client (the embedded database's files, for the next opener)."""
+        close = getattr(self._client, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reset(self) -> None:
+        """Delete every memory and start over with the current embedding model."""
+        with self._lock:
+            try:
+                self._client.delete_collection(self.collection_name)
+            except (NotFoundError, ValueError):
+                pass
+            self._collection = self._open_collection()
+
+    # -- writing ----------------------------------------------------------------
+
+    def add(
+        self,
+        text: str,
+        *,
+        kind: str,
+        scope: str,
+        source: Mapping[str, object],
+        extra: Mapping[str, Any] | None = None,
+    ) -> Memory:
+        """Remember ``text``; a near-duplicate of the same kind and scope is updated instead.
+
+        A near-duplicate is within ``dedup_distance`` and names the same
+        identifiers (hosts, addresses): "postgres on db1 listens on 5433"
+        updates "postgres on db1 listens on port 5432", but never
+        "... on db2 ...".  The returned memory has ``updated`` set when an
+        existing one was rewritten (its id, created_at and ``distance`` to the
+        new text are kept; text, source and updated_at are the new ones,
+        ``extra`` is merged).
+        """
+        text = text.strip()
+        if not text:
+            raise ValueError("cannot remember an empty text")
+        checked_kind = _check_kind(kind)
+        _check_scope(scope)
+        src = {str(k): str(v) for k, v in source.items() if v is not None and str(v) != ""}
+        vector = self.embedding([text])[0]
+        now = _now()
+        with self._lock:
+            twin = self._near_duplicate(text, vector, checked_kind, scope)
+            if twin is not None:
+                memory = replace(
+                    twin,
+                    text=text,
+                    source=src or dict(twin.source),
+                    updated_at=now,
+                    extra={**twin.extra, **(extra or {})},
+                    revision=twin.revision + 1,
+                    updated=True,
+                )
+                self._collection.update(
+                    ids=[memory.id], embeddings=[vector], documents=[text], metadatas=[_metadata(memory)]
+                )
+                return memory
+            memory = Memory(
+                id=uuid.uuid4().hex,
+                text=text,
+                kind=checked_kind,
+                scope=scope,
+                source=src,
+                created_at=now,
+                updated_at=now,
+                extra=dict(extra or {}),
+            )
+            self._collection.add(
+                ids=[memory.id], embeddings=[vector], documents=[text], metadatas=[_metadata(memory)]
+            )
+            return memory
+
+    def add_incident(
+        self,
+        *,
+        symptom: str,
+        scope: str,
+        source: Mapping[str, object],
+        cause: str = "",
+        fix: str = "",
+        outcome: str = "",
+        audit_ids: Iterable[str | int] = (),
+    ) -> Memory:
+        """Remember a failure with what caused it and what fixed it (kind ``incident``)."""
+        extra: dict[str, Any] = {
+            "symptom": symptom,
+            "cause": cause,
+            "fix": fix,
+            "outcome": outcome,
+            "audit_ids": [str(a) for a in audit_ids],
+        }
+        text = incident_text(symptom=symptom, cause=cause, fix=fix, outcome=outcome)
+        return self.add(text, kind="incident", scope=scope, source=source, extra=extra)
+
+    def _near_duplicate(self, text: str, vector: Any, kind: Kind, scope: str) -> Memory | None:
+        result = self._collection.query(
+            query_embeddings=[vector],
+            n_results=3,
+            where=_where(kind=[kind], scope=[scope]),
+            include=["documents", "metadatas", "distances"],
+        )
+        wanted = _identifiers(text)
+        for memory in self._results(result):
+            assert memory.distance is not None
+            if memory.distance >= self.dedup_distance:
+                break
+            if _identifiers(memory.text) == wanted:
+                return memory
+        return None
+
+    def forget(
+        self,
+        memory_id: str | None = None,
+        *,
+        query: str | None = None,
+        scopes: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        max_distance: float = DEFAULT_FORGET_DISTANCE,
+        limit: int = 10,
+    ) -> int:
+        """Delete one memory by id, or the memories closest to ``query``; returns how many.
+
+        ``scopes`` restricts what may be deleted (required with ``query``):
+        a memory outside them is left alone.  ``max_distance`` is stricter
+        than recall's, so "forget the db1 port" removes that fact, not
+        everything about db1.
+        """
+        if (memory_id is None) == (query is None):
+            raise ValueError("forget needs exactly one of memory_id or query")
+        with self._lock:
+            if memory_id is not None:
+                got = self._collection.get(ids=[memory_id], include=["metadatas"])
+                if not got["ids"]:
+                    return 0
+                metas = got["metadatas"] or [{}]
+                if scopes is not None and (metas[0] or {}).get("scope") not in scopes:
+                    return 0
+                self._collection.delete(ids=[memory_id])
+                return 1
+            assert query is not None
+            if not scopes:
+                raise ValueError("forgetting by query needs the scopes the requester may change")
+            matches = self.recall(query, scopes=scopes, kinds=kinds, k=limit, max_distance=max_distance)
+            if matches:
+                self._collection.delete(ids=[m.id for m in matches])
+            return len(matches)
+
+    # -- reading ----------------------------------------------------------------
+
+    def recall(
+        self,
+        query: str,
+        *,
+        scopes: Sequence[str],
+        kinds: Sequence[str] | None = None,
+        k: int = 5,
+        max_distance: float | None = None,
+    ) -> builtins.list[Memory]:
+        """The ``k`` memories closest to ``query`` within ``scopes``, nearest first.
+
+        Only memories within ``max_distance`` (default ``recall_distance``)
+        come back, each with its ``distance``.
+        """
+        if not scopes:
+            raise ValueError("recall needs at least one scope (e.g. 'shared')")
+        for scope in scopes:
+            _check_scope(scope)
+        if kinds is not None:
+            kinds = [_check_kind(kind) for kind in kinds]
+        if k < 1 or not query.strip():
+            return []
+        limit = self.recall_distance if max_distance is None else max_distance
+        vector = self.embedding.embed_query([query.strip()])[0]
+        result = self._collection.query(
+            query_embeddings=[vector],
+            n_results=k,
+            where=_where(scope=scopes, kind=kinds),
+            include=["documents", "metadatas", "distances"],
+        )
+        return [m for m in self._results(result) if m.distance is not None and m.distance <= limit]
+
+    def list(
+        self, kind: str | None = None, scope: str | None = None, *, limit: int | None = None
+    ) -> builtins.list[Memory]:
+        """Memories of a kind and/or scope, oldest first."""
+        where = _where(
+            kind=[_check_kind(kind)] if kind is not None else None,
+            scope=[_check_scope(scope)] if scope is not None else None,
+        )
+        got = self._collection.get(where=where, include=["documents", "metadatas"])
+        documents = got["documents"] or []
+        metadatas = got["metadatas"] or []
+        memories = [
+            _from_record(memory_id, documents[i] if i < len(documents) else None, metadatas[i] if i < len(metadatas) else None)
+            for i, memory_id in enumerate(got["ids"])
+        ]
+        memories.sort(key=lambda m: (m.created_at, m.id))
+        return memories[:limit] if limit is not None else memories
+
+    def get(self, memory_id: str) -> Memory | None:
+        got = self._collection.get(ids=[memory_id], include=["documents", "metadatas"])
+        if not got["ids"]:
+            return None
+        return _from_record(got["ids"][0], (got["documents"] or [None])[0], (got["metadatas"] or [None])[0])
+
+    def count(self, kind: str | None = None, scope: str | None = None) -> int:
+        if kind is None and scope is None:
+            return self._collection.count()
+        where = _where(
+            kind=[_check_kind(kind)] if kind is not None else None,
+            scope=[_check_scope(scope)] if scope is not None else None,
+        )
+        return len(self._collection.get(where=where, include=[])["ids"])
+
+    @staticmethod
+    def _results(result: Any) -> builtins.list[Memory]:
+        ids: builtins.list[str] = (result.get("ids") or [[]])[0]
+        documents = (result.get("documents") or [[]])[0] or []
+        metadatas = (result.get("metadatas") or [[]])[0] or []
+        distances = (result.get("distances") or [[]])[0] or []
+        return [
+            _from_record(
+                memory_id,
+                documents[i] if i < len(documents) else None,
+                metadatas[i] if i < len(metadatas) else None,
+                float(distances[i]) if i < len(distances) else None,
+            )
+            for i, memory_id in enumerate(ids)
+        ]

@@ -1,0 +1,367 @@
+"""The store: one SQLAlchemy engine, async methods, one worker thread.
+
+SQLModel is synchronous; every call runs in a single dedicated thread so the
+event loop never waits on the database and SQLite sees one writer at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, event, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, create_engine, select
+
+from core.events import Request
+from core.store.migrate import upgrade
+from core.store.models import (
+    Approval,
+    AuditEntry,
+    Conversation,
+    Message,
+    ProcessedEvent,
+    Run,
+    Step,
+)
+
+T = TypeVar("T")
+
+
+def default_sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'orchestrator.db'}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def event_payload(ev: object) -> dict[str, Any]:
+    if is_dataclass(ev) and not isinstance(ev, type):
+        return asdict(ev)
+    return {"value": repr(ev)}
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    # ---- plumbing ---------------------------------------------------------
+    async def _call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn)
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def migrate_sync(self) -> None:
+        upgrade(self.engine)
+
+    async def init(self) -> None:
+        """Create or upgrade the schema (safe to call on every start)."""
+        await self._call(self.migrate_sync)
+
+    async def close(self) -> None:
+        await self._call(self.engine.dispose)
+        self._pool.shutdown(wait=True)
+
+    def run_sync(self, fn: Callable[[Session], T]) -> T:
+        """For synchronous callers (the CLI's read-only commands, notebooks)."""
+        with self._session() as s:
+            return fn(s)
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        """Run a function with a session in the store thread (for other core services)."""
+
+        def work() -> T:
+            with self._session() as s:
+                return fn(s)
+
+        return await self._call(work)
+
+    # ---- conversations ------------------------------------------------------
+    async def conversation_id(self, platform: str, channel: str, thread: str) -> int:
+        def work() -> int:
+            now = time.time()
+            with self._session() as s:
+                row = s.exec(
+                    select(Conversation).where(
+                        Conversation.platform == platform,
+                        Conversation.channel == channel,
+                        Conversation.thread == thread,
+                    )
+                ).first()
+                if row is None:
+                    row = Conversation(
+                        platform=platform, channel=channel, thread=thread, created_at=now, updated_at=now
+                    )
+                    s.add(row)
+                else:
+                    row.updated_at = now
+                s.commit()
+                assert row.id is not None
+                return row.id
+
+        return await self._call(work)
+
+    async def history(self, conversation_id: int, *, limit: int = 40) -> list[Message]:
+        def work() -> list[Message]:
+            with self._session() as s:
+                rows = s.exec(
+                    select(Message)
+                    .where(Message.conversation_id == conversation_id)
+                    .order_by(col(Message.id).desc())
+                    .limit(limit)
+                ).all()
+                return list(reversed(rows))
+
+        return await self._call(work)
+
+    async def add_messages(self, conversation_id: int, messages: Sequence[dict[str, Any]]) -> None:
+        def work() -> None:
+            now = time.time()
+            with self._session() as s:
+                for m in messages:
+                    s.add(
+                        Message(
+                            conversation_id=conversation_id,
+                            role=m["role"],
+                            content=m.get("content", ""),
+                            tool_name=m.get("tool_name", ""),
+                            tool_calls_json=json.dumps(m["tool_calls"]) if m.get("tool_calls") else "",
+                            created_at=now,
+                        )
+                    )
+                s.commit()
+
+        await self._call(work)
+
+    # ---- runs and steps -----------------------------------------------------
+    async def start_run(self, request: Request, conversation_id: int) -> int:
+        def work() -> int:
+            with self._session() as s:
+                run = Run(
+                    conversation_id=conversation_id,
+                    platform=request.platform,
+                    user_id=request.user_id,
+                    user_name=request.user_name,
+                    channel=request.channel,
+                    thread=request.thread,
+                    request_text=request.text,
+                    started_at=time.time(),
+                )
+                s.add(run)
+                s.flush()
+                assert run.id is not None
+                s.add(
+                    AuditEntry(
+                        at=run.started_at,
+                        action="request",
+                        actor=f"{request.platform}:{request.user_id}",
+                        run_id=run.id,
+                        detail=request.text[:2000],
+                    )
+                )
+                s.commit()
+                return run.id
+
+        return await self._call(work)
+
+    async def add_step(self, run_id: int, seq: int, ev: object) -> None:
+        payload = json.dumps(event_payload(ev), default=str)
+        kind = type(ev).__name__
+
+        def work() -> None:
+            with self._session() as s:
+                s.add(Step(run_id=run_id, seq=seq, kind=kind, payload_json=payload, created_at=time.time()))
+                s.commit()
+
+        await self._call(work)
+
+    async def finish_run(self, run_id: int, *, status: str, answer: str = "", error: str = "") -> None:
+        def work() -> None:
+            with self._session() as s:
+                s.execute(
+                    update(Run)
+                    .where(col(Run.id) == run_id)
+                    .values(status=status, answer=answer, error=error, finished_at=time.time())
+                )
+                s.commit()
+
+        await self._call(work)
+
+    async def steps(self, run_id: int) -> list[Step]:
+        return await self.run(
+            lambda s: list(s.exec(select(Step).where(Step.run_id == run_id).order_by(col(Step.seq))).all())
+        )
+
+    async def runs(self, *, limit: int = 20) -> list[Run]:
+        return await self.run(lambda s: list(s.exec(select(Run).order_by(col(Run.id).desc()).limit(limit)).all()))
+
+    # ---- approvals ----------------------------------------------------------
+    async def add_approval(self, approval: Approval) -> Approval:
+        def work() -> Approval:
+            with self._session() as s:
+                s.add(approval)
+                s.flush()
+                assert approval.id is not None
+                s.add(
+                    AuditEntry(
+                        at=approval.requested_at,
+                        action="approval_requested",
+                        actor=approval.requested_by,
+                        tool=approval.tool,
+                        args_json=approval.args_json,
+                        fingerprint=approval.fingerprint,
+                        run_id=approval.run_id,
+                        approval_id=approval.id,
+                        detail=approval.summary,
+                    )
+                )
+                s.commit()
+                return approval
+
+        return await self._call(work)
+
+    async def get_approval(self, approval_id: int) -> Approval | None:
+        return await self.run(lambda s: s.get(Approval, approval_id))
+
+    async def approval_for_message(self, platform: str, channel: str, message_ref: str) -> Approval | None:
+        return await self.run(
+            lambda s: s.exec(
+                select(Approval).where(
+                    Approval.platform == platform,
+                    Approval.channel == channel,
+                    Approval.message_ref == message_ref,
+                )
+            ).first()
+        )
+
+    async def attach_approval_message(self, approval_id: int, *, channel: str, thread: str, message_ref: str) -> None:
+        def work() -> None:
+            with self._session() as s:
+                s.execute(
+                    update(Approval)
+                    .where(col(Approval.id) == approval_id)
+                    .values(channel=channel, thread=thread, message_ref=message_ref)
+                )
+                s.commit()
+
+        await self._call(work)
+
+    async def record_vote(self, approval_id: int, votes: list[str]) -> None:
+        def work() -> None:
+            with self._session() as s:
+                s.execute(
+                    update(Approval)
+                    .where(col(Approval.id) == approval_id, col(Approval.status) == "pending")
+                    .values(votes_json=json.dumps(votes))
+                )
+                s.commit()
+
+        await self._call(work)
+
+    async def decide_approval(
+        self, approval_id: int, *, status: str, decided_by: str, reason: str = ""
+    ) -> bool:
+        """Move a pending approval to its final state. False when it was not pending any more."""
+
+        def work() -> bool:
+            now = time.time()
+            with self._session() as s:
+                result = s.execute(
+                    update(Approval)
+                    .where(col(Approval.id) == approval_id, col(Approval.status) == "pending")
+                    .values(status=status, decided_by=decided_by, decided_at=now, reason=reason)
+                )
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    s.rollback()
+                    return False
+                row = s.get(Approval, approval_id)
+                assert row is not None
+                s.add(
+                    AuditEntry(
+                        at=now,
+                        action=status,
+                        actor=row.requested_by,
+                        tool=row.tool,
+                        args_json=row.args_json,
+                        fingerprint=row.fingerprint,
+                        decision=status,
+                        decider=decided_by,
+                        run_id=row.run_id,
+                        approval_id=approval_id,
+                        detail=reason,
+                    )
+                )
+                s.commit()
+                return True
+
+        return await self._call(work)
+
+    async def pending_approvals(self) -> list[Approval]:
+        return await self.run(
+            lambda s: list(s.exec(select(Approval).where(Approval.status == "pending").order_by(col(Approval.id))).all())
+        )
+
+    async def approvals(self, *, limit: int = 50) -> list[Approval]:
+        return await self.run(
+            lambda s: list(s.exec(select(Approval).order_by(col(Approval.id).desc()).limit(limit)).all())
+        )
+
+    # ---- audit ----------------------------------------------------------------
+    async def audit(self, entry: AuditEntry) -> None:
+        def work() -> None:
+            with self._session() as s:
+                s.add(entry)
+                s.commit()
+
+        await self._call(work)
+
+    def audit_entries_sync(self, *, limit: int = 100, since: float | None = None) -> list[AuditEntry]:
+        with self._session() as s:
+            q = select(AuditEntry)
+            if since is not None:
+                q = q.where(AuditEntry.at >= since)
+            rows = s.exec(q.order_by(col(AuditEntry.id).desc()).limit(limit)).all()
+            return list(reversed(rows))
+
+    async def audit_entries(self, *, limit: int = 100, since: float | None = None) -> list[AuditEntry]:
+        return await self._call(lambda: self.audit_entries_sync(limit=limit, since=since))
+
+    # ---- dedupe -----------------------------------------------------------------
+    async def first_time(self, key: str) -> bool:
+        """True the first time a platform event key is seen, False on any redelivery."""
+
+        def work() -> bool:
+            with self._session() as s:
+                s.add(ProcessedEvent(key=key, at=time.time()))
+                try:
+                    s.commit()
+                except IntegrityError:
+                    s.rollback()
+                    return False
+                return True
+
+        return await self._call(work)

@@ -1,0 +1,19 @@
+"""The default tool set, built from its dependencies (no globals)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.policy import Policy
+from core.tools.command import command_tools
+from core.tools.files import file_tools
+from core.tools.registry import ToolRegistry
+from core.tools.system import system_tools
+
+
+def builtin_tools(policy: Policy, *, backup_dir: Path) -> ToolRegistry:
+    registry = ToolRegistry()
+    registry.extend(system_tools())
+    registry.extend(file_tools(policy, backup_dir=backup_dir))
+    registry.extend(command_tools(policy))
+    return registry

@@ -1,0 +1,207 @@
+"""File tools, confined to the file roots after resolving symlinks and `..`."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import fnmatch
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from core.events import Risk
+from core.policy import Policy
+from core.tools.registry import Plan, ToolError, ToolSpec, tool
+
+MAX_READ = 200_000
+MAX_SEARCH_FILE = 2_000_000
+
+
+def file_hash(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return "absent"
+
+
+def make_diff(path: Path, old: str, new: str) -> str:
+    diff = "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"a{path}" if old or path.exists() else "/dev/null",
+            tofile=f"b{path}",
+        )
+    )
+    return diff or f"(no change: {path} already has this content)"
+
+
+def _read_text(path: Path, limit: int) -> tuple[str, bool]:
+    with path.open("rb") as fh:
+        data = fh.read(limit + 1)
+    if b"\x00" in data[:8192]:
+        raise ToolError(f"{path} looks like a binary file; not shown")
+    return data[:limit].decode("utf-8", "replace"), len(data) > limit
+
+
+def file_tools(policy: Policy, *, backup_dir: Path) -> list[ToolSpec]:
+    def resolve(path: str, *, for_write: bool = False) -> Path:
+        return policy.resolve_path(path, for_write=for_write)
+
+    @tool(risk=Risk.READ)
+    async def list_directory(path: str = ".") -> list[dict[str, Any]] | str:
+        """List a directory under the file roots: names, types, sizes and modification times.
+
+        Args:
+            path: directory to list; relative paths start at the first file root.
+        """
+        target = resolve(path)
+        if not target.is_dir():
+            raise ToolError(f"{target} is not a directory")
+
+        def work() -> list[dict[str, Any]]:
+            rows = []
+            for entry in sorted(os.scandir(target), key=lambda e: e.name)[:500]:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                kind = "dir" if stat.S_ISDIR(st.st_mode) else "link" if stat.S_ISLNK(st.st_mode) else "file"
+                rows.append(
+                    {"name": entry.name, "type": kind, "size": st.st_size,
+                     "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(st.st_mtime))}
+                )  # fmt: skip
+            return rows
+
+        rows = await asyncio.to_thread(work)
+        return rows or f"{target} is empty"
+
+    @tool(risk=Risk.READ)
+    async def read_file(path: str, max_bytes: int = 20_000) -> str:
+        """Read a text file under the file roots.
+
+        Args:
+            path: the file to read.
+            max_bytes: read at most this many bytes (up to 200000).
+        """
+        target = resolve(path)
+        if not target.is_file():
+            raise ToolError(f"{target} does not exist or is not a regular file")
+        text, cut = await asyncio.to_thread(_read_text, target, max(1, min(max_bytes, MAX_READ)))
+        return text + (f"\n… [file continues; read with a larger max_bytes]" if cut else "")
+
+    @tool(risk=Risk.READ)
+    async def search_files(query: str, path: str = ".", in_content: bool = True, max_results: int = 50) -> str:
+        """Find files under the file roots by name (glob or substring) and, optionally, by content.
+
+        Args:
+            query: a glob like "*.conf" or a plain substring to look for.
+            path: directory to search in.
+            in_content: also search inside text files for the substring.
+            max_results: stop after this many matches (up to 200).
+        """
+        base = resolve(path)
+        limit = max(1, min(max_results, 200))
+        is_glob = any(c in query for c in "*?[")
+        needle = query.lower()
+
+        def work() -> list[str]:
+            hits: list[str] = []
+            for root, dirs, files in os.walk(base):
+                dirs[:] = [d for d in dirs if not d.startswith(".git")]
+                for name in files:
+                    full = Path(root) / name
+                    if not policy.is_inside_roots(full):
+                        continue
+                    if (fnmatch.fnmatch(name, query) if is_glob else needle in name.lower()):
+                        hits.append(f"{full}  (name)")
+                    elif in_content and not is_glob:
+                        try:
+                            if full.stat().st_size > MAX_SEARCH_FILE:
+                                continue
+                            with full.open("rb") as fh:
+                                data = fh.read()
+                        except OSError:
+                            continue
+                        if b"\x00" in data[:4096]:
+                            continue
+                        for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+                            if needle in line.lower():
+                                hits.append(f"{full}:{n}: {line.strip()[:200]}")
+                                break
+                    if len(hits) >= limit:
+                        return hits
+            return hits
+
+        hits = await asyncio.to_thread(work)
+        if not hits:
+            return f"no match for {query!r} under {base}"
+        more = f"\n(stopped at {limit} matches)" if len(hits) >= limit else ""
+        return "\n".join(hits) + more
+
+    @tool(risk=Risk.WRITE)
+    async def write_file(path: str, content: str) -> str:
+        """Create or replace a text file under the file roots. A person approves the diff first.
+
+        Args:
+            path: the file to write.
+            content: the complete new content of the file.
+        """
+        raise ToolError("write_file runs only through its approved plan")  # pragma: no cover
+
+    @write_file.plan
+    async def _plan_write(args: dict[str, Any]) -> Plan:
+        target = resolve(args["path"], for_write=True)
+        if target.is_dir():
+            raise ToolError(f"{target} is a directory")
+        old = ""
+        if target.exists():
+            old, cut = await asyncio.to_thread(_read_text, target, MAX_READ * 10)
+            if cut:
+                raise ToolError(f"{target} is too large to edit through chat")
+        before = await asyncio.to_thread(file_hash, target)
+        diff = make_diff(target, old, args["content"])
+
+        async def apply() -> str:
+            return await asyncio.to_thread(_apply_write, target, args["content"], before, backup_dir)
+
+        return Plan(
+            risk=Risk.WRITE,
+            summary=f"write {target} ({len(args['content'])} bytes)",
+            detail=policy.redact(diff),
+            detail_kind="diff",
+            fingerprint_parts=(str(target), before),
+            run=apply,
+        )
+
+    return [list_directory, read_file, search_files, write_file]
+
+
+def _apply_write(target: Path, content: str, expected_hash: str, backup_dir: Path) -> str:
+    current = file_hash(target)
+    if current != expected_hash:
+        raise ToolError(f"{target} changed after the diff was made; not overwritten. Read it again.")
+    backup = ""
+    mode = 0o644
+    if target.exists():
+        mode = stat.S_IMODE(target.stat().st_mode)
+        dest = backup_dir / time.strftime("%Y%m%d-%H%M%S") / target.relative_to(target.anchor)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(target, dest)
+        backup = f"; previous version kept at {dest}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return f"wrote {len(content.encode())} bytes to {target}{backup}"
