@@ -50,7 +50,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     question = " ".join(args.question).strip()
     if not question:
-        print("orchestrator ask: give a question, e.g. orchestrator ask \"how full is the disk?\"", file=sys.stderr)
+        print('orchestrator ask: give a question, e.g. orchestrator ask "how full is the disk?"', file=sys.stderr)
         return 2
     return asyncio.run(_console(_settings(), question))
 
@@ -130,6 +130,33 @@ def cmd_approvals(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.runner import ConfigurationError, serve
+
+    settings = _settings()
+    platforms = ["slack", "discord"] if args.platform == "all" else [args.platform]
+    if args.platform == "all":
+        platforms = [p for p in platforms if _configured(settings, p)]
+        if not platforms:
+            print(
+                "orchestrator run all: neither Slack nor Discord is configured "
+                "(set SLACK_BOT_TOKEN and SLACK_APP_TOKEN, or DISCORD_TOKEN)",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        return asyncio.run(serve(settings, platforms))
+    except ConfigurationError as exc:
+        print(f"orchestrator run {args.platform}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _configured(settings: Settings, platform: str) -> bool:
+    if platform == "slack":
+        return settings.slack_bot_token is not None
+    return settings.discord_token is not None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrator", description="A ChatOps agent for your own servers.")
     parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default) or ERROR")
@@ -140,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="ask one question and exit")
     p.add_argument("question", nargs="+")
     p.set_defaults(func=cmd_ask)
+    p = sub.add_parser("run", help="serve a chat platform: slack, discord or all")
+    p.add_argument("platform", choices=["slack", "discord", "all"])
+    p.set_defaults(func=cmd_run)
     p = sub.add_parser("doctor", help="check Ollama, the model, the data dir and the database")
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("audit", help="what was asked, what ran, who approved")

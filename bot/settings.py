@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     model: str = Field("qwen3:8b", validation_alias=_env("ORCHESTRATOR_MODEL", "model"))
     think: bool = Field(True, validation_alias=_env("ORCHESTRATOR_THINK", "think"))
     llm_timeout: float = Field(300.0, gt=0, validation_alias=_env("ORCHESTRATOR_LLM_TIMEOUT", "llm_timeout"))
-    max_iterations: int = Field(15, ge=1, le=100, validation_alias=_env("ORCHESTRATOR_MAX_ITERATIONS", "max_iterations"))
+    max_iterations: int = Field(
+        15, ge=1, le=100, validation_alias=_env("ORCHESTRATOR_MAX_ITERATIONS", "max_iterations")
+    )
 
     # ---- state ---------------------------------------------------------------
     data_dir: Path = Field(
@@ -75,12 +77,20 @@ class Settings(BaseSettings):
     command_timeout: float = Field(60.0, gt=0, validation_alias=_env("ORCHESTRATOR_COMMAND_TIMEOUT", "command_timeout"))
     output_cap: int = Field(16_000, ge=1000, validation_alias=_env("ORCHESTRATOR_OUTPUT_CAP", "output_cap"))
     allow_etc_writes: bool = Field(False, validation_alias=_env("ORCHESTRATOR_ALLOW_ETC_WRITES", "allow_etc_writes"))
-    read_commands: CsvList = Field(default_factory=list, validation_alias=_env("ORCHESTRATOR_READ_COMMANDS", "read_commands"))
-    deny_commands: CsvList = Field(default_factory=list, validation_alias=_env("ORCHESTRATOR_DENY_COMMANDS", "deny_commands"))
+    read_commands: CsvList = Field(
+        default_factory=list, validation_alias=_env("ORCHESTRATOR_READ_COMMANDS", "read_commands")
+    )
+    deny_commands: CsvList = Field(
+        default_factory=list, validation_alias=_env("ORCHESTRATOR_DENY_COMMANDS", "deny_commands")
+    )
 
     # ---- approvals -----------------------------------------------------------
-    approval_timeout: float = Field(600.0, gt=0, validation_alias=_env("ORCHESTRATOR_APPROVAL_TIMEOUT", "approval_timeout"))
-    allow_self_approval: bool = Field(True, validation_alias=_env("ORCHESTRATOR_ALLOW_SELF_APPROVAL", "allow_self_approval"))
+    approval_timeout: float = Field(
+        600.0, gt=0, validation_alias=_env("ORCHESTRATOR_APPROVAL_TIMEOUT", "approval_timeout")
+    )
+    allow_self_approval: bool = Field(
+        True, validation_alias=_env("ORCHESTRATOR_ALLOW_SELF_APPROVAL", "allow_self_approval")
+    )
     quorum_write: int = Field(1, ge=1, validation_alias=_env("ORCHESTRATOR_QUORUM_WRITE", "quorum_write"))
     quorum_exec: int = Field(1, ge=1, validation_alias=_env("ORCHESTRATOR_QUORUM_EXEC", "quorum_exec"))
     console_approvers: CsvList = Field(
@@ -103,11 +113,15 @@ class Settings(BaseSettings):
 
     # ---- Discord -------------------------------------------------------------
     discord_token: SecretStr | None = Field(None, validation_alias=_env("DISCORD_TOKEN", "discord_token"))
-    discord_approvers: CsvList = Field(default_factory=list, validation_alias=_env("DISCORD_APPROVERS", "discord_approvers"))
+    discord_approvers: CsvList = Field(
+        default_factory=list, validation_alias=_env("DISCORD_APPROVERS", "discord_approvers")
+    )
     discord_approver_roles: CsvList = Field(
         default_factory=list, validation_alias=_env("DISCORD_APPROVER_ROLES", "discord_approver_roles")
     )
-    discord_api_url: str = Field("https://discord.com/api/v10", validation_alias=_env("DISCORD_API_URL", "discord_api_url"))
+    discord_api_url: str = Field(
+        "https://discord.com/api/v10", validation_alias=_env("DISCORD_API_URL", "discord_api_url")
+    )
 
     # ---- memory --------------------------------------------------------------
     chroma_host: str = Field("", validation_alias=_env("CHROMA_HOST", "chroma_host"))

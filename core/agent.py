@@ -204,7 +204,9 @@ class Agent:
             if not content:
                 empty_replies += 1
                 if empty_replies >= 2:
-                    error = "the model returned an empty reply twice; try again or use another model (ORCHESTRATOR_MODEL)"
+                    error = (
+                        "the model returned an empty reply twice; try again or use another model (ORCHESTRATOR_MODEL)"
+                    )
                     yield await record(Failed(run_id, error))
                     await self.store.finish_run(run_id, status="failed", error=error)
                     return
@@ -232,9 +234,7 @@ class Agent:
         await self.store.finish_run(run_id, status="failed", error=error)
 
     # ---- one tool call ----------------------------------------------------------
-    async def _call_tool(
-        self, request: Request, run_id: int, call_id: str, call: LLMToolCall
-    ) -> AsyncIterator[Event]:
+    async def _call_tool(self, request: Request, run_id: int, call_id: str, call: LLMToolCall) -> AsyncIterator[Event]:
         shown_args = call.arguments if isinstance(call.arguments, dict) else {"raw": call.arguments}
         yield ToolCall(run_id, call_id, call.name, shown_args)
         actor = f"{request.platform}:{request.user_id}"

@@ -145,15 +145,8 @@ class ApprovalGate:
         if not self.rules.may_approve(platform, user_id, roles):
             return DecideResult(Outcome.NOT_APPROVER, row, "you are not an approver for this action")
         decider = f"{platform}:{user_id}"
-        if (
-            approve
-            and decider == row.requested_by
-            and not self.rules.allow_self_approval
-            and platform != "console"
-        ):
-            return DecideResult(
-                Outcome.SELF_APPROVAL, row, "self-approval is disabled: another approver must decide"
-            )
+        if approve and decider == row.requested_by and not self.rules.allow_self_approval and platform != "console":
+            return DecideResult(Outcome.SELF_APPROVAL, row, "self-approval is disabled: another approver must decide")
         if self.clock() >= row.expires_at:
             await self.store.decide_approval(approval_id, status="expired", decided_by="timeout", reason="expired")
             self._wake(approval_id)

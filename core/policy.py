@@ -88,7 +88,7 @@ READ_ANYWHERE = frozenset(
         "df", "du", "free", "uptime", "uname", "hostname", "ps", "ls", "ip", "ss", "whoami",
         "id", "date", "lsblk", "lscpu", "nproc", "vmstat", "iostat", "findmnt", "w", "who",
         "pgrep", "netstat", "lsof", "dig", "host", "nslookup", "which", "getent", "arch",
-        "lsb_release", "mpstat", "pidstat", "uptime", "last", "ping", "hostnamectl",
+        "lsb_release", "mpstat", "pidstat", "last", "ping", "hostnamectl",
         "timedatectl", "echo", "pwd", "true", "sensors", "lsusb", "lspci", "dmesg",
     }
 )  # fmt: skip
@@ -105,11 +105,13 @@ READ_IN_ROOTS = frozenset(
 _VALUE_OPTIONS = {
     "head": {"-n", "-c", "--lines", "--bytes"},
     "tail": {"-n", "-c", "--lines", "--bytes", "-s", "--pid"},
-    "grep": {"-e", "-f", "-m", "-A", "-B", "-C", "--regexp", "--file", "--max-count", "--include", "--exclude", "--exclude-dir"},
+    "grep": {"-e", "-f", "-m", "-A", "-B", "-C", "--regexp", "--file", "--max-count",
+             "--include", "--exclude", "--exclude-dir"},
     "egrep": {"-e", "-m", "-A", "-B", "-C"},
     "fgrep": {"-e", "-m", "-A", "-B", "-C"},
     "sort": {"-k", "-t", "-o"},
-    "find": {"-name", "-iname", "-type", "-maxdepth", "-mindepth", "-size", "-mtime", "-newer", "-path", "-user", "-group", "-perm"},
+    "find": {"-name", "-iname", "-type", "-maxdepth", "-mindepth", "-size", "-mtime", "-newer", "-path",
+             "-user", "-group", "-perm"},
     "tree": {"-L", "-I", "-P"},
 }  # fmt: skip
 
@@ -117,16 +119,30 @@ _FIND_WRITERS = frozenset({"-exec", "-execdir", "-delete", "-ok", "-okdir", "-fp
 
 # Read-only subcommands of programs that otherwise change things.
 _READ_SUBCOMMANDS = {
-    "systemctl": {"status", "is-active", "is-enabled", "is-failed", "list-units", "list-unit-files", "show", "list-timers", "cat", "--failed"},
+    "systemctl": {"status", "is-active", "is-enabled", "is-failed", "list-units", "list-unit-files", "show",
+                  "list-timers", "cat"},
     "journalctl": None,  # checked by option below
-    "git": {"status", "log", "diff", "show", "branch", "remote", "rev-parse", "describe", "blame", "ls-files"},
+    "git": {"status", "log", "diff", "show", "rev-parse", "describe", "blame", "ls-files"},
     "docker": {"ps", "logs", "inspect", "stats", "images", "version", "info", "top", "port"},
     "apt": {"list", "show", "policy", "search"},
     "dpkg": {"-l", "--list", "-s", "--status", "-L", "--listfiles"},
     "ip": None,
 }  # fmt: skip
 
-_JOURNAL_WRITERS = frozenset({"--vacuum-size", "--vacuum-time", "--vacuum-files", "--rotate", "--flush", "--sync", "--relinquish-var", "--smart-relinquish-var", "--setup-keys", "--update-catalog"})
+_JOURNAL_WRITERS = frozenset(
+    {
+        "--vacuum-size",
+        "--vacuum-time",
+        "--vacuum-files",
+        "--rotate",
+        "--flush",
+        "--sync",
+        "--relinquish-var",
+        "--smart-relinquish-var",
+        "--setup-keys",
+        "--update-catalog",
+    }
+)
 _IP_WRITERS = frozenset({"add", "del", "delete", "set", "change", "replace", "flush", "append", "prepend"})
 
 
@@ -169,6 +185,9 @@ class Policy:
             tokens = self.split(command)
         except CommandRefused as exc:
             return CommandDecision(Verdict.FORBIDDEN, (), str(exc))
+        reason = self._forbidden_deep(command)
+        if reason:
+            return CommandDecision(Verdict.FORBIDDEN, tokens, f"refused: this command {reason}; no approval can unlock it")
         operators = [t for t in tokens if t in _SHELL_OPERATORS or (t and set(t) <= set(";|&<>()"))]
         if operators:
             return CommandDecision(
@@ -178,9 +197,11 @@ class Policy:
                 f"{' '.join(sorted(set(operators)))} cannot work; run each command on its own",
             )
         argv = tokens
-        reason = self._forbidden_text(" ".join(argv)) or self._forbidden_argv(argv)
+        reason = self._forbidden_deep(command)
         if reason:
-            return CommandDecision(Verdict.FORBIDDEN, argv, f"refused: this command {reason}; no approval can unlock it")
+            return CommandDecision(
+                Verdict.FORBIDDEN, argv, f"refused: this command {reason}; no approval can unlock it"
+            )
         if self._program(argv[0]) in self.config.denied_commands:
             return CommandDecision(Verdict.FORBIDDEN, argv, f"refused: {argv[0]} is on the operator's deny list")
         if self._is_read_only(argv):
@@ -195,6 +216,32 @@ class Policy:
         for pattern, reason in FORBIDDEN_PATTERNS:
             if pattern.search(text):
                 return reason
+        return ""
+
+    def _forbidden_deep(self, text: str, depth: int = 0) -> str:
+        """Check a command line, each of its segments, and every quoted argument as a command
+        line of its own (`bash -c 'rm -rf /'`, `ssh host "mkfs …"`), a few levels deep."""
+        reason = self._forbidden_text(text)
+        if reason or depth > 4:
+            return reason or ("nests commands too deeply" if depth > 4 else "")
+        try:
+            tokens = self.split(text)
+        except CommandRefused:
+            # unbalanced quotes inside an argument: judge the words as plain text
+            tokens = tuple(text.replace("'", " ").replace('"', " ").split())
+        segment: list[str] = []
+        for token in [*tokens, ";"]:
+            if token in _SHELL_OPERATORS or (token and set(token) <= set(";|&<>()")):
+                reason = self._forbidden_argv(segment) or self._forbidden_text(" ".join(segment))
+                if reason:
+                    return reason
+                segment = []
+                continue
+            segment.append(token)
+            if any(c.isspace() for c in token) or any(c in token for c in ";|&`$"):
+                reason = self._forbidden_deep(token.replace("`", " ").replace("$(", " "), depth + 1)
+                if reason:
+                    return reason
         return ""
 
     def _forbidden_argv(self, argv: Sequence[str]) -> str:
@@ -216,9 +263,11 @@ class Policy:
                 targets = [a for a in rest if not a.startswith("-")]
                 if recursive and any(self._is_system_dir(t) for t in targets):
                     return f"recursively {prog}s a top-level system directory"
-            if prog in {"tee", "cp", "mv", "install", "shred", "cat", "truncate"} and any(
-                _BLOCK_DEVICE.search(a) for a in argv[i + 1 :]
-            ) and prog != "cat":
+            if (
+                prog in {"tee", "cp", "mv", "install", "shred", "cat", "truncate"}
+                and any(_BLOCK_DEVICE.search(a) for a in argv[i + 1 :])
+                and prog != "cat"
+            ):
                 return "writes to a raw device"
         return ""
 
@@ -241,18 +290,23 @@ class Policy:
                 return not any(a.split("=")[0] in _JOURNAL_WRITERS for a in args)
             if prog == "ip":
                 return not any(a in _IP_WRITERS for a in args)
+            if any(a.startswith(("--output", "--exec", "--upload-pack")) for a in args):
+                return False  # options that write files or run programs
             words = [a for a in args if not a.startswith("-")] if prog != "dpkg" else args[:1]
-            return bool(words) and sub is not None and words[0] in sub or (prog == "systemctl" and args == ["--failed"])
+            if prog == "systemctl" and args == ["--failed"]:
+                return True
+            return bool(words) and sub is not None and words[0] in sub
         if prog in READ_ANYWHERE or prog in self.config.extra_read_commands:
-            if prog == "dmesg" and any(a in {"-c", "-C", "--clear", "--read-clear", "-n", "--console-level"} for a in args):
+            if prog == "dmesg" and any(
+                a in {"-c", "-C", "--clear", "--read-clear", "-n", "--console-level"} for a in args
+            ):
                 return False
             if prog == "hostname" and any(not a.startswith("-") for a in args):
                 return False  # sets the host name
             if prog == "date" and any(a.startswith(("-s", "--set")) for a in args):
                 return False
-            if prog in {"hostnamectl", "timedatectl"} and any(not a.startswith("-") and a != "status" for a in args):
-                return False
-            return True
+            setter = prog in {"hostnamectl", "timedatectl"}
+            return not (setter and any(not a.startswith("-") and a != "status" for a in args))
         if prog in READ_IN_ROOTS:
             if prog == "find" and any(a in _FIND_WRITERS for a in args):
                 return False
@@ -306,8 +360,10 @@ class Policy:
         real = Path(os.path.realpath(p))
         for root in self.roots:
             if real == root or root in real.parents:
-                if for_write and not self.config.allow_etc_writes and (
-                    real == Path("/etc") or Path("/etc") in real.parents
+                if (
+                    for_write
+                    and not self.config.allow_etc_writes
+                    and (real == Path("/etc") or Path("/etc") in real.parents)
                 ):
                     raise PathRefused("refused: writes under /etc are disabled (allow_etc_writes)")
                 return real

@@ -71,7 +71,7 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
 async def run_process(
     argv: Sequence[str],
     *,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - a timeout must kill the process group
     output_cap: int = DEFAULT_OUTPUT_CAP,
     cwd: str | None = None,
     env: dict[str, str] | None = None,
@@ -101,9 +101,7 @@ async def run_process(
             proc.stdin.write(stdin)
             await proc.stdin.drain()
             proc.stdin.close()
-        out, err = await asyncio.gather(
-            _read_capped(proc.stdout, output_cap), _read_capped(proc.stderr, output_cap)
-        )
+        out, err = await asyncio.gather(_read_capped(proc.stdout, output_cap), _read_capped(proc.stderr, output_cap))
         await proc.wait()
         return out, err
 
@@ -112,9 +110,7 @@ async def run_process(
     except TimeoutError:
         _kill_group(proc)
         await proc.wait()
-        return ProcessResult(
-            argv, proc.returncode, "", f"timed out after {timeout:g} s and was killed", timed_out=True
-        )
+        return ProcessResult(argv, proc.returncode, "", f"timed out after {timeout:g} s and was killed", timed_out=True)
     except asyncio.CancelledError:
         _kill_group(proc)
         raise

@@ -7,21 +7,19 @@ from collections.abc import Iterable
 
 REDACTED = "[REDACTED]"
 
-_SECRET_WORDS = r"(?:TOKEN|SECRET|PASSWORD|PASSWD|PASS|PWD|API[_-]?KEY|ACCESS[_-]?KEY|PRIVATE[_-]?KEY|CREDENTIALS?|AUTH)"
+_SECRET_WORDS = (
+    r"(?:TOKEN|SECRET|PASSWORD|PASSWD|PASS|PWD|API[_-]?KEY|ACCESS[_-]?KEY|PRIVATE[_-]?KEY|CREDENTIALS?|AUTH)"
+)
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # PEM private keys, whole block
     (
-        re.compile(
-            r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.S
-        ),
+        re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.S),
         "-----BEGIN PRIVATE KEY----- " + REDACTED + " -----END PRIVATE KEY-----",
     ),
     # env-like lines: FOO_TOKEN=..., export DB_PASSWORD="...", password: ...
     (
-        re.compile(
-            r"(?im)^(\s*(?:export\s+)?[\w.-]*" + _SECRET_WORDS + r"[\w.-]*\s*[=:]\s*)(\S.*)$"
-        ),
+        re.compile(r"(?im)^(\s*(?:export\s+)?[\w.-]*" + _SECRET_WORDS + r"[\w.-]*\s*[=:]\s*)(\S.*)$"),
         r"\1" + REDACTED,
     ),
     # JSON-ish "password": "value"

@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 __all__ = [
@@ -74,7 +74,8 @@ class MemoryEmbedding(Protocol):
 
 def _l2_normalise(matrix: FloatMatrix) -> FloatMatrix:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.clip(norms, 1e-12, None)).astype(np.float32)
+    normalised: FloatMatrix = (matrix / np.clip(norms, 1e-12, None)).astype(np.float32)
+    return normalised
 
 
 def _as_embeddings(matrix: FloatMatrix) -> Embeddings:
@@ -99,7 +100,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@register_embedding_function  # type: ignore[untyped-decorator]
+@register_embedding_function
 class OfflineEmbedding(EmbeddingFunction[Documents]):
     """all-MiniLM-L6-v2 (384 dimensions) on onnxruntime, fully offline.
 
@@ -144,7 +145,7 @@ class OfflineEmbedding(EmbeddingFunction[Documents]):
     def name() -> str:
         return "orchestrator_offline_minilm"
 
-    def default_space(self) -> str:  # type: ignore[override]
+    def default_space(self) -> Space:
         return "cosine"
 
     def get_config(self) -> dict[str, Any]:
@@ -199,7 +200,7 @@ class OfflineEmbedding(EmbeddingFunction[Documents]):
         with self._lock:
             if self._session is not None:
                 return
-            import onnxruntime as ort  # type: ignore[import-untyped]
+            import onnxruntime as ort
             from tokenizers import Tokenizer
 
             model_path = self._model_path
@@ -222,15 +223,13 @@ class OfflineEmbedding(EmbeddingFunction[Documents]):
             options.log_severity_level = 3
             if self.threads:
                 options.intra_op_num_threads = self.threads
-            session = ort.InferenceSession(
-                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
             self._input_names = frozenset(i.name for i in session.get_inputs())
             self._tokenizer = tokenizer
             self._session = session
 
 
-@register_embedding_function  # type: ignore[untyped-decorator]
+@register_embedding_function
 class OllamaEmbedding(EmbeddingFunction[Documents]):
     """Embeddings from an Ollama server (``ollama pull nomic-embed-text`` first).
 
@@ -258,9 +257,7 @@ class OllamaEmbedding(EmbeddingFunction[Documents]):
         self.document_prefix = (
             document_prefix if document_prefix is not None else (_NOMIC_PREFIXES[0] if is_nomic else "")
         )
-        self.query_prefix = (
-            query_prefix if query_prefix is not None else (_NOMIC_PREFIXES[1] if is_nomic else "")
-        )
+        self.query_prefix = query_prefix if query_prefix is not None else (_NOMIC_PREFIXES[1] if is_nomic else "")
         self.timeout = timeout
         self.batch_size = batch_size
         self._client = ollama.Client(host=host, timeout=timeout)
@@ -268,6 +265,10 @@ class OllamaEmbedding(EmbeddingFunction[Documents]):
     @property
     def model_name(self) -> str:
         return f"ollama:{self.model}"
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()  # type: ignore[no-untyped-call]  # ollama 0.6 leaves close() unannotated
 
     def __call__(self, input: Documents) -> Embeddings:
         return _as_embeddings(self._embed([self.document_prefix + t for t in input]))
@@ -285,13 +286,13 @@ class OllamaEmbedding(EmbeddingFunction[Documents]):
                 response = self._client.embed(model=self.model, input=chunk, truncate=True)
             except ollama.ResponseError as exc:
                 hint = f" (run: ollama pull {self.model})" if exc.status_code == 404 else ""
-                raise EmbeddingError(f"Ollama at {self.host} refused to embed with {self.model}: {exc.error}{hint}") from exc
+                raise EmbeddingError(
+                    f"Ollama at {self.host} refused to embed with {self.model}: {exc.error}{hint}"
+                ) from exc
             except (ConnectionError, OSError) as exc:
                 raise EmbeddingError(f"Ollama at {self.host} is unreachable: {exc}") from exc
             if len(response.embeddings) != len(chunk):
-                raise EmbeddingError(
-                    f"Ollama returned {len(response.embeddings)} embeddings for {len(chunk)} texts"
-                )
+                raise EmbeddingError(f"Ollama returned {len(response.embeddings)} embeddings for {len(chunk)} texts")
             rows.extend(response.embeddings)
         if not rows:
             return np.zeros((0, 0), dtype=np.float32)
@@ -301,7 +302,7 @@ class OllamaEmbedding(EmbeddingFunction[Documents]):
     def name() -> str:
         return "orchestrator_ollama"
 
-    def default_space(self) -> str:  # type: ignore[override]
+    def default_space(self) -> Space:
         return "cosine"
 
     def get_config(self) -> dict[str, Any]:

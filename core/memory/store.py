@@ -27,12 +27,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, cast, get_args
+from typing import Any, Final, Literal, get_args
 
 import chromadb
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Metadata, Where
+from chromadb.base_types import InclusionExclusionOperator, LiteralValue
 from chromadb.config import Settings
 from chromadb.errors import NotFoundError
 
@@ -79,9 +80,7 @@ _SOURCE_PREFIX: Final = "src_"
 _PRIVATE_SCOPE_RE: Final = re.compile(r"^private:[^:\s]+:\S+$")
 # Host names, addresses and other identifiers: a letter followed later by a
 # digit (db1, web-02, eu-west-1) or dotted words (vpn.example.com, 10.0.0.1).
-_IDENTIFIER_RE: Final = re.compile(
-    r"[a-z][a-z0-9_-]*[0-9][a-z0-9_-]*|[a-z0-9_-]+(?:\.[a-z0-9_-]+)+", re.IGNORECASE
-)
+_IDENTIFIER_RE: Final = re.compile(r"[a-z][a-z0-9_-]*[0-9][a-z0-9_-]*|[a-z0-9_-]+(?:\.[a-z0-9_-]+)+", re.IGNORECASE)
 
 
 class MemoryStoreError(RuntimeError):
@@ -163,7 +162,7 @@ def _check_scope(scope: str) -> str:
 def _check_kind(kind: str) -> Kind:
     if kind not in KINDS:
         raise ValueError(f"invalid memory kind {kind!r}: expected one of {', '.join(KINDS)}")
-    return cast(Kind, kind)
+    return kind
 
 
 def _identifiers(text: str) -> frozenset[str]:
@@ -179,13 +178,17 @@ def _where(**fields: Sequence[str] | None) -> Where | None:
     for name, values in fields.items():
         if values is None:
             continue
-        values = list(values)
-        clauses.append({name: values[0]} if len(values) == 1 else {name: {"$in": values}})
+        wanted: list[LiteralValue] = list(values)
+        if len(wanted) == 1:
+            clauses.append({name: wanted[0]})
+        else:
+            membership: dict[InclusionExclusionOperator, list[LiteralValue]] = {"$in": wanted}
+            clauses.append({name: membership})
     if not clauses:
         return None
     if len(clauses) == 1:
         return clauses[0]
-    return {"$and": clauses}  # type: ignore[dict-item]  # chromadb's recursive Where alias
+    return {"$and": clauses}
 
 
 def _metadata(memory: Memory) -> Metadata:
@@ -206,11 +209,7 @@ def _from_record(
     memory_id: str, text: str | None, meta: Mapping[str, Any] | None, distance: float | None = None
 ) -> Memory:
     meta = meta or {}
-    source = {
-        key[len(_SOURCE_PREFIX) :]: str(value)
-        for key, value in meta.items()
-        if key.startswith(_SOURCE_PREFIX)
-    }
+    source = {key[len(_SOURCE_PREFIX) :]: str(value) for key, value in meta.items() if key.startswith(_SOURCE_PREFIX)}
     try:
         extra = json.loads(str(meta.get("extra") or "{}"))
     except json.JSONDecodeError:
@@ -219,7 +218,7 @@ def _from_record(
     return Memory(
         id=memory_id,
         text=text or "",
-        kind=cast(Kind, kind if kind in KINDS else "fact"),
+        kind=kind if kind in KINDS else "fact",
         scope=str(meta.get("scope", SHARED_SCOPE)),
         source=source,
         created_at=str(meta.get("created_at", "")),
@@ -320,6 +319,40 @@ class MemoryStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @staticmethod
+    def drop(
+        path: str | Path | None = None,
+        *,
+        host: str | None = None,
+        port: int = 8000,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> int:
+        """Delete the memory collection whatever model built it; returns how many memories it held.
+
+        For ``orchestrator memory reset`` after a change of embedding model,
+        when the store itself refuses to open.
+        """
+        settings = Settings(anonymized_telemetry=False)
+        if host:
+            client: ClientAPI = chromadb.HttpClient(host=host, port=port, settings=settings)
+        elif path is not None:
+            if not Path(path).exists():
+                return 0
+            client = chromadb.PersistentClient(path=str(path), settings=settings)
+        else:
+            raise ValueError("MemoryStore.drop needs a data directory (path) or a Chroma server (host)")
+        try:
+            try:
+                held = client.get_collection(collection, embedding_function=None).count()
+            except (NotFoundError, ValueError):
+                return 0
+            client.delete_collection(collection)
+            return held
+        finally:
+            close = getattr(client, "close", None)
+            if callable(close):
+                close()
+
     def reset(self) -> None:
         """Delete every memory and start over with the current embedding model."""
         with self._lock:
@@ -384,9 +417,7 @@ class MemoryStore:
                 updated_at=now,
                 extra=dict(extra or {}),
             )
-            self._collection.add(
-                ids=[memory.id], embeddings=[vector], documents=[text], metadatas=[_metadata(memory)]
-            )
+            self._collection.add(ids=[memory.id], embeddings=[vector], documents=[text], metadatas=[_metadata(memory)])
             return memory
 
     def add_incident(
@@ -435,14 +466,15 @@ class MemoryStore:
         scopes: Sequence[str] | None = None,
         kinds: Sequence[str] | None = None,
         max_distance: float = DEFAULT_FORGET_DISTANCE,
-        limit: int = 10,
+        limit: int = 1,
     ) -> int:
-        """Delete one memory by id, or the memories closest to ``query``; returns how many.
+        """Delete one memory by id, or the ``limit`` memories closest to ``query``; returns how many.
 
-        ``scopes`` restricts what may be deleted (required with ``query``):
-        a memory outside them is left alone.  ``max_distance`` is stricter
-        than recall's, so "forget the db1 port" removes that fact, not
-        everything about db1.
+        ``scopes`` restricts what may be deleted (required with ``query``): a
+        memory outside them is left alone.  A query deletes only memories
+        within ``max_distance`` (stricter than recall's) that name every
+        identifier the query names, so "forget the postgres port on db2" never
+        touches db1's.  Safest for an agent: recall first, then forget by id.
         """
         if (memory_id is None) == (query is None):
             raise ValueError("forget needs exactly one of memory_id or query")
@@ -459,10 +491,12 @@ class MemoryStore:
             assert query is not None
             if not scopes:
                 raise ValueError("forgetting by query needs the scopes the requester may change")
-            matches = self.recall(query, scopes=scopes, kinds=kinds, k=limit, max_distance=max_distance)
-            if matches:
-                self._collection.delete(ids=[m.id for m in matches])
-            return len(matches)
+            named = _identifiers(query)
+            candidates = self.recall(query, scopes=scopes, kinds=kinds, k=max(5, 3 * limit), max_distance=max_distance)
+            doomed = [m.id for m in candidates if named <= _identifiers(m.text)][:limit]
+            if doomed:
+                self._collection.delete(ids=doomed)
+            return len(doomed)
 
     # -- reading ----------------------------------------------------------------
 
@@ -510,7 +544,9 @@ class MemoryStore:
         documents = got["documents"] or []
         metadatas = got["metadatas"] or []
         memories = [
-            _from_record(memory_id, documents[i] if i < len(documents) else None, metadatas[i] if i < len(metadatas) else None)
+            _from_record(
+                memory_id, documents[i] if i < len(documents) else None, metadatas[i] if i < len(metadatas) else None
+            )
             for i, memory_id in enumerate(got["ids"])
         ]
         memories.sort(key=lambda m: (m.created_at, m.id))
@@ -520,7 +556,9 @@ class MemoryStore:
         got = self._collection.get(ids=[memory_id], include=["documents", "metadatas"])
         if not got["ids"]:
             return None
-        return _from_record(got["ids"][0], (got["documents"] or [None])[0], (got["metadatas"] or [None])[0])
+        documents = got["documents"] or []
+        metadatas = got["metadatas"] or []
+        return _from_record(got["ids"][0], documents[0] if documents else None, metadatas[0] if metadatas else None)
 
     def count(self, kind: str | None = None, scope: str | None = None) -> int:
         if kind is None and scope is None:

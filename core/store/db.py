@@ -282,9 +282,7 @@ class Store:
 
         await self._call(work)
 
-    async def decide_approval(
-        self, approval_id: int, *, status: str, decided_by: str, reason: str = ""
-    ) -> bool:
+    async def decide_approval(self, approval_id: int, *, status: str, decided_by: str, reason: str = "") -> bool:
         """Move a pending approval to its final state. False when it was not pending any more."""
 
         def work() -> bool:
@@ -322,7 +320,9 @@ class Store:
 
     async def pending_approvals(self) -> list[Approval]:
         return await self.run(
-            lambda s: list(s.exec(select(Approval).where(Approval.status == "pending").order_by(col(Approval.id))).all())
+            lambda s: list(
+                s.exec(select(Approval).where(Approval.status == "pending").order_by(col(Approval.id))).all()
+            )
         )
 
     async def approvals(self, *, limit: int = 50) -> list[Approval]:

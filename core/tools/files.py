@@ -93,7 +93,7 @@ def file_tools(policy: Policy, *, backup_dir: Path) -> list[ToolSpec]:
         if not target.is_file():
             raise ToolError(f"{target} does not exist or is not a regular file")
         text, cut = await asyncio.to_thread(_read_text, target, max(1, min(max_bytes, MAX_READ)))
-        return text + (f"\n… [file continues; read with a larger max_bytes]" if cut else "")
+        return text + ("\n… [file continues; read with a larger max_bytes]" if cut else "")
 
     @tool(risk=Risk.READ)
     async def search_files(query: str, path: str = ".", in_content: bool = True, max_results: int = 50) -> str:
@@ -118,7 +118,7 @@ def file_tools(policy: Policy, *, backup_dir: Path) -> list[ToolSpec]:
                     full = Path(root) / name
                     if not policy.is_inside_roots(full):
                         continue
-                    if (fnmatch.fnmatch(name, query) if is_glob else needle in name.lower()):
+                    if fnmatch.fnmatch(name, query) if is_glob else needle in name.lower():
                         hits.append(f"{full}  (name)")
                     elif in_content and not is_glob:
                         try:

@@ -124,9 +124,8 @@ class ToolSpec:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
             )
-            raise ToolError(
-                f"invalid arguments for {self.name}: {problems}. Expected: {json.dumps(self.schema['function']['parameters'])}"
-            ) from exc
+            expected = json.dumps(self.schema["function"]["parameters"])
+            raise ToolError(f"invalid arguments for {self.name}: {problems}. Expected: {expected}") from exc
         return model.model_dump()
 
     async def make_plan(self, args: dict[str, Any]) -> Plan:
@@ -153,9 +152,7 @@ def tool(*, risk: Risk | str = Risk.READ, name: str | None = None) -> Callable[[
                 raise TypeError(f"tool {fn.__name__}: parameter {pname} needs a type hint")
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (hints[pname], default)
-        model = create_model(  # type: ignore[call-overload]
-            f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields
-        )
+        model = create_model(f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields)
         params = model.model_json_schema()
         params.pop("title", None)
         for pname, prop in params.get("properties", {}).items():

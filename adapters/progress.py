@@ -1,0 +1,194 @@
+"""One progress message per run, edited as steps arrive, within platform rate limits.
+
+Both chat adapters use this: `Pacer` spaces calls per channel (Slack: ~1 post per
+second; Discord: 5 creates-or-edits per 5 s), and `ProgressView` coalesces steps so a
+busy run never waits on its own edits. The view may condense (it shows the latest
+steps); the store keeps every step in full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from adapters import texts
+from core.events import (
+    Answer,
+    ApprovalRequested,
+    ApprovalResolved,
+    Event,
+    Failed,
+    Thinking,
+    ToolCall,
+    ToolResult,
+)
+
+
+class Pacer:
+    """At most `max_ops` calls per `window` seconds per key (a channel)."""
+
+    def __init__(self, max_ops: int, window: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_ops = max_ops
+        self.window = window
+        self.clock = clock
+        self._stamps: dict[str, deque[float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def acquire(self, key: str) -> None:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            stamps = self._stamps.setdefault(key, deque())
+            while True:
+                now = self.clock()
+                while stamps and now - stamps[0] >= self.window:
+                    stamps.popleft()
+                if len(stamps) < self.max_ops:
+                    stamps.append(now)
+                    return
+                await asyncio.sleep(self.window - (now - stamps[0]) + 0.001)
+
+    def delay_all(self, key: str, seconds: float) -> None:
+        """After a 429: make the next calls on this key wait `seconds`."""
+        stamps = self._stamps.setdefault(key, deque())
+        until = self.clock() + seconds - self.window
+        stamps.clear()
+        stamps.extend([until] * self.max_ops)
+
+
+class ThreadSink(Protocol):
+    async def post(self, text: str) -> str: ...
+    async def edit(self, message_id: str, text: str) -> None: ...
+
+
+def step_line(ev: Event) -> str | None:
+    """The one-line form of a step in the progress message."""
+    match ev:
+        case Thinking(text=text):
+            first = " ".join(text.split())
+            return "💭 " + (first if len(first) <= 160 else first[:159] + "…")
+        case ToolCall(tool=tool, args=args):
+            return f"🔧 `{tool}({texts.format_args(args, 120)})`"
+        case ToolResult(tool=tool, ok=ok, output=output):
+            lines = output.strip().splitlines()
+            head = " ".join(lines[0].split())[:100] if lines else "(no output)"
+            more = f" (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
+            return f"{'✅' if ok else '⚠️'} {tool}: {head}{more}"
+        case ApprovalRequested(tool=tool, approval_id=aid):
+            return f"⏸️ waiting for approval #{aid} ({tool})"
+        case ApprovalResolved(approved=approved, approval_id=aid):
+            return f"{'▶️' if approved else '⛔'} approval #{aid}: " + texts.resolution_line(ev)
+        case Answer():
+            return "🏁 done"
+        case Failed(error=error):
+            return f"❌ {error[:200]}"
+    return None
+
+
+class ProgressView:
+    """Coalesced edits of one message; `finish()` waits for the last edit to land."""
+
+    def __init__(
+        self,
+        sink: ThreadSink,
+        pacer: Pacer,
+        channel: str,
+        *,
+        header: str = texts.WORKING,
+        limit: int = 1800,
+        max_lines: int = 15,
+        on_visible: Callable[[int], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.pacer = pacer
+        self.channel = channel
+        self.header = header
+        self.limit = limit
+        self.max_lines = max_lines
+        self.lines: list[str] = []
+        self.message_id: str | None = None
+        self._shown = 0  # how many lines the platform has
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.on_visible = on_visible
+
+    def render(self) -> str:
+        shown = self.lines[-self.max_lines :]
+        hidden = len(self.lines) - len(shown)
+        body = ([f"… {hidden} earlier step(s)"] if hidden else []) + shown
+        text = "\n".join([self.header, *body])
+        while len(text) > self.limit and len(body) > 1:
+            body = body[1:]
+            text = "\n".join([self.header, *body])
+        return text[: self.limit]
+
+    def add(self, ev: Event) -> None:
+        line = step_line(ev)
+        if line is None:
+            return
+        self.lines.append(line)
+        self._dirty.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._flusher(), name=f"progress-{self.channel}")
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            await self.pacer.acquire(self.channel)
+            count = len(self.lines)
+            text = self.render()
+            if self.message_id is None:
+                self.message_id = await self.sink.post(text)
+            else:
+                await self.sink.edit(self.message_id, text)
+            self._shown = count
+            if self.on_visible is not None:
+                result = self.on_visible(count)
+                if result is not None:
+                    await result
+            if self._closed and not self._dirty.is_set():
+                return
+
+    async def finish(self) -> None:
+        self._closed = True
+        if self._task is None:
+            return
+        if not self._dirty.is_set() and self._shown == len(self.lines):
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            return
+        await self._task
+
+
+def split_message(text: str, limit: int) -> list[str]:
+    """Split on line boundaries under `limit`, closing and reopening ``` code blocks across parts."""
+    if len(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    fence = ""  # the opening fence line while inside a code block
+    budget = limit - 8  # room for a closing fence
+    for raw in text.splitlines():
+        pieces = [raw[i : i + budget - 8] for i in range(0, len(raw), budget - 8)] or [""]
+        for line in pieces:
+            if size + len(line) + 1 > budget and current:
+                if fence:
+                    current.append("```")
+                parts.append("\n".join(current))
+                current = [fence] if fence else []
+                size = len(fence) + 1 if fence else 0
+            current.append(line)
+            size += len(line) + 1
+            if line.strip().startswith("```"):
+                fence = "" if fence else line.strip()
+    if current:
+        parts.append("\n".join(current))
+    return parts

@@ -1,0 +1,51 @@
+"""What the Slack adapter needs to know, as plain data (the adapter never reads bot settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+SLACK_API_URL = "https://slack.com/api/"
+EVENTS_PATH = "/slack/events"  # bolt's default request URL path
+
+
+class Mode(StrEnum):
+    SOCKET = "socket"  # outbound WebSocket: no public URL needed
+    HTTP = "http"  # Slack POSTs signed requests to a public URL
+
+
+@dataclass(frozen=True, slots=True)
+class SlackConfig:
+    bot_token: str
+    app_token: str = ""
+    signing_secret: str = ""
+    http_port: int = 3000
+    http_host: str = "0.0.0.0"  # noqa: S104 - Slack must reach the request URL
+    http_path: str = EVENTS_PATH
+    api_url: str = SLACK_API_URL
+    approvers: frozenset[str] = frozenset()  # user ids, shown in approval messages
+    approver_groups: tuple[str, ...] = ()  # user group ids (S…); membership is looked up
+    #: Seconds between two posts or edits in one channel (Slack allows about one per second).
+    pace: float = 1.0
+    eyes: str = "eyes"  # reaction put on a message the bot is working on
+    approve_reactions: frozenset[str] = frozenset({"white_check_mark", "heavy_check_mark"})
+    deny_reactions: frozenset[str] = frozenset({"x", "no_entry", "no_entry_sign"})
+
+    @property
+    def mode(self) -> Mode:
+        """Socket Mode whenever an app-level token is set; HTTP mode with only a signing secret."""
+        return Mode.SOCKET if self.app_token else Mode.HTTP
+
+    def problems(self) -> list[str]:
+        """What is missing for `serve()`, phrased for the operator."""
+        out: list[str] = []
+        if not self.bot_token:
+            out.append("SLACK_BOT_TOKEN is not set (the xoxb-… token from OAuth & Permissions)")
+        if not self.app_token and not self.signing_secret:
+            out.append(
+                "set SLACK_APP_TOKEN (xapp-…, Socket Mode, no public URL needed) "
+                "or SLACK_SIGNING_SECRET (HTTP mode, Slack posts to a public request URL)"
+            )
+        if self.app_token and not self.app_token.startswith("xapp-"):
+            out.append("SLACK_APP_TOKEN must be an app-level token (xapp-…) with the connections:write scope")
+        return out

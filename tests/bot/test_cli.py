@@ -1,0 +1,137 @@
+"""The `orchestrator` command as a user runs it: a real subprocess against the stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.ollama import FakeOllama, Reply
+
+
+def run_cli(
+    args: list[str], env_extra: dict[str, str], *, stdin: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "SLACK_", "DISCORD_"))}
+    env.update(env_extra)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True, env=env, timeout=timeout,
+        cwd=env_extra.get("_CWD", None),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, fake_ollama: FakeOllama) -> dict[str, str]:
+    root = tmp_path / "ws"
+    root.mkdir()
+    return {
+        "ORCHESTRATOR_DATA_DIR": str(tmp_path / "data"),
+        "OLLAMA_HOST": fake_ollama.url,
+        "ORCHESTRATOR_FILE_ROOTS": str(root),
+        "ORCHESTRATOR_CONSOLE_APPROVERS": "cli-user",
+        "USER": "cli-user",
+        "LOGNAME": "cli-user",
+        "_CWD": str(tmp_path),
+    }
+
+
+def test_ask_answers_and_exits_zero(cli_env: dict[str, str], fake_ollama: FakeOllama) -> None:
+    fake_ollama.script(
+        Reply(thinking="Check the disks.", tool_calls=[{"name": "disk_usage", "arguments": {}}]),
+        Reply(content="The root filesystem has plenty of room."),
+    )
+    proc = run_cli(["ask", "how full is the disk?"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Check the disks." in proc.stdout
+    assert "→ disk_usage()" in proc.stdout
+    assert proc.stdout.rstrip().endswith("The root filesystem has plenty of room.")
+
+
+def test_piped_yes_approves_a_write(cli_env: dict[str, str], fake_ollama: FakeOllama) -> None:
+    target = Path(cli_env["ORCHESTRATOR_FILE_ROOTS"]) / "motd"
+    fake_ollama.script(
+        Reply(tool_calls=[{"name": "write_file", "arguments": {"path": "motd", "content": "hello\n"}}]),
+        Reply(content="Written."),
+    )
+    proc = run_cli(["ask", "write a motd"], cli_env, stdin="y\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "+hello" in proc.stdout and "Approve? [y/N]" in proc.stdout
+    assert target.read_text() == "hello\n"
+    audit = run_cli(["audit", "--json"], cli_env)
+    entries = json.loads(audit.stdout)
+    approved = [e for e in entries if e["action"] == "approved"]
+    assert approved and approved[0]["decider"] == "console:cli-user" and approved[0]["tool"] == "write_file"
+    assert [e["action"] for e in entries] == ["request", "approval_requested", "approved", "tool_run"]
+
+
+def test_anything_but_yes_denies(cli_env: dict[str, str], fake_ollama: FakeOllama) -> None:
+    target = Path(cli_env["ORCHESTRATOR_FILE_ROOTS"]) / "motd"
+    fake_ollama.script(
+        Reply(tool_calls=[{"name": "write_file", "arguments": {"path": "motd", "content": "x"}}]),
+        Reply(content="Not written."),
+    )
+    proc = run_cli(["ask", "write a motd"], cli_env, stdin="sure\n")
+    assert proc.returncode == 0
+    assert not target.exists()
+    assert "Denied by console:cli-user" in proc.stdout
+
+
+def test_unreachable_ollama_is_one_line_naming_ollama_host(cli_env: dict[str, str]) -> None:
+    cli_env["OLLAMA_HOST"] = "http://127.0.0.1:9"
+    proc = run_cli(["ask", "hello"], cli_env)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, proc.stderr
+    assert "OLLAMA_HOST" in errors[0] and "127.0.0.1:9" in errors[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_model_says_how_to_pull_it(cli_env: dict[str, str]) -> None:
+    cli_env["ORCHESTRATOR_MODEL"] = "llama9:70b"
+    proc = run_cli(["ask", "hello"], cli_env)
+    assert proc.returncode != 0
+    assert "ollama pull llama9:70b" in proc.stderr
+
+
+def test_doctor_reports_each_check_and_how_to_fix(cli_env: dict[str, str]) -> None:
+    ok = run_cli(["doctor"], cli_env)
+    assert ok.returncode == 0, ok.stdout
+    for name in ("data dir", "database", "file roots", "ollama", "model"):
+        assert f"[ok  ] {name}" in ok.stdout
+    cli_env["OLLAMA_HOST"] = "http://127.0.0.1:9"
+    bad = run_cli(["doctor"], cli_env)
+    assert bad.returncode == 1
+    assert "[FAIL] ollama" in bad.stdout and "fix:" in bad.stdout
+
+
+def test_chat_reads_questions_from_piped_stdin(cli_env: dict[str, str], fake_ollama: FakeOllama) -> None:
+    fake_ollama.script(Reply(content="First answer."), Reply(content="Second answer."))
+    proc = run_cli(["chat"], cli_env, stdin="first question\nsecond question\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "First answer." in proc.stdout and "Second answer." in proc.stdout
+    history = [m["content"] for m in fake_ollama.chat_requests[1]["messages"]]
+    assert "first question" in history and "First answer." in history
+
+
+def test_invalid_configuration_is_explained(cli_env: dict[str, str]) -> None:
+    cli_env["ORCHESTRATOR_MAX_ITERATIONS"] = "lots"
+    proc = run_cli(["ask", "hi"], cli_env)
+    assert proc.returncode != 0
+    assert "invalid configuration" in proc.stderr and "ORCHESTRATOR_MAX_ITERATIONS" in proc.stderr
+
+
+def test_toml_file_is_read_and_env_wins(cli_env: dict[str, str], tmp_path: Path, fake_ollama: FakeOllama) -> None:
+    (tmp_path / "orchestrator.toml").write_text('model = "from-toml:1b"\nmax_iterations = 4\n')
+    fake_ollama.models.append("from-toml:1b")
+    fake_ollama.script(Reply(content="hi"))
+    proc = run_cli(["ask", "hi"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert fake_ollama.chat_requests[-1]["model"] == "from-toml:1b"
+    cli_env["ORCHESTRATOR_MODEL"] = "qwen3:8b"
+    fake_ollama.script(Reply(content="hi"))
+    run_cli(["ask", "hi"], cli_env)
+    assert fake_ollama.chat_requests[-1]["model"] == "qwen3:8b"

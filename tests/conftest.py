@@ -1,0 +1,55 @@
+"""Shared fixtures: the real core wired against local stand-ins, never a real model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bot.app import Services, build_services
+from bot.settings import Settings
+from tests.fakes.ollama import FakeOllama
+
+pytest_plugins = ["tests.support.dockerd"]
+
+# Nothing in the suite may reach a real Ollama, Slack or Discord: unset what a developer's
+# shell may carry, and point the model at a closed port unless a test gives a stand-in.
+for _name in ("OLLAMA_HOST", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "DISCORD_TOKEN",
+              "DATABASE_URL", "CHROMA_HOST", "ORCHESTRATOR_CONFIG"):  # fmt: skip
+    os.environ.pop(_name, None)
+os.environ["OLLAMA_HOST"] = "http://127.0.0.1:9"
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeOllama]:
+    with FakeOllama() as fake:
+        yield fake
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "workspace"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fake_ollama: FakeOllama, workspace: Path) -> Settings:
+    return Settings(
+        ORCHESTRATOR_DATA_DIR=str(tmp_path / "data"),
+        OLLAMA_HOST=fake_ollama.url,
+        ORCHESTRATOR_FILE_ROOTS=str(workspace),
+        ORCHESTRATOR_CONSOLE_APPROVERS="tester",
+        ORCHESTRATOR_APPROVAL_TIMEOUT=30,
+    )
+
+
+@pytest_asyncio.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    svc = await build_services(settings)
+    svc.gate.poll_interval = 0.05
+    yield svc
+    await svc.close()

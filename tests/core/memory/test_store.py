@@ -1,0 +1,309 @@
+"""MemoryStore on real embedded Chroma with the real offline model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from core.memory.embeddings import DEFAULT_OLLAMA_MODEL, OfflineEmbedding, OllamaEmbedding
+from core.memory.store import (
+    DEFAULT_DEDUP_DISTANCE,
+    DEFAULT_RECALL_DISTANCE,
+    SHARED_SCOPE,
+    EmbeddingModelMismatch,
+    MemoryStore,
+    incident_text,
+    private_scope,
+)
+from tests.fakes.ollama import FakeOllama
+
+REPO = Path(__file__).resolve().parents[3]
+SOURCE = {"platform": "slack", "channel": "C-ops", "user": "U-alice"}
+FACT = "postgres on db1 listens on port 5433"
+
+FACTS = [
+    FACT,
+    "web1 has 16 GB of RAM",
+    "the on-call engineer this week is Bob",
+    "backups of db1 run nightly at 02:00",
+    "the VPN endpoint is vpn.example.com",
+    "Alice prefers answers in French",
+    "disk on web1 is 80% full",
+    "the staging cluster is called kube-stg and runs in eu-west-1",
+]
+UNRELATED_QUESTIONS = [
+    "what is the weather like in Paris?",
+    "tell me a joke",
+    "what's 2+2?",
+    "translate hello into Spanish",
+    "who wrote Hamlet?",
+    "what time is it?",
+]
+
+
+def test_fact_recalled_by_a_differently_worded_question(store: MemoryStore) -> None:
+    stored = store.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    assert not stored.updated
+
+    hits = store.recall("which port should I use to connect to the database server db1?", scopes=[SHARED_SCOPE])
+    assert [h.id for h in hits] == [stored.id]
+    assert hits[0].text == FACT
+    assert hits[0].distance is not None and hits[0].distance < DEFAULT_RECALL_DISTANCE
+    assert hits[0].source == SOURCE and hits[0].platform == "slack" and hits[0].user == "U-alice"
+    assert hits[0].created_at
+
+    assert store.recall("what is the weather like in Paris?", scopes=[SHARED_SCOPE]) == []
+
+
+def test_unrelated_questions_recall_nothing_and_related_ones_the_right_fact(store: MemoryStore) -> None:
+    for fact in FACTS:
+        store.add(fact, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    assert store.count() == len(FACTS)
+    for question in UNRELATED_QUESTIONS:
+        assert store.recall(question, scopes=[SHARED_SCOPE]) == [], question
+    expectations = {
+        "how much memory does web1 have?": "web1 has 16 GB of RAM",
+        "who is on call?": "the on-call engineer this week is Bob",
+        "when does db1 get backed up?": "backups of db1 run nightly at 02:00",
+        "what's the vpn address?": "the VPN endpoint is vpn.example.com",
+        "which language should I answer Alice in?": "Alice prefers answers in French",
+        "is web1 running out of disk space?": "disk on web1 is 80% full",
+        "what is the name of the staging kubernetes cluster?": FACTS[-1],
+    }
+    for question, fact in expectations.items():
+        hits = store.recall(question, scopes=[SHARED_SCOPE], k=3)
+        assert hits and hits[0].text == fact, (question, [(h.text, h.distance) for h in hits])
+        distances = [h.distance or 0.0 for h in hits]
+        assert distances == sorted(distances)
+
+
+def test_facts_survive_reopening_in_another_process(tmp_path: Path, offline: OfflineEmbedding) -> None:
+    data = tmp_path / "chroma"
+    writer = textwrap.dedent(
+        f"""
+        from core.memory.store import MemoryStore
+        with MemoryStore({str(data)!r}) as store:
+            store.add({FACT!r}, kind="fact", scope="shared", source={{"platform": "console", "user": "root"}})
+            store.add("Alice prefers answers in French", kind="fact", scope="private:slack:U-alice", source={{}})
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", writer], check=True, cwd=REPO, env=env, timeout=120)
+
+    with MemoryStore(data, embedding=offline) as reopened:
+        assert reopened.count() == 2
+        hits = reopened.recall("what port does the db1 database use?", scopes=[SHARED_SCOPE])
+        assert [h.text for h in hits] == [FACT]
+        assert hits[0].source == {"platform": "console", "user": "root"}
+        assert [m.text for m in reopened.list(scope="private:slack:U-alice")] == ["Alice prefers answers in French"]
+
+
+def test_reopening_in_the_same_process_keeps_facts(tmp_path: Path, offline: OfflineEmbedding) -> None:
+    with MemoryStore(tmp_path / "db", embedding=offline) as first:
+        added = first.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    with MemoryStore(tmp_path / "db", embedding=offline) as second:
+        assert second.get(added.id) is not None
+        assert second.count() == 1
+
+
+def test_private_scope_does_not_reach_another_user(store: MemoryStore) -> None:
+    alice = private_scope("slack", "U-alice")
+    bob = private_scope("slack", "U-bob")
+    secret = store.add("my staging sudo password hint is the cat's name", kind="fact", scope=alice, source=SOURCE)
+    store.add("the deploy freeze starts on Friday", kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+
+    question = "what is the hint for my staging sudo password?"
+    bob_hits = store.recall(question, scopes=[SHARED_SCOPE, bob], max_distance=2.0)
+    assert secret.id not in [h.id for h in bob_hits]
+    assert [h.scope for h in bob_hits] == [SHARED_SCOPE]
+
+    alice_hits = store.recall(question, scopes=[SHARED_SCOPE, alice])
+    assert alice_hits[0].id == secret.id
+
+    # Bob cannot forget Alice's memory either, by id or by query.
+    assert store.forget(secret.id, scopes=[SHARED_SCOPE, bob]) == 0
+    assert store.forget(query="my staging sudo password hint", scopes=[SHARED_SCOPE, bob]) == 0
+    assert store.count(scope=alice) == 1
+    # The same wording in another scope is a separate memory, not a duplicate.
+    store.add("my staging sudo password hint is the cat's name", kind="fact", scope=bob, source=SOURCE)
+    assert store.count() == 3
+
+
+def test_near_duplicates_collapse_into_one(store: MemoryStore) -> None:
+    first = store.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    second = store.add(
+        "PostgreSQL on db1 listens on port 5433.",
+        kind="fact",
+        scope=SHARED_SCOPE,
+        source={"platform": "discord", "channel": "ops", "user": "bob"},
+    )
+    third = store.add(
+        "The postgres server on db1 is listening on port 5433", kind="fact", scope=SHARED_SCOPE, source={}
+    )
+    assert second.updated and third.updated
+    assert first.id == second.id == third.id
+    assert second.distance is not None and second.distance < DEFAULT_DEDUP_DISTANCE
+    assert store.count() == 1
+    [kept] = store.list()
+    assert kept.text == "The postgres server on db1 is listening on port 5433"
+    assert kept.revision == 3
+    assert kept.created_at == first.created_at and kept.updated_at >= first.updated_at
+    assert kept.source == {"platform": "discord", "channel": "ops", "user": "bob"}  # empty source keeps the last one
+
+
+def test_a_corrected_value_updates_but_another_host_does_not(store: MemoryStore) -> None:
+    store.add("postgres on db1 listens on port 5432", kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    corrected = store.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    assert corrected.updated
+    other_host = store.add("postgres on db2 listens on port 5433", kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    assert not other_host.updated
+    other_kind = store.add(FACT, kind="summary", scope=SHARED_SCOPE, source=SOURCE)
+    assert not other_kind.updated
+    different = store.add("the staging cluster runs in eu-west-1", kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    assert not store.add(
+        "the production cluster runs in eu-west-1", kind="fact", scope=SHARED_SCOPE, source=SOURCE
+    ).updated
+    assert not different.updated
+    assert sorted(m.text for m in store.list(kind="fact")) == [
+        "postgres on db1 listens on port 5433",
+        "postgres on db2 listens on port 5433",
+        "the production cluster runs in eu-west-1",
+        "the staging cluster runs in eu-west-1",
+    ]
+    assert store.count(kind="summary") == 1
+
+
+@pytest.fixture
+def fake_ollama(offline: OfflineEmbedding) -> Iterator[FakeOllama]:
+    with FakeOllama(models=[DEFAULT_OLLAMA_MODEL]) as fake:
+        fake.embed_fn = lambda text: [float(x) for x in offline.encode([text])[0]]
+        yield fake
+
+
+def test_switching_embedding_model_is_refused(
+    tmp_path: Path,
+    offline: OfflineEmbedding,
+    fake_ollama: FakeOllama,
+    make_ollama: Callable[..., OllamaEmbedding],
+) -> None:
+    data = tmp_path / "chroma"
+    with MemoryStore(data, embedding=offline) as store:
+        store.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+
+    with pytest.raises(EmbeddingModelMismatch) as caught:
+        MemoryStore(data, embedding=make_ollama(host=fake_ollama.url))
+    message = str(caught.value)
+    assert "'all-MiniLM-L6-v2'" in message and "'ollama:nomic-embed-text'" in message
+    assert "orchestrator memory reset" in message and "new data directory" in message
+    assert caught.value.stored == "all-MiniLM-L6-v2"
+
+    # Nothing was lost, and the original model still opens it.
+    with MemoryStore(data, embedding=offline) as store:
+        assert store.count() == 1
+        assert store.recall(FACT, scopes=[SHARED_SCOPE])[0].text == FACT
+
+    # `orchestrator memory reset`: drop the collection, then the new model is accepted.
+    assert MemoryStore.drop(data) == 1
+    assert MemoryStore.drop(data) == 0
+    with MemoryStore(data, embedding=make_ollama(host=fake_ollama.url)) as store:
+        assert store.count() == 0
+        store.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+        store.reset()  # same model: just empties it
+        assert store.count() == 0
+
+
+def test_ollama_backed_store_end_to_end(
+    tmp_path: Path, fake_ollama: FakeOllama, make_ollama: Callable[..., OllamaEmbedding]
+) -> None:
+    with MemoryStore(tmp_path / "chroma", embedding=make_ollama(host=fake_ollama.url)) as store:
+        store.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+        # prefixes change nomic's vectors; the fake ignores them, so distances equal the offline ones
+        hits = store.recall("which port should I use to connect to the database server db1?", scopes=[SHARED_SCOPE])
+        assert [h.text for h in hits] == [FACT]
+    with pytest.raises(EmbeddingModelMismatch, match="ollama:nomic-embed-text"):
+        MemoryStore(tmp_path / "chroma", embedding=OfflineEmbedding())
+
+
+def test_incident_with_fix_recalled_for_a_similar_later_failure(store: MemoryStore) -> None:
+    incident = store.add_incident(
+        symptom="nginx on web1 returned 502 Bad Gateway for every request",
+        cause="the php-fpm pool was exhausted (pm.max_children = 10)",
+        fix="raised pm.max_children to 40 and reloaded php-fpm",
+        outcome="502s stopped within a minute",
+        audit_ids=[41, "42"],
+        scope=SHARED_SCOPE,
+        source={"platform": "slack", "channel": "C-incidents", "user": "U-bob"},
+    )
+    store.add_incident(
+        symptom="postgres on db1 refused connections: too many clients already",
+        cause="a leaking worker held 100 idle connections",
+        fix="restarted the worker and set idle_in_transaction_session_timeout",
+        outcome="connections back to 20",
+        scope=SHARED_SCOPE,
+        source={"platform": "slack", "channel": "C-incidents", "user": "U-bob"},
+    )
+    store.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+
+    later = "web1 is showing bad gateway errors again, the site is down"
+    hits = store.recall(later, scopes=[SHARED_SCOPE], kinds=["incident"])
+    assert hits and hits[0].id == incident.id
+    assert hits[0].kind == "incident"
+    assert hits[0].extra["fix"] == "raised pm.max_children to 40 and reloaded php-fpm"
+    assert hits[0].extra["outcome"] == "502s stopped within a minute"
+    assert hits[0].extra["audit_ids"] == ["41", "42"]
+    assert "Fix: raised pm.max_children to 40" in hits[0].text
+
+    unrelated_failure = "the backup job on nas2 failed: disk full"
+    assert incident.id not in [h.id for h in store.recall(unrelated_failure, scopes=[SHARED_SCOPE], kinds=["incident"])]
+
+
+def test_forget_by_id_and_by_query(store: MemoryStore) -> None:
+    db1 = store.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    db2 = store.add("postgres on db2 listens on port 5433", kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    bob = store.add("the on-call engineer this week is Bob", kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+
+    assert store.forget(query="the postgres port on db2", scopes=[SHARED_SCOPE]) == 1
+    assert store.get(db2.id) is None and store.get(db1.id) is not None
+    assert store.forget(query="the weather in Paris", scopes=[SHARED_SCOPE]) == 0
+    assert store.forget(bob.id) == 1
+    assert store.forget(bob.id) == 0
+    assert [m.id for m in store.list()] == [db1.id]
+    with pytest.raises(ValueError):
+        store.forget()
+    with pytest.raises(ValueError):
+        store.forget(query="anything")  # scopes are required for a query
+
+
+def test_list_count_and_validation(store: MemoryStore) -> None:
+    alice = private_scope("discord", "123")
+    store.add("web1 has 16 GB of RAM", kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    store.add("weekly summary: two deploys, one incident", kind="summary", scope=SHARED_SCOPE, source=SOURCE)
+    store.add("Alice prefers answers in French", kind="fact", scope=alice, source={"platform": "discord"})
+    assert store.count() == 3
+    assert store.count(kind="fact") == 2
+    assert store.count(kind="fact", scope=alice) == 1
+    assert [m.kind for m in store.list()] == ["fact", "summary", "fact"]  # oldest first
+    assert [m.text for m in store.list(kind="summary")] == ["weekly summary: two deploys, one incident"]
+    assert store.recall("web1 memory size", scopes=[SHARED_SCOPE], kinds=["summary"]) == []
+    assert store.recall("", scopes=[SHARED_SCOPE]) == []
+
+    with pytest.raises(ValueError, match="memory kind"):
+        store.add("x", kind="facts", scope=SHARED_SCOPE, source={})
+    with pytest.raises(ValueError, match="scope"):
+        store.add("x", kind="fact", scope="private:alice", source={})
+    with pytest.raises(ValueError, match="empty"):
+        store.add("   ", kind="fact", scope=SHARED_SCOPE, source={})
+    with pytest.raises(ValueError, match="scope"):
+        store.recall("x", scopes=[])
+    with pytest.raises(ValueError):
+        private_scope("slack", "")
+
+
+def test_incident_text_leads_with_the_symptom() -> None:
+    assert incident_text(symptom="disk full on db1.", fix="pruned WAL") == "disk full on db1. Fix: pruned WAL."
