@@ -187,7 +187,9 @@ class Policy:
             return CommandDecision(Verdict.FORBIDDEN, (), str(exc))
         reason = self._forbidden_deep(command)
         if reason:
-            return CommandDecision(Verdict.FORBIDDEN, tokens, f"refused: this command {reason}; no approval can unlock it")
+            return CommandDecision(
+                Verdict.FORBIDDEN, tokens, f"refused: this command {reason}; no approval can unlock it"
+            )
         operators = [t for t in tokens if t in _SHELL_OPERATORS or (t and set(t) <= set(";|&<>()"))]
         if operators:
             return CommandDecision(

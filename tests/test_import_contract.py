@@ -63,9 +63,11 @@ def test_no_shell_and_no_os_system_anywhere() -> None:
             for node in ast.walk(tree):
                 if isinstance(node, ast.keyword) and node.arg == "shell":
                     offenders.append(f"{path}: shell=")
-                if isinstance(node, ast.Attribute) and node.attr in {"system", "popen"} and getattr(
-                    node.value, "id", ""
-                ) == "os":
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr in {"system", "popen"}
+                    and getattr(node.value, "id", "") == "os"
+                ):
                     offenders.append(f"{path}: os.{node.attr}")
                 if isinstance(node, ast.Attribute) and node.attr == "create_subprocess_shell":
                     offenders.append(f"{path}: create_subprocess_shell")
@@ -83,6 +85,10 @@ def test_only_the_process_helper_starts_processes() -> None:
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Attribute) and node.attr in starters:
                     offenders.append(f"{path}: {node.attr}")
-                if isinstance(node, ast.Attribute) and node.attr == "run" and getattr(node.value, "id", "") == "subprocess":
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr == "run"
+                    and getattr(node.value, "id", "") == "subprocess"
+                ):
                     offenders.append(f"{path}: subprocess.run")
     assert not offenders, offenders

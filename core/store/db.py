@@ -15,7 +15,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, event, update
+from sqlalchemy import Engine, event, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, create_engine, select
 
@@ -193,9 +193,11 @@ class Store:
         kind = type(ev).__name__
 
         def work() -> None:
-            with self._session() as s:
-                s.add(Step(run_id=run_id, seq=seq, kind=kind, payload_json=payload, created_at=time.time()))
-                s.commit()
+            # Core insert, not the ORM: this is the hot path of every run.
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(Step).values(run_id=run_id, seq=seq, kind=kind, payload_json=payload, created_at=time.time())
+                )
 
         await self._call(work)
 
@@ -332,10 +334,11 @@ class Store:
 
     # ---- audit ----------------------------------------------------------------
     async def audit(self, entry: AuditEntry) -> None:
+        values = entry.model_dump(exclude={"id"})
+
         def work() -> None:
-            with self._session() as s:
-                s.add(entry)
-                s.commit()
+            with self.engine.begin() as conn:
+                conn.execute(insert(AuditEntry).values(**values))
 
         await self._call(work)
 

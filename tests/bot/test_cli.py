@@ -20,7 +20,7 @@ def run_cli(
     env.update(env_extra)
     return subprocess.run(
         [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True, env=env, timeout=timeout,
-        cwd=env_extra.get("_CWD", None),
+        cwd=env_extra.get("_CWD"),
     )  # fmt: skip
 
 

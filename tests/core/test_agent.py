@@ -240,7 +240,9 @@ async def test_history_is_kept_per_thread(services: Services, fake_ollama: FakeO
 
 @pytest.mark.asyncio
 async def test_every_step_is_stored(services: Services, fake_ollama: FakeOllama) -> None:
-    fake_ollama.script(Reply(thinking="hmm", tool_calls=[{"name": "system_info", "arguments": {}}]), Reply(content="ok"))
+    fake_ollama.script(
+        Reply(thinking="hmm", tool_calls=[{"name": "system_info", "arguments": {}}]), Reply(content="ok")
+    )
     events = await collect(services, "status?")
     steps = await services.store.steps(events[0].run_id)  # type: ignore[attr-defined]
     assert [s.kind for s in steps] == [type(e).__name__ for e in events]

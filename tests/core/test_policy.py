@@ -43,7 +43,7 @@ def policy(tmp_path: Path) -> Policy:
         "fdisk /dev/sda",
         "parted /dev/sda rm 1",
         "bash -c 'mkfs.ext4 /dev/sda'",
-        "sh -c \"dd if=/dev/zero of=/dev/vda\"",
+        'sh -c "dd if=/dev/zero of=/dev/vda"',
         "m'k'fs.ext4 /dev/sda",
         "shred -n 3 /dev/sda",
         "chmod -R 777 /",

@@ -19,7 +19,9 @@ async def test_runs_argv_without_a_shell() -> None:
 async def test_timeout_kills_the_whole_process_group(tmp_path) -> None:  # type: ignore[no-untyped-def]
     marker = tmp_path / "child-survived"
     # the child sleeps then writes a file; if the group is killed, the file never appears
-    script = f"import subprocess,sys; subprocess.Popen(['sh','-c','sleep 1.5; touch {marker}']); import time; time.sleep(30)"
+    script = (
+        f"import subprocess,sys; subprocess.Popen(['sh','-c','sleep 1.5; touch {marker}']); import time; time.sleep(30)"
+    )
     result = await run_process(["python3", "-c", script], timeout=0.5)
     assert result.timed_out and not result.ok
     await asyncio.sleep(2)

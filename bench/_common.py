@@ -1,0 +1,51 @@
+"""Shared pieces of the benchmarks: a scripted model and a wired agent on a temp store."""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.agent import Agent, AgentConfig
+from core.approval import ApprovalGate, ApprovalRules
+from core.llm import LLMReply, LLMToolCall
+from core.policy import Policy, PolicyConfig
+from core.store import Store
+from core.tools.builtin import builtin_tools
+from core.tools.registry import ToolRegistry
+
+
+class ScriptedLLM:
+    """Answers instantly: `steps` tool calls, then an answer. Per conversation, by thread text."""
+
+    def __init__(self, make_call: Callable[[int], LLMToolCall], steps: int) -> None:
+        self.make_call = make_call
+        self.steps = steps
+        self.calls = 0
+
+    async def chat(self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> LLMReply:
+        self.calls += 1
+        done = sum(1 for m in messages if m["role"] == "tool")
+        if done < self.steps:
+            return LLMReply(thinking=f"step {done + 1}", tool_calls=(self.make_call(done),))
+        return LLMReply(content=f"finished after {done} steps")
+
+
+async def make_agent(
+    llm: Any, *, tmp: Path | None = None, extra_read: Sequence[str] = (), registry: ToolRegistry | None = None
+) -> tuple[Agent, Store, Path]:
+    tmp = tmp or Path(tempfile.mkdtemp(prefix="orch-bench-"))
+    root = tmp / "ws"
+    root.mkdir(exist_ok=True)
+    store = Store(f"sqlite:///{tmp / 'bench.db'}")
+    await store.init()
+    policy = Policy(PolicyConfig(file_roots=[root], extra_read_commands=frozenset(extra_read)))
+    tools = registry or builtin_tools(policy, backup_dir=tmp / "backups")
+    gate = ApprovalGate(store, ApprovalRules())
+    agent = Agent(llm=llm, tools=tools, store=store, gate=gate, policy=policy, config=AgentConfig(max_iterations=50))
+    return agent, store, tmp
+
+
+counter = itertools.count()
