@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from core.events import Report
+from core.events import Event, Report, Request
 from core.store.models import Approval
 
 
@@ -23,3 +23,8 @@ class ChatAdapter(Protocol):
 
     async def announce_expired(self, approvals: Sequence[Approval]) -> None:
         """Tell each thread whose pending approval was expired by a restart."""
+
+    async def run_request(self, request: Request) -> list[Event]:
+        """Run the agent for a request that no chat message started (an incident opened by a
+        scheduled check), rendering it in `request.thread` exactly like a conversation, approvals
+        included. Returns the run's events once it has finished."""
