@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -65,11 +68,14 @@ class ApprovalGate:
         *,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 2.0,
+        lease: float = 30.0,
     ) -> None:
         self.store = store
         self.rules = rules
         self.clock = clock
         self.poll_interval = poll_interval
+        self.lease = lease  # a pending approval whose waiter has not beaten for this long is orphaned
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._events: dict[int, asyncio.Event] = {}
 
     async def request(
@@ -92,6 +98,8 @@ class ApprovalGate:
             requested_by=f"{request.platform}:{request.user_id}",
             requested_at=now,
             expires_at=now + self.rules.timeout,
+            owner=self.instance_id,
+            heartbeat_at=now,
         )
         row = await self.store.add_approval(row)
         assert row.id is not None
@@ -101,8 +109,12 @@ class ApprovalGate:
     async def wait(self, approval_id: int) -> Approval:
         """Wait until decided or expired. Returns the final row; never returns a pending one."""
         event = self._events.setdefault(approval_id, asyncio.Event())
+        last_beat = self.clock()
         try:
             while True:
+                if self.clock() - last_beat >= min(self.poll_interval, self.lease / 3):
+                    last_beat = self.clock()
+                    await self.store.heartbeat_approval(approval_id, last_beat)
                 row = await self.store.get_approval(approval_id)
                 if row is None:
                     raise KeyError(approval_id)
@@ -147,6 +159,13 @@ class ApprovalGate:
         decider = f"{platform}:{user_id}"
         if approve and decider == row.requested_by and not self.rules.allow_self_approval and platform != "console":
             return DecideResult(Outcome.SELF_APPROVAL, row, "self-approval is disabled: another approver must decide")
+        if self._orphaned(row):
+            await self.store.decide_approval(
+                approval_id, status="expired", decided_by="restart", reason="the run that asked for it is gone"
+            )
+            return DecideResult(
+                Outcome.ALREADY_DECIDED, row, f"approval #{approval_id} expired: the bot that asked for it restarted"
+            )
         if self.clock() >= row.expires_at:
             await self.store.decide_approval(approval_id, status="expired", decided_by="timeout", reason="expired")
             self._wake(approval_id)
@@ -182,13 +201,37 @@ class ApprovalGate:
         if event is not None:
             event.set()
 
+    def _orphaned(self, row: Approval) -> bool:
+        """True when no live process waits on this pending approval any more."""
+        if row.owner == self.instance_id:
+            return row.id not in self._events
+        host, _, rest = row.owner.partition(":")
+        pid = rest.partition(":")[0]
+        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+            return True  # its process on this machine has exited
+        beat = row.heartbeat_at or row.requested_at
+        return self.clock() - beat > self.lease
+
     async def expire_stale(self, *, reason: str = "the bot restarted before a decision") -> list[Approval]:
-        """On start-up: pending approvals of a previous process can no longer run. Expire them."""
+        """On start-up: expire pending approvals whose run is gone. Approvals that another live
+        bot process (sharing the database) is still waiting on are left alone."""
         expired: list[Approval] = []
         for row in await self.store.pending_approvals():
             assert row.id is not None
-            if row.id in self._events:
-                continue  # ours, still being waited on
+            if not self._orphaned(row):
+                continue
             if await self.store.decide_approval(row.id, status="expired", decided_by="restart", reason=reason):
                 expired.append(row)
         return expired
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

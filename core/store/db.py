@@ -320,6 +320,17 @@ class Store:
 
         return await self._call(work)
 
+    async def heartbeat_approval(self, approval_id: int, at: float) -> None:
+        def work() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(Approval)
+                    .where(col(Approval.id) == approval_id, col(Approval.status) == "pending")
+                    .values(heartbeat_at=at)
+                )
+
+        await self._call(work)
+
     async def pending_approvals(self) -> list[Approval]:
         return await self.run(
             lambda s: list(

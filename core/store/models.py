@@ -73,6 +73,8 @@ class Approval(SQLModel, table=True):
     requested_by: str
     requested_at: float
     expires_at: float
+    owner: str = ""  # the bot process waiting on it (host:pid:nonce)
+    heartbeat_at: float | None = None  # refreshed while that process waits; stale = the run is gone
     votes_json: str = "[]"
     decided_by: str = ""
     decided_at: float | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -90,13 +91,39 @@ async def test_a_restart_expires_pending_approvals(tmp_path: Path) -> None:
     gate = await make_gate(tmp_path)
     aid = await pending(gate)
     await gate.store.close()
-    restarted = await make_gate(tmp_path)  # a new process on the same database
+    # The process that asked is gone: its lease is not renewed. A new process starts later.
+    restarted = await make_gate(tmp_path)
+    restarted.clock = lambda: time.time() + restarted.lease + 1
     expired = await restarted.expire_stale()
     assert [row.id for row in expired] == [aid]
     row = await restarted.store.get_approval(aid)
     assert row is not None and row.status == "expired" and row.decided_by == "restart"
     late = await restarted.decide(aid, platform="slack", user_id="UADMIN", approve=True)
     assert late.outcome is Outcome.ALREADY_DECIDED
+
+
+@pytest.mark.asyncio
+async def test_a_second_live_process_does_not_expire_approvals_still_waited_on(tmp_path: Path) -> None:
+    gate = await make_gate(tmp_path)
+    aid = await pending(gate)
+    waiter = asyncio.create_task(gate.wait(aid))
+    second = await make_gate(tmp_path)  # another bot process starting on the same database
+    assert await second.expire_stale() == []
+    result = await second.decide(aid, platform="slack", user_id="UADMIN", approve=True)
+    assert result.outcome is Outcome.APPROVED
+    assert (await asyncio.wait_for(waiter, 10)).status == "approved"
+
+
+@pytest.mark.asyncio
+async def test_a_reaction_on_an_orphaned_approval_never_approves(tmp_path: Path) -> None:
+    gate = await make_gate(tmp_path)
+    aid = await pending(gate)
+    other = await make_gate(tmp_path)
+    other.clock = lambda: time.time() + other.lease + 1  # nobody has renewed the lease
+    result = await other.decide(aid, platform="slack", user_id="UADMIN", approve=True)
+    assert result.outcome is Outcome.ALREADY_DECIDED and "restarted" in result.message
+    row = await other.store.get_approval(aid)
+    assert row is not None and row.status == "expired"
 
 
 @pytest.mark.asyncio

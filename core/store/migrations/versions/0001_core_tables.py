@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("message_ref", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("requested_by", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("requested_at", sa.Float(), nullable=False),
+        sa.Column("owner", sqlmodel.sql.sqltypes.AutoString(), nullable=False, server_default=""),
+        sa.Column("heartbeat_at", sa.Float(), nullable=True),
         sa.Column("expires_at", sa.Float(), nullable=False),
         sa.Column("votes_json", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("decided_by", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
