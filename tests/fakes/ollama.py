@@ -188,9 +188,7 @@ class FakeOllama:
         if self._thread is not None:
             raise RuntimeError("FakeOllama already started")
         loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=loop.run_forever, name="fake-ollama", daemon=True
-        )
+        thread = threading.Thread(target=loop.run_forever, name="fake-ollama", daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread
         try:
@@ -257,9 +255,7 @@ class FakeOllama:
         except ValueError:
             body = None
         with self._lock:
-            self._requests.append(
-                {"method": request.method, "path": request.path, "json": body}
-            )
+            self._requests.append({"method": request.method, "path": request.path, "json": body})
         return await handler(request)
 
     def _missing_model(self, body: Any) -> web.Response | None:
@@ -368,7 +364,7 @@ class FakeOllama:
             return error
         try:
             reply = self._next_reply(body)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             # A bug in a test's callable should read as a clear ResponseError,
             # not aiohttp's generic HTML 500.
             log.error("reply callable failed:\n%s", traceback.format_exc())
@@ -379,9 +375,7 @@ class FakeOllama:
         model = body["model"]
         calls = [_tool_call(c, i) for i, c in enumerate(reply.tool_calls)]
         pieces = _pieces(reply.thinking) + _pieces(reply.content)
-        prompt_words = sum(
-            len(str(m.get("content") or "").split()) for m in body.get("messages", [])
-        )
+        prompt_words = sum(len(str(m.get("content") or "").split()) for m in body.get("messages", []))
         final = {
             "done": True,
             "done_reason": reply.done_reason,

@@ -72,9 +72,7 @@ def test_sync_chat_non_streaming(fake: FakeOllama, client: ollama.Client) -> Non
 
 
 @pytest.mark.asyncio
-async def test_async_chat_non_streaming_and_default_reply(
-    fake: FakeOllama, aclient: ollama.AsyncClient
-) -> None:
+async def test_async_chat_non_streaming_and_default_reply(fake: FakeOllama, aclient: ollama.AsyncClient) -> None:
     fake.script("first")
 
     first = await aclient.chat(MODEL, USER)
@@ -86,9 +84,7 @@ async def test_async_chat_non_streaming_and_default_reply(
 
 
 @pytest.mark.asyncio
-async def test_async_chat_streaming(
-    fake: FakeOllama, aclient: ollama.AsyncClient
-) -> None:
+async def test_async_chat_streaming(fake: FakeOllama, aclient: ollama.AsyncClient) -> None:
     fake.script(
         Reply(
             content="The directory has three files.",
@@ -100,16 +96,10 @@ async def test_async_chat_streaming(
 
     assert len(parts) > 3, "content should arrive in several chunks"
     assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
-    assert "".join(p.message.thinking or "" for p in parts) == (
-        "I should call ls first."
-    )
-    assert "".join(p.message.content or "" for p in parts) == (
-        "The directory has three files."
-    )
+    assert "".join(p.message.thinking or "" for p in parts) == ("I should call ls first.")
+    assert "".join(p.message.content or "" for p in parts) == ("The directory has three files.")
     calls = [c for p in parts for c in p.message.tool_calls or []]
-    assert [(c.function.name, c.function.arguments) for c in calls] == [
-        ("ls", {"path": "."})
-    ]
+    assert [(c.function.name, c.function.arguments) for c in calls] == [("ls", {"path": "."})]
     assert parts[-1].done_reason == "stop" and parts[-1].eval_count
 
 
@@ -129,9 +119,7 @@ def test_streaming_content_type(fake: FakeOllama) -> None:
 
 
 @pytest.mark.asyncio
-async def test_requests_are_recorded_with_tools(
-    fake: FakeOllama, aclient: ollama.AsyncClient
-) -> None:
+async def test_requests_are_recorded_with_tools(fake: FakeOllama, aclient: ollama.AsyncClient) -> None:
     await aclient.chat(MODEL, USER, tools=[TOOL], options={"temperature": 0})
     await aclient.list()
 
@@ -156,9 +144,7 @@ def test_callable_reply_sees_request(fake: FakeOllama, client: ollama.Client) ->
 
 
 @pytest.mark.asyncio
-async def test_list_show_and_version(
-    fake: FakeOllama, aclient: ollama.AsyncClient
-) -> None:
+async def test_list_show_and_version(fake: FakeOllama, aclient: ollama.AsyncClient) -> None:
     fake.models.append("nomic-embed-text:latest")
     fake.capabilities["nomic-embed-text:latest"] = ["embedding"]
 
@@ -176,9 +162,7 @@ async def test_list_show_and_version(
         assert (await http.get("/")).text == "Ollama is running"
 
 
-def test_embed_is_deterministic_and_overridable(
-    fake: FakeOllama, client: ollama.Client
-) -> None:
+def test_embed_is_deterministic_and_overridable(fake: FakeOllama, client: ollama.Client) -> None:
     single = client.embed(MODEL, "hello")
     batch = client.embed(MODEL, ["hello", "world"])
     assert single.embeddings[0] == batch.embeddings[0] == hash_embedding("hello")
@@ -190,9 +174,7 @@ def test_embed_is_deterministic_and_overridable(
 
 
 @pytest.mark.asyncio
-async def test_fail_next_raises_response_error(
-    fake: FakeOllama, aclient: ollama.AsyncClient
-) -> None:
+async def test_fail_next_raises_response_error(fake: FakeOllama, aclient: ollama.AsyncClient) -> None:
     fake.script("after the failure")
     fake.fail_next(status=503, body="overloaded")
 
@@ -239,9 +221,7 @@ def test_standalone_entry_point(tmp_path: Path) -> None:
     script = tmp_path / "replies.json"
     script.write_text(json.dumps(["scripted", {"content": "second"}]))
     command = [sys.executable, "-m", "tests.fakes.ollama", "--script", str(script)]
-    with subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as proc:
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
         try:
             assert proc.stdout is not None
             url = proc.stdout.readline().strip()
