@@ -12,7 +12,7 @@
 # ORCHESTRATOR_TEST_DOCKER=require).
 set -euo pipefail
 
-PACKAGES=(docker.io busybox-static)
+PACKAGES=(docker.io busybox-static git openssh-client openssl)
 
 have_pkg() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"

@@ -166,6 +166,7 @@ class Policy:
     def split(self, command: str) -> tuple[str, ...]:
         lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
+        lexer.commenters = ""  # without a shell, `#` is an ordinary character; never hide words behind it
         try:
             tokens = list(lexer)
         except ValueError as exc:
@@ -199,11 +200,8 @@ class Policy:
                 f"{' '.join(sorted(set(operators)))} cannot work; run each command on its own",
             )
         argv = tokens
-        reason = self._forbidden_deep(command)
-        if reason:
-            return CommandDecision(
-                Verdict.FORBIDDEN, argv, f"refused: this command {reason}; no approval can unlock it"
-            )
+        if not argv:
+            return CommandDecision(Verdict.FORBIDDEN, (), "the command is empty")
         if self._program(argv[0]) in self.config.denied_commands:
             return CommandDecision(Verdict.FORBIDDEN, argv, f"refused: {argv[0]} is on the operator's deny list")
         if self._is_read_only(argv):
@@ -231,6 +229,15 @@ class Policy:
         except CommandRefused:
             # unbalanced quotes inside an argument: judge the words as plain text
             tokens = tuple(text.replace("'", " ").replace('"', " ").split())
+        # Quotes can glue words into one argument (`' ssh host rm' -rf '/ '`): judge the plain
+        # words too, with quotes and operators turned into spaces. Conservative on purpose.
+        plain = text
+        for ch in "'\"`;|&<>()\\":
+            plain = plain.replace(ch, " ")
+        for words in (" ".join(tokens).split(), plain.split()):
+            reason = self._forbidden_argv(words)
+            if reason:
+                return reason
         segment: list[str] = []
         for token in [*tokens, ";"]:
             if token in _SHELL_OPERATORS or (token and set(token) <= set(";|&<>()")):
