@@ -9,17 +9,19 @@ tools and bad arguments become observations the model can correct.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import platform as _platform
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from core.approval import ApprovalGate
+from core.context import acting_for
 from core.events import (
     Answer,
     ApprovalRequested,
@@ -140,11 +142,12 @@ class Agent:
     # ---- the loop -------------------------------------------------------------
     async def run(self, request: Request) -> AsyncIterator[Event]:
         lock = self._locks.setdefault(request.conversation_key, asyncio.Lock())
-        async with lock:
-            async for ev in self._run(request):
+        # aclosing: if the consumer stops early, the inner generators are closed now, not at GC
+        async with lock, contextlib.aclosing(self._run(request)) as events:
+            async for ev in events:
                 yield ev
 
-    async def _run(self, request: Request) -> AsyncIterator[Event]:
+    async def _run(self, request: Request) -> AsyncGenerator[Event, None]:
         conv_id = await self.store.conversation_id(*request.conversation_key)
         history = self._history_messages(await self.store.history(conv_id, limit=self.config.history_limit))
         run_id = await self.store.start_run(request, conv_id)
@@ -192,10 +195,13 @@ class Agent:
                 for call in calls:
                     n_calls += 1
                     result: ToolResult | None = None
-                    async for ev in self._call_tool(request, run_id, f"{run_id}.{n_calls}", call):
-                        yield await record(ev)
-                        if isinstance(ev, ToolResult):
-                            result = ev
+                    async with contextlib.aclosing(
+                        self._call_tool(request, run_id, f"{run_id}.{n_calls}", call)
+                    ) as steps:
+                        async for ev in steps:
+                            yield await record(ev)
+                            if isinstance(ev, ToolResult):
+                                result = ev
                     assert result is not None
                     tool_msg = {"role": "tool", "content": result.output, "tool_name": call.name}
                     messages.append(tool_msg)
@@ -234,7 +240,9 @@ class Agent:
         await self.store.finish_run(run_id, status="failed", error=error)
 
     # ---- one tool call ----------------------------------------------------------
-    async def _call_tool(self, request: Request, run_id: int, call_id: str, call: LLMToolCall) -> AsyncIterator[Event]:
+    async def _call_tool(
+        self, request: Request, run_id: int, call_id: str, call: LLMToolCall
+    ) -> AsyncGenerator[Event, None]:
         shown_args = call.arguments if isinstance(call.arguments, dict) else {"raw": call.arguments}
         yield ToolCall(run_id, call_id, call.name, shown_args)
         actor = f"{request.platform}:{request.user_id}"
@@ -274,18 +282,22 @@ class Agent:
                 request=request, run_id=run_id, tool=spec.name, args=args, plan=plan, fingerprint=fp
             )
             assert approval.id is not None
-            yield ApprovalRequested(
-                run_id=run_id,
-                approval_id=approval.id,
-                tool=spec.name,
-                risk=plan.risk,
-                summary=plan.summary,
-                detail=plan.detail,
-                detail_kind=plan.detail_kind,
-                host=plan.host,
-                expires_at=approval.expires_at,
-                requested_by=actor,
-            )
+            try:
+                yield ApprovalRequested(
+                    run_id=run_id,
+                    approval_id=approval.id,
+                    tool=spec.name,
+                    risk=plan.risk,
+                    summary=plan.summary,
+                    detail=plan.detail,
+                    detail_kind=plan.detail_kind,
+                    host=plan.host,
+                    expires_at=approval.expires_at,
+                    requested_by=actor,
+                )
+            except GeneratorExit:
+                self.gate.abandon(approval.id)  # the run was stopped before it waited
+                raise
             final = await self.gate.wait(approval.id)
             approved = final.status == "approved"
             yield ApprovalResolved(run_id, approval.id, approved, final.decided_by, final.reason)
@@ -312,7 +324,8 @@ class Agent:
             plan = recheck
 
         try:
-            out = await (plan.run() if plan.run is not None else spec.fn(**args))
+            with acting_for(request):  # tools that depend on the requester (memory scopes) read it
+                out = await (plan.run() if plan.run is not None else spec.fn(**args))
         except asyncio.CancelledError:
             raise
         except (ToolError, PolicyError) as exc:

@@ -196,6 +196,10 @@ class ApprovalGate:
             return DecideResult(Outcome.ALREADY_DECIDED, final, "already decided")
         return DecideResult(Outcome.APPROVED, final, f"approved by {', '.join(votes)}")
 
+    def abandon(self, approval_id: int) -> None:
+        """The run that asked was stopped before waiting: nobody in this process waits on it now."""
+        self._events.pop(approval_id, None)
+
     def _wake(self, approval_id: int) -> None:
         event = self._events.get(approval_id)
         if event is not None:

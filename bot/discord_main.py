@@ -1,0 +1,26 @@
+"""`orchestrator run discord`: the Discord adapter built from settings and the core services."""
+
+from __future__ import annotations
+
+from adapters.discord_adapter import DiscordAdapter, DiscordConfig
+from bot.app import Services
+from bot.runner import ConfigurationError
+from bot.settings import Settings
+
+
+def discord_config(settings: Settings) -> DiscordConfig:
+    token = settings.discord_token.get_secret_value() if settings.discord_token is not None else ""
+    return DiscordConfig(
+        token=token,
+        api_url=settings.discord_api_url,
+        approvers=frozenset(settings.discord_approvers),
+        approver_roles=frozenset(settings.discord_approver_roles),
+    )
+
+
+def make_discord_adapter(settings: Settings, services: Services) -> DiscordAdapter:
+    config = discord_config(settings)
+    problems = config.problems()
+    if problems:  # said before connecting, in the operator's words, rather than as a login traceback
+        raise ConfigurationError("; ".join(problems) + " (see docs/discord.md)")
+    return DiscordAdapter(config, agent=services.agent, gate=services.gate, store=services.store)
