@@ -5,18 +5,25 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from bot.memory_cmd import open_memory
 from bot.settings import Settings
 from core.agent import Agent, AgentConfig, ContextProvider, RunHook
 from core.approval import ApprovalGate, ApprovalRules
 from core.events import Risk
+from core.hosts import Inventory
 from core.llm import LLM, OllamaLLM
 from core.policy import Policy, PolicyConfig
 from core.redact import Redactor
 from core.store import Store
 from core.store.models import Approval
 from core.tools.builtin import builtin_tools
+from core.tools.infra import infra_tools
 from core.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from core.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +38,11 @@ class Services:
     llm: LLM
     agent: Agent
     expired_on_start: list[Approval] = field(default_factory=list)
+    memory: MemoryService | None = None
 
     async def close(self) -> None:
+        if self.memory is not None:
+            await self.memory.aclose()
         await self.store.close()
 
 
@@ -86,6 +96,8 @@ async def build_services(
     await store.init()
     policy = make_policy(settings)
     tools = builtin_tools(policy, backup_dir=settings.backup_dir)
+    inventory = Inventory.from_mapping({name: host.model_dump() for name, host in settings.hosts.items()})
+    tools.extend(infra_tools(policy, inventory))
     if extra_tools is not None:
         tools.extend(extra_tools.get(n) for n in extra_tools.names())  # type: ignore[misc]
     gate = ApprovalGate(store, approval_rules(settings))
@@ -95,6 +107,11 @@ async def build_services(
     model: LLM = llm or OllamaLLM(
         host=settings.ollama_host, model=settings.model, timeout=settings.llm_timeout, think=settings.think or None
     )
+    memory = await open_memory(settings, llm=model, redact=policy.redact)  # None when off or unavailable (logged)
+    if memory is not None:
+        tools.extend(memory.tools)
+        context_providers = [*(context_providers or []), memory.context]
+        after_run = [*(after_run or []), *memory.after_run]
     agent = Agent(
         llm=model,
         tools=tools,
@@ -105,7 +122,7 @@ async def build_services(
         context_providers=context_providers or [],
         after_run=after_run or [],
     )
-    return Services(settings, store, policy, tools, gate, model, agent, expired)
+    return Services(settings, store, policy, tools, gate, model, agent, expired, memory.service if memory else None)
 
 
 def data_path(settings: Settings, *parts: str) -> Path:

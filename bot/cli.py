@@ -17,6 +17,7 @@ from adapters.console import ConsoleAdapter
 from bot.app import build_services
 from bot.doctor import run_checks
 from bot.logs import setup_logging
+from bot.memory_cmd import register as register_memory
 from bot.settings import Settings
 from core.redact import Redactor
 from core.store import Store
@@ -144,11 +145,28 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    from adapters.base import AdapterSetupError
+
     try:
         return asyncio.run(serve(settings, platforms))
-    except ConfigurationError as exc:
+    except (ConfigurationError, AdapterSetupError) as exc:
         print(f"orchestrator run {args.platform}: {exc}", file=sys.stderr)
         return 2
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bot.reports import daily_command, health_command
+
+    settings = _settings()
+    if args.kind == "health":
+        return asyncio.run(health_command(settings, post=args.post))
+    return asyncio.run(daily_command(settings, post=args.post, hours=args.hours))
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from bot.scheduler import jobs_command
+
+    return jobs_command(_settings(), as_json=args.json)
 
 
 def _configured(settings: Settings, platform: str) -> bool:
@@ -159,7 +177,9 @@ def _configured(settings: Settings, platform: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrator", description="A ChatOps agent for your own servers.")
-    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default) or ERROR")
+    parser.add_argument(
+        "--log-level", default="", help="DEBUG, INFO, WARNING or ERROR (default: INFO for `run`, WARNING otherwise)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("chat", help="talk to the agent in this terminal (the default)")
@@ -182,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_approvals)
+    p = sub.add_parser("report", help="print the health or daily report (--post: send it to the reports channels)")
+    p.add_argument("kind", choices=["health", "daily"])
+    p.add_argument("--post", action="store_true", help="also post it to reports.slack_channel / discord_channel")
+    p.add_argument("--hours", type=float, default=0, help="daily: the window in hours (default: the setting, 24)")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("jobs", help="scheduled jobs with their next run, and which process runs the scheduler")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+    register_memory(sub)
     return parser
 
 
@@ -193,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings_secrets = Settings().secrets()
     except ValidationError:
         pass
-    setup_logging(Redactor(settings_secrets), level=args.log_level.upper())
+    level = args.log_level or ("INFO" if getattr(args, "command", None) == "run" else "WARNING")
+    setup_logging(Redactor(settings_secrets), level=level.upper())
     func = getattr(args, "func", cmd_chat)
     try:
         return int(func(args))

@@ -73,5 +73,11 @@ async def serve(settings: Settings, platforms: Sequence[str]) -> int:
 
 
 def _extra_jobs(settings: Settings, services: Services, adapters: list[ChatAdapter]) -> list:  # type: ignore[type-arg]
-    """Long-running companions of the adapters (the scheduler plugs in here)."""
-    return []
+    """Long-running companions of the adapters: the scheduler (metrics, health checks, daily report).
+    Every process starts one; the database lock lets exactly one of them run the jobs."""
+    if not settings.reports.scheduler:
+        log.info("the scheduler is off (reports.scheduler = false)")
+        return []
+    from bot.scheduler import run_scheduler
+
+    return [run_scheduler(settings, services, adapters)]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -38,11 +38,103 @@ def _split(value: Any, sep: str = ",") -> Any:
 CsvList = Annotated[list[str], NoDecode]
 
 
-class ReportSettings(BaseModel):
-    """Where scheduled reports go (filled in by the scheduler issue)."""
+class HealthCheckSettings(BaseModel):
+    """Thresholds of the self-healing checks: `[reports.checks]` in orchestrator.toml (see docs/reports.md)."""
 
-    slack_channel: str = ""
-    discord_channel: str = ""
+    disk_percent: float = Field(
+        90.0, gt=0, le=100, validation_alias=_env("ORCHESTRATOR_DISK_THRESHOLD", "disk_percent")
+    )
+    ignore_mounts: list[str] = Field(
+        default_factory=list, validation_alias=_env("ORCHESTRATOR_IGNORE_MOUNTS", "ignore_mounts")
+    )
+    memory_percent: float = Field(
+        90.0, gt=0, le=100, validation_alias=_env("ORCHESTRATOR_MEMORY_THRESHOLD", "memory_percent")
+    )
+    memory_pressure: float = Field(
+        10.0, ge=0, le=100, validation_alias=_env("ORCHESTRATOR_MEMORY_PRESSURE_THRESHOLD", "memory_pressure")
+    )
+    load_factor: float = Field(1.0, gt=0, validation_alias=_env("ORCHESTRATOR_LOAD_FACTOR", "load_factor"))
+    load_minutes: float = Field(15.0, gt=0, validation_alias=_env("ORCHESTRATOR_LOAD_MINUTES", "load_minutes"))
+    docker: str = Field(
+        "auto", pattern="^(auto|required|off)$", validation_alias=_env("ORCHESTRATOR_DOCKER_CHECK", "docker")
+    )
+    restart_limit: int = Field(3, ge=1, validation_alias=_env("ORCHESTRATOR_RESTART_LIMIT", "restart_limit"))
+    restart_window_minutes: float = Field(
+        15.0, gt=0, validation_alias=_env("ORCHESTRATOR_RESTART_WINDOW_MINUTES", "restart_window_minutes")
+    )
+    systemd: str = Field("auto", pattern="^(auto|off)$", validation_alias=_env("ORCHESTRATOR_SYSTEMD_CHECK", "systemd"))
+    disabled: list[str] = Field(default_factory=list, validation_alias=_env("ORCHESTRATOR_DISABLED_CHECKS", "disabled"))
+
+    @field_validator("ignore_mounts", "disabled", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split(value)
+
+
+class ReportSettings(BaseModel):
+    """Scheduled reports, the self-healing checks and the scheduler: `[reports]` in orchestrator.toml.
+
+    pydantic-settings only looks up top-level fields in the environment, and a `[reports]` table
+    arrives here as a plain dict, so this model reads its own environment names (and `.env`);
+    as everywhere else, the environment wins over the file.
+    """
+
+    slack_channel: str = Field("", validation_alias=_env("ORCHESTRATOR_REPORTS_SLACK_CHANNEL", "slack_channel"))
+    discord_channel: str = Field("", validation_alias=_env("ORCHESTRATOR_REPORTS_DISCORD_CHANNEL", "discord_channel"))
+    scheduler: bool = Field(True, validation_alias=_env("ORCHESTRATOR_SCHEDULER", "scheduler"))
+    timezone: str = Field("", validation_alias=_env("ORCHESTRATOR_TIMEZONE", "timezone"))
+    metrics_interval: int = Field(60, ge=1, validation_alias=_env("ORCHESTRATOR_METRICS_INTERVAL", "metrics_interval"))
+    retention_days: float = Field(
+        30.0, gt=0, validation_alias=_env("ORCHESTRATOR_METRICS_RETENTION_DAYS", "retention_days")
+    )
+    health_interval: int = Field(300, ge=1, validation_alias=_env("ORCHESTRATOR_HEALTH_INTERVAL", "health_interval"))
+    health_cron: str = Field("", validation_alias=_env("ORCHESTRATOR_HEALTH_CRON", "health_cron"))
+    daily_at: str = Field(
+        "06:00", pattern=r"^([01]?\d|2[0-3]):[0-5]\d$", validation_alias=_env("ORCHESTRATOR_DAILY_AT", "daily_at")
+    )
+    daily_window_hours: float = Field(
+        24.0, gt=0, le=24 * 31, validation_alias=_env("ORCHESTRATOR_DAILY_WINDOW_HOURS", "daily_window_hours")
+    )
+    daily_notebook: str = Field("", validation_alias=_env("ORCHESTRATOR_DAILY_NOTEBOOK", "daily_notebook"))
+    misfire_grace: int = Field(300, ge=1, validation_alias=_env("ORCHESTRATOR_MISFIRE_GRACE", "misfire_grace"))
+    daily_misfire_grace: int = Field(
+        6 * 3600, ge=1, validation_alias=_env("ORCHESTRATOR_DAILY_MISFIRE_GRACE", "daily_misfire_grace")
+    )
+    scheduler_lease: float = Field(60.0, ge=5, validation_alias=_env("ORCHESTRATOR_SCHEDULER_LEASE", "scheduler_lease"))
+    reopen_minutes: float = Field(
+        30.0, ge=0, validation_alias=_env("ORCHESTRATOR_INCIDENT_REOPEN_MINUTES", "reopen_minutes")
+    )
+    checks: HealthCheckSettings = Field(default_factory=HealthCheckSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        from dotenv import dotenv_values
+
+        env = {k: v for k, v in dotenv_values(".env").items() if v is not None} | dict(os.environ)
+
+        def overlay(model: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
+            names = [f.validation_alias.choices[0] for f in model.model_fields.values()
+                     if isinstance(f.validation_alias, AliasChoices)]  # fmt: skip
+            return values | {n: env[n] for n in names if isinstance(n, str) and n in env}
+
+        data = overlay(cls, data)
+        checks = data.get("checks", {})
+        if isinstance(checks, dict):
+            data["checks"] = overlay(HealthCheckSettings, checks)
+        return data
+
+
+class HostSettings(BaseModel):
+    """One machine of the inventory: `[hosts.web1] docker = "ssh://ops@web1"`, `ssh = "ops@web1"`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    docker: str = ""  # Docker base URL: ssh://user@host, unix:///path, tcp://host:port
+    ssh: str = ""  # ssh destination for service tools: user@host
+    ssh_port: int | None = Field(None, ge=1, le=65535)
 
 
 class Settings(BaseSettings):
@@ -126,8 +218,22 @@ class Settings(BaseSettings):
     # ---- memory --------------------------------------------------------------
     chroma_host: str = Field("", validation_alias=_env("CHROMA_HOST", "chroma_host"))
     chroma_port: int = Field(8000, validation_alias=_env("CHROMA_PORT", "chroma_port"))
+    memory: bool = Field(True, validation_alias=_env("ORCHESTRATOR_MEMORY", "memory"))  # on/off
+    embedding: str = Field(
+        "offline", pattern="^(offline|ollama)$", validation_alias=_env("ORCHESTRATOR_EMBEDDING", "embedding")
+    )
+    embed_model: str = Field(  # used when embedding = "ollama"; the offline engine has one model
+        "nomic-embed-text", validation_alias=_env("ORCHESTRATOR_EMBED_MODEL", "embed_model")
+    )
+    memory_tokens: int = Field(400, ge=0, validation_alias=_env("ORCHESTRATOR_MEMORY_TOKENS", "memory_tokens"))
+    memory_extract: bool = Field(True, validation_alias=_env("ORCHESTRATOR_MEMORY_EXTRACT", "memory_extract"))
 
     reports: ReportSettings = Field(default_factory=ReportSettings)
+
+    # ---- hosts ---------------------------------------------------------------
+    hosts: dict[str, HostSettings] = Field(
+        default_factory=dict, validation_alias=_env("ORCHESTRATOR_HOSTS", "hosts")
+    )  # "local" (this machine) is always there; see docs/tools.md
 
     @field_validator("file_roots", mode="before")
     @classmethod

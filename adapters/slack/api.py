@@ -1,19 +1,19 @@
-"""The Web API as the adapter uses it: paced per channel, 429s retried, lookups cached.
+"""The Web API as the adapter uses it: one call at a time per channel, paced, lookups cached.
 
-Posts and edits go through `Pacer` (about one per second per channel, Slack's limit for
-chat.postMessage). A 429 is retried by slack_sdk after `Retry-After`; our retry handler
-also pushes the channel's pacer back by the same delay, so the calls queued behind it
-wait instead of hitting the limit again.
+Slack allows about one message post per second per channel. Every post, edit and
+file share in a channel takes that channel's turn: calls run one after another, and
+the next starts `pace` seconds after the previous one was answered, so Slack never
+sees two within a second, whatever the network latency. A 429 is retried by slack_sdk
+after `Retry-After` while the turn is held, so nothing queued behind it jumps ahead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,6 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.progress import Pacer
@@ -35,48 +32,15 @@ from .config import SlackConfig
 
 log = logging.getLogger(__name__)
 
-# The channel of the call in flight, so the 429 handler knows which pacer key to delay.
-_channel: contextvars.ContextVar[str] = contextvars.ContextVar("slack_channel", default="")
-
 GROUP_CACHE_SECONDS = 60.0
 USER_CACHE_SECONDS = 3600.0
 
 
-class _PacedRateLimitRetry(AsyncRateLimitErrorRetryHandler):
-    def __init__(self, pacer: Pacer, *, max_retry_count: int) -> None:
-        super().__init__(max_retry_count=max_retry_count)
-        self.pacer = pacer
-
-    async def prepare_for_next_attempt_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        channel = _channel.get()
-        if response is not None and channel:
-            delay = _retry_after(response)
-            log.info("Slack rate limit on %s: waiting %.0f s", channel, delay)
-            self.pacer.delay_all(channel, delay)
-        await super().prepare_for_next_attempt_async(state=state, request=request, response=response, error=error)
-
-
-def _retry_after(response: HttpResponse) -> float:
-    for key, values in response.headers.items():
-        if key.lower() == "retry-after" and values:
-            try:
-                return float(values[0])
-            except ValueError:
-                break
-    return 1.0
-
-
-def make_client(config: SlackConfig, pacer: Pacer, *, max_retries: int = 6) -> AsyncWebClient:
+def make_client(config: SlackConfig, *, max_retries: int = 6) -> AsyncWebClient:
+    """slack_sdk retries only connection errors by default; 429s must be retried too."""
     handlers: list[AsyncRetryHandler] = [
         AsyncConnectionErrorRetryHandler(max_retry_count=2),
-        _PacedRateLimitRetry(pacer, max_retry_count=max_retries),
+        AsyncRateLimitErrorRetryHandler(max_retry_count=max_retries),
     ]
     return AsyncWebClient(token=config.bot_token, base_url=config.api_url, retry_handlers=handlers)
 
@@ -94,29 +58,42 @@ class Identity:
 
 
 class SlackApi:
-    def __init__(self, client: AsyncWebClient, pacer: Pacer) -> None:
+    def __init__(self, client: AsyncWebClient, *, pace: float) -> None:
         self.client = client
-        self.pacer = pacer
+        self.pace = pace
+        #: For ProgressView: it waits for its slot before rendering, which is what
+        #: coalesces a burst of steps into one edit.
+        self.pacer = Pacer(1, pace)
+        self._turns: dict[str, asyncio.Lock] = {}
+        self._last_answer: dict[str, float] = {}
         self._identity: Identity | None = None
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
         self._names: dict[str, tuple[float, str]] = {}
 
     # ---- messages ----------------------------------------------------------------
-    async def post(self, channel: str, text: str, *, thread: str = "", paced: bool = True) -> str:
+    @asynccontextmanager
+    async def turn(self, channel: str) -> AsyncIterator[None]:
+        """This channel's turn: one call at a time, `pace` seconds after the last answer."""
+        async with self._turns.setdefault(channel, asyncio.Lock()):
+            wait = self._last_answer.get(channel, float("-inf")) + self.pace - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                yield
+            finally:
+                self._last_answer[channel] = time.monotonic()
+
+    async def post(self, channel: str, text: str, *, thread: str = "") -> str:
         """Post a message (in `thread` when given); returns its ts."""
-        if paced:
-            await self.pacer.acquire(channel)
         args: dict[str, Any] = {"channel": channel, "text": text, "unfurl_links": False, "unfurl_media": False}
         if thread:
             args["thread_ts"] = thread
-        with _in_channel(channel):
+        async with self.turn(channel):
             resp = await self.client.chat_postMessage(**args)
         return str(resp["ts"])
 
-    async def update(self, channel: str, ts: str, text: str, *, paced: bool = True) -> None:
-        if paced:
-            await self.pacer.acquire(channel)
-        with _in_channel(channel):
+    async def update(self, channel: str, ts: str, text: str) -> None:
+        async with self.turn(channel):
             await self.client.chat_update(channel=channel, ts=ts, text=text)
 
     async def react(self, channel: str, ts: str, name: str) -> None:
@@ -137,8 +114,7 @@ class SlackApi:
         thread: str = "",
         comment: str = "",
     ) -> None:
-        """files_upload_v2; sharing it posts a message, so it is paced like one."""
-        await self.pacer.acquire(channel)
+        """files_upload_v2; sharing it posts a message, so it takes the channel's turn."""
         args: dict[str, Any] = {"channel": channel, "content": content, "filename": filename}
         if title:
             args["title"] = title
@@ -146,7 +122,7 @@ class SlackApi:
             args["thread_ts"] = thread
         if comment:
             args["initial_comment"] = comment
-        with _in_channel(channel):
+        async with self.turn(channel):
             await self.client.files_upload_v2(**args)
 
     # ---- lookups -------------------------------------------------------------------
@@ -171,7 +147,8 @@ class SlackApi:
             return cached[1]
         try:
             resp = await self.client.usergroups_users_list(usergroup=group)
-            members = frozenset(str(u) for u in resp.get("users", []))
+            users: list[Any] = resp.get("users") or []
+            members = frozenset(str(u) for u in users)
         except SlackApiError as exc:
             log.warning(
                 "cannot list members of user group %s (%s); check the usergroups:read scope",
@@ -203,12 +180,3 @@ class SlackApi:
 async def read_bytes(path: str) -> bytes:
     """Attachments are read in a worker thread: the event loop never waits on the disk."""
     return await asyncio.to_thread(Path(path).read_bytes)
-
-
-@contextmanager
-def _in_channel(channel: str) -> Iterator[None]:
-    token = _channel.set(channel)
-    try:
-        yield
-    finally:
-        _channel.reset(token)

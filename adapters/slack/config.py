@@ -20,16 +20,17 @@ class SlackConfig:
     app_token: str = ""
     signing_secret: str = ""
     http_port: int = 3000
-    http_host: str = "0.0.0.0"  # noqa: S104 - Slack must reach the request URL
+    http_host: str = "0.0.0.0"  # Slack must reach the request URL
     http_path: str = EVENTS_PATH
     api_url: str = SLACK_API_URL
     approvers: frozenset[str] = frozenset()  # user ids, shown in approval messages
     approver_groups: tuple[str, ...] = ()  # user group ids (S…); membership is looked up
     #: Seconds between two posts or edits in one channel (Slack allows about one per second).
     pace: float = 1.0
-    eyes: str = "eyes"  # reaction put on a message the bot is working on
-    approve_reactions: frozenset[str] = frozenset({"white_check_mark", "heavy_check_mark"})
-    deny_reactions: frozenset[str] = frozenset({"x", "no_entry", "no_entry_sign"})
+    working_reaction: str = "eyes"  # put on a message the bot is working on
+    #: Reactions that decide an approval; the first of each is the one the bot adds.
+    approve_reactions: tuple[str, ...] = ("white_check_mark", "heavy_check_mark")
+    deny_reactions: tuple[str, ...] = ("x", "no_entry", "no_entry_sign")
 
     @property
     def mode(self) -> Mode:

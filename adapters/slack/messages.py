@@ -72,9 +72,15 @@ def mention_list(users: frozenset[str], groups: tuple[str, ...]) -> str:
     return ", ".join(names)
 
 
+_USER_ID = re.compile(r"[UW][A-Z0-9]+")
+
+
 def requester(requested_by: str) -> str:
+    """`slack:U123` → a mention; anything else (`slack:scheduler`, `timeout`) as plain text."""
     user = slack_user(requested_by)
-    return f"<@{user}>" if user else escape(requested_by)
+    if user and _USER_ID.fullmatch(user):
+        return f"<@{user}>"
+    return escape(user or requested_by)
 
 
 def approval_message(
@@ -85,10 +91,8 @@ def approval_message(
     who = APPROVERS.format(names=names) if names else NO_APPROVERS
     shown = f"$ {ev.detail}" if ev.detail_kind == "argv" else ev.detail
     fallback = time.strftime("%H:%M UTC", time.gmtime(ev.expires_at))
-    head = [
-        f":warning: *{escape(texts.approval_header(ev))}*",
-        escape(ev.summary),
-    ]
+    # The code block is the exact action; a summary in mrkdwn could render `*`/`_` as formatting.
+    head = [f":warning: *{escape(texts.approval_header(ev))}*"]
     tail = [
         REQUESTED_BY.format(
             id=ev.approval_id, requester=requester(ev.requested_by), at=int(ev.expires_at), fallback=fallback

@@ -99,7 +99,7 @@ def normalise(event: MessageEvent, bot_user_id: str) -> Incoming | None:
         in_thread=bool(thread_ts) and thread_ts != ts,
         is_dm=channel_type == "im",
         is_private=channel_type in _PRIVATE_TYPES,
-        mentions_bot=f"<@{bot_user_id}>" in raw or event.get("type") == "app_mention",
+        mentions_bot=_mention(bot_user_id).search(raw) is not None or event.get("type") == "app_mention",
     )
 
 
@@ -108,9 +108,13 @@ def _type_from_id(channel: str) -> str:
     return {"D": "im", "G": "group"}.get(channel[:1], "channel")
 
 
+def _mention(bot_user_id: str) -> re.Pattern[str]:
+    return re.compile(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>")
+
+
 def strip_mention(text: str, bot_user_id: str) -> str:
     """The question without the bot's own mention (`<@UBOT>` or `<@UBOT|name>`)."""
-    return re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", "", text).strip()
+    return _mention(bot_user_id).sub("", text).strip()
 
 
 def to_request(msg: Incoming, *, user_name: str = "") -> Request:

@@ -24,7 +24,8 @@ import re
 import threading
 import uuid
 from collections.abc import Collection as Collection_
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +51,7 @@ __all__ = [
     "INCIDENT_FIELDS",
     "KINDS",
     "SHARED_SCOPE",
+    "CollectionInfo",
     "EmbeddingModelMismatch",
     "Kind",
     "Memory",
@@ -156,6 +158,16 @@ class NewMemory:
     extra: Mapping[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    """What :meth:`MemoryStore.inspect` finds without opening the store: for ``orchestrator memory reset``."""
+
+    location: str
+    exists: bool
+    count: int = 0
+    model: str | None = None
+
+
 def _prepare(item: NewMemory) -> NewMemory:
     text = item.text.strip()
     if not text:
@@ -256,6 +268,27 @@ def _from_record(
     )
 
 
+@contextmanager
+def _raw_client(path: str | Path | None, *, host: str | None, port: int) -> Iterator[ClientAPI | None]:
+    """A client for inspecting or dropping a collection without the model check; None: no such directory."""
+    settings = Settings(anonymized_telemetry=False)
+    if host:
+        client: ClientAPI = chromadb.HttpClient(host=host, port=port, settings=settings)
+    elif path is None:
+        raise ValueError("a data directory (path) or a Chroma server (host) is required")
+    elif not Path(path).exists():
+        yield None
+        return
+    else:
+        client = chromadb.PersistentClient(path=str(path), settings=settings)
+    try:
+        yield client
+    finally:
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()
+
+
 class MemoryStore:
     """Facts, incidents and summaries with semantic recall.
 
@@ -347,6 +380,26 @@ class MemoryStore:
         self.close()
 
     @staticmethod
+    def inspect(
+        path: str | Path | None = None,
+        *,
+        host: str | None = None,
+        port: int = 8000,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> CollectionInfo:
+        """How many memories the collection holds and which model built it, whatever that model is."""
+        location = f"http://{host}:{port}" if host else str(path)
+        with _raw_client(path, host=host, port=port) as client:
+            try:
+                found = client.get_collection(collection, embedding_function=None) if client is not None else None
+            except (NotFoundError, ValueError):
+                found = None
+            if found is None:
+                return CollectionInfo(location, exists=False)
+            model = (found.metadata or {}).get(_META_MODEL)
+            return CollectionInfo(location, exists=True, count=found.count(), model=str(model) if model else None)
+
+    @staticmethod
     def drop(
         path: str | Path | None = None,
         *,
@@ -359,26 +412,15 @@ class MemoryStore:
         For ``orchestrator memory reset`` after a change of embedding model,
         when the store itself refuses to open.
         """
-        settings = Settings(anonymized_telemetry=False)
-        if host:
-            client: ClientAPI = chromadb.HttpClient(host=host, port=port, settings=settings)
-        elif path is not None:
-            if not Path(path).exists():
+        with _raw_client(path, host=host, port=port) as client:
+            if client is None:
                 return 0
-            client = chromadb.PersistentClient(path=str(path), settings=settings)
-        else:
-            raise ValueError("MemoryStore.drop needs a data directory (path) or a Chroma server (host)")
-        try:
             try:
                 held = client.get_collection(collection, embedding_function=None).count()
             except (NotFoundError, ValueError):
                 return 0
             client.delete_collection(collection)
             return held
-        finally:
-            close = getattr(client, "close", None)
-            if callable(close):
-                close()
 
     def reset(self) -> None:
         """Delete every memory and start over with the current embedding model."""
@@ -500,14 +542,19 @@ class MemoryStore:
         fix: str = "",
         outcome: str = "",
         audit_ids: Iterable[str | int] = (),
+        held: bool | None = None,
     ) -> Memory:
-        """Remember a failure with what caused it and what fixed it (kind ``incident``)."""
+        """Remember a failure with what caused it and what fixed it (kind ``incident``).
+
+        ``held``: whether the fix held when the check ran again (None: not known).
+        """
         extra: dict[str, Any] = {
             "symptom": symptom,
             "cause": cause,
             "fix": fix,
             "outcome": outcome,
             "audit_ids": [str(a) for a in audit_ids],
+            "held": held,
         }
         text = incident_text(symptom=symptom, cause=cause, fix=fix, outcome=outcome)
         return self.add(text, kind="incident", scope=scope, source=source, extra=extra)
@@ -577,7 +624,23 @@ class MemoryStore:
         max_distance: float = DEFAULT_FORGET_DISTANCE,
         limit: int = 1,
     ) -> int:
-        """Delete one memory by id, or the ``limit`` memories closest to ``query``; returns how many.
+        """:meth:`remove`, returning how many memories were deleted."""
+        removed = self.remove(
+            memory_id, query=query, scopes=scopes, kinds=kinds, max_distance=max_distance, limit=limit
+        )
+        return len(removed)
+
+    def remove(
+        self,
+        memory_id: str | None = None,
+        *,
+        query: str | None = None,
+        scopes: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        max_distance: float = DEFAULT_FORGET_DISTANCE,
+        limit: int = 1,
+    ) -> builtins.list[Memory]:
+        """Delete one memory by id, or the ``limit`` memories closest to ``query``; returns what was deleted.
 
         ``scopes`` restricts what may be deleted (required with ``query``): a
         memory outside them is left alone.  A query deletes only memories
@@ -589,23 +652,20 @@ class MemoryStore:
             raise ValueError("forget needs exactly one of memory_id or query")
         with self._lock:
             if memory_id is not None:
-                got = self._collection.get(ids=[memory_id], include=["metadatas"])
-                if not got["ids"]:
-                    return 0
-                metas = got["metadatas"] or [{}]
-                if scopes is not None and (metas[0] or {}).get("scope") not in scopes:
-                    return 0
+                found = self.get(memory_id)
+                if found is None or (scopes is not None and found.scope not in scopes):
+                    return []
                 self._collection.delete(ids=[memory_id])
-                return 1
+                return [found]
             assert query is not None
             if not scopes:
                 raise ValueError("forgetting by query needs the scopes the requester may change")
             named = _identifiers(query)
             candidates = self.recall(query, scopes=scopes, kinds=kinds, k=max(5, 3 * limit), max_distance=max_distance)
-            doomed = [m.id for m in candidates if named <= _identifiers(m.text)][:limit]
+            doomed = [m for m in candidates if named <= _identifiers(m.text)][:limit]
             if doomed:
-                self._collection.delete(ids=doomed)
-            return len(doomed)
+                self._collection.delete(ids=[m.id for m in doomed])
+            return doomed
 
     # -- reading ----------------------------------------------------------------
 
@@ -617,6 +677,7 @@ class MemoryStore:
         kinds: Sequence[str] | None = None,
         k: int = 5,
         max_distance: float | None = None,
+        identifier_leeway: bool = False,
     ) -> builtins.list[Memory]:
         """The ``k`` memories closest to ``query`` within ``scopes``, best first.
 
@@ -624,7 +685,11 @@ class MemoryStore:
         come back, each with its cosine ``distance``.  Memories that name the
         identifiers the query names (hosts, addresses: "db7") rank as if
         ``IDENTIFIER_BONUS`` nearer, so "postgres port on db7" puts db7's
-        facts before db13's.
+        facts before db13's.  With ``identifier_leeway`` the cut-off moves by
+        the same bonus for memories that name every identifier the query
+        names: "what do you remember about db1?" is far (0.67) from "postgres
+        on db1 listens on port 5433" because of its filler words, yet it is
+        plainly about that memory.
         """
         if not scopes:
             raise ValueError("recall needs at least one scope (e.g. 'shared')")
@@ -638,14 +703,25 @@ class MemoryStore:
         vector = self.embedding.embed_query([query.strip()])[0]
         pool = self._nearest(vector, scopes=scopes, kinds=kinds, n=2 * k, cutoff=limit)
         named = _identifiers(query)
+        leeway = IDENTIFIER_BONUS if identifier_leeway and named else 0.0
         if named:
             # Dense vectors barely tell db7 from db13: also fetch the nearest
             # memories that contain the identifiers the query names.
             needles = sorted({variant for name in named for variant in (name, name.upper())})
             contains: builtins.list[WhereDocument] = [{"$contains": needle} for needle in needles]
             where_document: WhereDocument = contains[0] if len(contains) == 1 else {"$or": contains}
-            pool += self._nearest(vector, scopes=scopes, kinds=kinds, n=k, cutoff=limit, where_document=where_document)
-        unique = {m.id: m for m in pool if m.distance is not None and m.distance <= limit}
+            pool += self._nearest(
+                vector, scopes=scopes, kinds=kinds, n=k, cutoff=limit + leeway, where_document=where_document
+            )
+
+        def within(memory: Memory) -> bool:
+            if memory.distance is None:
+                return False
+            if memory.distance <= limit:
+                return True
+            return memory.distance <= limit + leeway and named <= _identifiers(memory.text)
+
+        unique = {m.id: m for m in pool if within(m)}
 
         def rank(memory: Memory) -> float:
             assert memory.distance is not None
@@ -675,6 +751,11 @@ class MemoryStore:
         ]
         memories.sort(key=lambda m: (m.created_at, m.id))
         return memories[:limit] if limit is not None else memories
+
+    def scopes(self) -> builtins.list[str]:
+        """Every scope that holds a memory: ``shared`` and one ``private:…`` per user who told the bot something."""
+        got = self._collection.get(include=["metadatas"])
+        return sorted({str((meta or {}).get("scope", SHARED_SCOPE)) for meta in got["metadatas"] or []})
 
     def get(self, memory_id: str) -> Memory | None:
         got = self._collection.get(ids=[memory_id], include=["documents", "metadatas"])

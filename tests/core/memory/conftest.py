@@ -38,3 +38,22 @@ def make_ollama() -> Iterator[Callable[..., OllamaEmbedding]]:
     yield make
     for embedding in made:
         embedding.close()
+
+
+# ---- the memory wired into the agent: real services against the Ollama stand-in ----------------
+
+
+@pytest.fixture
+def memory_settings(tmp_path: Path, fake_ollama: Any, workspace: Path) -> Any:
+    """Settings with the memory on (whatever the shell says) and data under tmp_path."""
+    from bot.settings import Settings
+
+    return Settings(
+        ORCHESTRATOR_DATA_DIR=str(tmp_path / "data"),
+        OLLAMA_HOST=fake_ollama.url,
+        ORCHESTRATOR_FILE_ROOTS=str(workspace),
+        ORCHESTRATOR_CONSOLE_APPROVERS="tester",
+        ORCHESTRATOR_MEMORY=True,
+        ORCHESTRATOR_MEMORY_EXTRACT=True,
+        ORCHESTRATOR_EMBEDDING="offline",
+    )

@@ -1,0 +1,343 @@
+"""The Slack adapter: bolt's `AsyncApp` in, core `Request`s to the agent, events rendered back.
+
+Bolt acknowledges each event before our listener runs (Slack wants an answer within
+3 s); the listener only filters and de-duplicates, then starts a named background
+task per run. Each listener and each run has its own error boundary (`on_error`), so
+one failure never touches another conversation; `CancelledError` always passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Protocol
+
+from aiohttp import ClientError, web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_server import AsyncSlackAppServer
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from sqlmodel import select
+
+from adapters import texts
+from adapters.base import AdapterSetupError
+from adapters.progress import split_message
+from core.approval import ApprovalGate
+from core.events import Event, Report, Request
+from core.store import Store
+from core.store.models import Approval, Conversation
+
+from . import messages as m
+from .api import Identity, SlackApi, make_client, read_bytes
+from .approvals import ReactionDecider
+from .config import Mode, SlackConfig
+from .payloads import PLATFORM, Incoming, as_message, as_reaction, from_a_bot, normalise, to_request
+from .thread import ANSWER_LIMIT, ThreadRun
+
+log = logging.getLogger(__name__)
+
+RUN_TASK = "slack-run-"  # task name prefix of agent runs
+
+
+class AgentRunner(Protocol):
+    def run(self, request: Request) -> AsyncIterator[Event]: ...
+
+
+@asynccontextmanager
+async def _closing(stream: AsyncIterator[Event]) -> AsyncIterator[AsyncIterator[Event]]:
+    """`contextlib.aclosing` for anything that is an async generator underneath."""
+    try:
+        yield stream
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class _DropTokenWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_token_warning() -> Iterator[None]:
+    """AsyncApp reads SLACK_BOT_TOKEN from the environment even when given a client, then
+    warns that the token is unused: true, and nothing an operator should act on."""
+    bolt_log, drop = logging.getLogger("slack_bolt.AsyncApp"), _DropTokenWarning()
+    bolt_log.addFilter(drop)
+    try:
+        yield
+    finally:
+        bolt_log.removeFilter(drop)
+
+
+class SlackSetupError(AdapterSetupError):
+    """Slack refused to connect; the message says which setting to fix."""
+
+
+class SlackAdapter:
+    platform = PLATFORM
+
+    def __init__(self, config: SlackConfig, *, agent: AgentRunner, gate: ApprovalGate, store: Store) -> None:
+        self.config = config
+        self.agent = agent
+        self.store = store
+        self.api = SlackApi(make_client(config), pace=config.pace)
+        self.decider = ReactionDecider(self.api, gate, store, config)
+        # `client` carries the token, base URL and retry handlers. The verification
+        # middleware checks HTTP requests and lets Socket Mode envelopes through.
+        with _quiet_token_warning():
+            self.app = AsyncApp(client=self.api.client, signing_secret=config.signing_secret)
+        self.app.event("app_mention")(self._on_message)
+        self.app.event("message")(self._on_message)
+        self.app.event("reaction_added")(self._on_reaction)
+        self.events_handled = 0  # events fully dispatched (ignored, or their work started)
+        self.http_port: int | None = None  # the bound port once serving in HTTP mode
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- serving -------------------------------------------------------------------
+    async def serve(self) -> None:
+        problems = self.config.problems()
+        if problems:
+            raise SlackSetupError("; ".join(problems))
+        try:
+            identity = await self.api.identity()
+        except SlackApiError as exc:
+            raise SlackSetupError(
+                f"SLACK_BOT_TOKEN was refused by {self.config.api_url} ({exc.response.get('error')}); "
+                "copy the Bot User OAuth Token (xoxb-…) again and reinstall the app if scopes changed"
+            ) from exc
+        except (ClientError, OSError) as exc:
+            raise SlackSetupError(
+                f"cannot reach Slack at {self.config.api_url} ({type(exc).__name__}: {exc}); "
+                "check the network or proxy, and SLACK_API_URL"
+            ) from exc
+        try:
+            if self.config.mode is Mode.SOCKET:
+                await self._serve_socket(identity)
+            else:
+                await self._serve_http(identity)
+        finally:
+            await self.close()
+
+    async def _serve_socket(self, identity: Identity) -> None:
+        handler = AsyncSocketModeHandler(self.app, self.config.app_token, web_client=self.api.client)
+        try:
+            # Asking for the URL ourselves turns a bad app token into a clear error instead
+            # of the SDK's endless reconnect loop; the handler then uses this URL.
+            opened = await self.api.client.apps_connections_open(app_token=self.config.app_token)
+        except SlackApiError as exc:
+            await handler.close_async()  # type: ignore[no-untyped-call]  # bolt leaves these unannotated
+            raise SlackSetupError(
+                f"SLACK_APP_TOKEN was refused ({exc.response.get('error')}); create an app-level token "
+                "with the connections:write scope and enable Socket Mode"
+            ) from exc
+        handler.client.wss_uri = str(opened["url"])
+        try:
+            await handler.connect_async()  # type: ignore[no-untyped-call]
+            self._log_connected(identity, "Socket Mode")
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            await handler.close_async()  # type: ignore[no-untyped-call]
+
+    async def _serve_http(self, identity: Identity) -> None:
+        server = AsyncSlackAppServer(
+            port=self.config.http_port, path=self.config.http_path, app=self.app, host=self.config.http_host
+        )
+        runner = web.AppRunner(server.web_app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.config.http_host, self.config.http_port)
+            await site.start()
+            self.http_port = int(runner.addresses[0][1])
+            where = f"HTTP mode on http://{self.config.http_host}:{self.http_port}{self.config.http_path}"
+            self._log_connected(identity, where)
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    def _log_connected(self, identity: Identity, how: str) -> None:
+        log.info(
+            "Slack: connected to workspace %s (%s) as @%s (%s), %s",
+            identity.team,
+            identity.team_id,
+            identity.user,
+            identity.user_id,
+            how,
+        )
+
+    async def close(self) -> None:
+        """Stop the runs in flight (their pending approvals expire on the next start)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait_idle(self, *, runs: bool = True) -> None:
+        """Until the work started so far has finished (tests, the bench); `runs=False` skips
+        agent runs, which may be waiting for an approval, and waits for reactions only."""
+        while pending := [t for t in self._tasks if runs or not t.get_name().startswith(RUN_TASK)]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # ---- listeners (bolt has already acknowledged) --------------------------------------
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        try:
+            msg = normalise(as_message(event), await self._bot_user(context))
+            if msg is None or not await self._for_us(msg):
+                return
+            if not await self._first_delivery(body, f"msg:{msg.channel}:{msg.ts}"):
+                return
+            self._spawn(self._serve_message(msg), name=f"{RUN_TASK}{msg.channel}-{msg.ts}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.on_error(f"{event.get('type')} event", exc)
+        finally:
+            self.events_handled += 1
+
+    async def _on_reaction(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        try:
+            reaction = as_reaction(event)
+            if self.decider.vote(reaction.get("reaction", "")) is None:
+                return  # most reactions are not ✅/❌: nothing to look up
+            if from_a_bot(reaction, await self._bot_user(context)):
+                return
+            event_id = str(body.get("event_id", ""))
+            self._spawn(self.decider.handle(reaction, event_id=event_id), name=f"slack-reaction-{event_id}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.on_error("reaction_added event", exc)
+        finally:
+            self.events_handled += 1
+
+    def on_error(self, where: str, exc: BaseException) -> None:
+        """Override to report elsewhere; the default logs with the traceback."""
+        log.error("Slack adapter: %s failed", where, exc_info=exc)
+
+    async def _bot_user(self, context: AsyncBoltContext) -> str:
+        return context.bot_user_id or (await self.api.identity()).user_id
+
+    async def _for_us(self, msg: Incoming) -> bool:
+        if msg.is_dm or msg.mentions_bot:
+            return True
+        return msg.in_thread and await self._known_thread(msg.channel, msg.thread)
+
+    async def _known_thread(self, channel: str, thread: str) -> bool:
+        """A thread the bot is part of: it has a conversation (it answered or posted there)."""
+
+        def lookup(session: Any) -> bool:
+            query = select(Conversation.id).where(
+                Conversation.platform == PLATFORM, Conversation.channel == channel, Conversation.thread == thread
+            )
+            return session.exec(query).first() is not None
+
+        return await self.store.run(lookup)
+
+    async def _first_delivery(self, body: dict[str, Any], message_key: str) -> bool:
+        # bolt does not drop Slack's retries (X-Slack-Retry-Num), and a mention arrives
+        # twice, as app_mention and as message: both keys are claimed in the store.
+        event_id = body.get("event_id")
+        if event_id and not await self.store.first_time(f"{PLATFORM}:{event_id}"):
+            return False
+        return await self.store.first_time(f"{PLATFORM}:{message_key}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        task = asyncio.create_task(self._guard(work, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guard(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.on_error(name, exc)
+
+    # ---- one conversation turn ------------------------------------------------------------
+    async def _serve_message(self, msg: Incoming) -> None:
+        if not msg.text:  # just "@orchestrator": say how to ask
+            await self.api.post(msg.channel, m.HELP.format(bot=await self._bot_user_id()), thread=msg.thread)
+            await self._join_thread(msg.channel, msg.thread)
+            return
+        try:
+            await self.api.react(msg.channel, msg.ts, self.config.working_reaction)
+        except SlackApiError as exc:  # cosmetic: never worth failing the run for
+            log.warning("could not add :%s: (%s)", self.config.working_reaction, exc.response.get("error"))
+        request = to_request(msg, user_name=await self.api.user_name(msg.user))
+        try:
+            await self.run_request(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.on_error(f"run in {msg.channel}/{msg.thread}", exc)
+            await self._say_failed(msg, exc)
+
+    async def run_request(self, request: Request) -> list[Event]:
+        """Run the agent and show it in `request.thread` (a message ts, e.g. what `post_report`
+        returned): progress, approvals and answer, exactly like a conversation. Returns its events."""
+        run = ThreadRun(self.api, self.store, self.config, channel=request.channel, thread=request.thread)
+        events: list[Event] = []
+        try:
+            # aclosing: leaving early must still release the agent's per-conversation lock.
+            async with _closing(self.agent.run(request)) as stream:
+                async for ev in stream:
+                    events.append(ev)
+                    try:
+                        await run.render(ev)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # one bad render must not stop the run (or its approvals)
+                        self.on_error(f"showing {type(ev).__name__} in {request.channel}/{request.thread}", exc)
+        finally:
+            await run.close()
+        return events
+
+    async def _say_failed(self, msg: Incoming, exc: Exception) -> None:
+        try:
+            line = m.failure_line(m.INTERNAL_ERROR.format(kind=type(exc).__name__))
+            await self.api.post(msg.channel, line, thread=msg.thread)
+        except Exception as second:
+            self.on_error("posting the failure line", second)
+
+    async def _bot_user_id(self) -> str:
+        return (await self.api.identity()).user_id
+
+    async def _join_thread(self, channel: str, thread: str) -> None:
+        """Replies in a thread the bot posted in continue a conversation there."""
+        await self.store.conversation_id(PLATFORM, channel, thread)
+
+    # ---- ChatAdapter: posts started by the application ---------------------------------------
+    async def post_report(self, channel: str, report: Report) -> str:
+        parts = split_message(m.mrkdwn(f"**{report.title}**\n{report.text}"), ANSWER_LIMIT)
+        first = ""
+        for part in parts:
+            ts = await self.api.post(channel, part)
+            first = first or ts
+        for att in report.attachments:
+            name = att.path.rsplit("/", 1)[-1]
+            await self.api.upload(channel, await read_bytes(att.path), filename=name, title=att.title or name)
+        await self._join_thread(channel, first)
+        return first
+
+    async def post_in_thread(self, channel: str, thread: str, text: str) -> str:
+        first = ""
+        for part in split_message(m.mrkdwn(text), ANSWER_LIMIT):
+            ts = await self.api.post(channel, part, thread=thread)
+            first = first or ts
+        await self._join_thread(channel, thread)
+        return first
+
+    async def announce_expired(self, approvals: Sequence[Approval]) -> None:
+        for approval in approvals:
+            if approval.platform != PLATFORM or not approval.channel:
+                continue
+            text = texts.EXPIRED_ON_RESTART.format(id=approval.id, summary=approval.summary)
+            try:
+                await self.api.post(approval.channel, m.escape(text), thread=approval.thread)
+            except Exception as exc:
+                self.on_error(f"announcing expired approval #{approval.id}", exc)

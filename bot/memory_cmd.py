@@ -1,0 +1,271 @@
+"""`orchestrator memory list|search|forget|reset`, and the memory's wiring for `build_services`.
+
+The memory lives in Chroma: embedded under `<data dir>/memory` by default, or on the
+server named by CHROMA_HOST/CHROMA_PORT.  chromadb is imported only when the memory is
+used, so other commands start fast.  See docs/memory.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.settings import Settings
+from core.agent import ContextProvider, RunHook
+from core.llm import LLM
+
+if TYPE_CHECKING:
+    from core.memory.service import MemoryService
+    from core.memory.store import Memory, MemoryStore
+    from core.tools.registry import ToolSpec
+
+log = logging.getLogger(__name__)
+
+MEMORY_DIR = "memory"
+# Runs the health monitor starts (core.health.monitor.SCHEDULER_USER): no person states facts there.
+NOT_A_PERSON = frozenset({"scheduler"})
+
+UNAVAILABLE = "memory is off for this run: {error}"
+RESET_PROMPT = "This deletes all {count} memories at {location} (built with {model}). Type 'yes' to continue: "
+RESET_DONE = "deleted {count} memories at {location}; the next start builds a new store with {model}"
+RESET_EMPTY = "the memory store at {location} holds nothing; it starts over with {model}"
+RESET_ABORTED = "nothing deleted"
+NOTHING_STORED = "no memories{where}"
+NOTHING_FOUND = "nothing remembered about {query!r}{where}"
+FORGOT = "forgot: {text}  ({id})"
+NO_SUCH_ID = "no memory with id {id!r}{where}"
+NO_MATCH = "no memory close enough to {query!r}{where}; `orchestrator memory search` shows ids to forget"
+FOOTER = "{count} memor{plural} at {location} (embedding model {model})"
+
+
+# ---- opening ----------------------------------------------------------------------------------
+def memory_path(settings: Settings) -> Path:
+    return settings.data_dir / MEMORY_DIR
+
+
+def open_store(settings: Settings) -> MemoryStore:
+    """The store the settings name (blocking: call it in a worker thread from async code)."""
+    from core.memory.embeddings import embedding_from_settings
+    from core.memory.store import MemoryStore
+
+    model = settings.embed_model if settings.embedding == "ollama" else ""
+    embedding = embedding_from_settings(settings.embedding, ollama_host=settings.ollama_host, model=model)
+    if settings.chroma_host:
+        return MemoryStore(embedding=embedding, host=settings.chroma_host, port=settings.chroma_port)
+    return MemoryStore(memory_path(settings), embedding=embedding)
+
+
+def _model_name(settings: Settings) -> str:
+    from core.memory.embeddings import OFFLINE_MODEL_NAME
+
+    return f"ollama:{settings.embed_model}" if settings.embedding == "ollama" else OFFLINE_MODEL_NAME
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from core.memory.embeddings import EmbeddingError
+    from core.memory.store import MemoryStoreError
+
+    # ValueError: a bad engine/model name, or chromadb's "Could not connect to a Chroma server".
+    return (MemoryStoreError, EmbeddingError, ValueError, ConnectionError)
+
+
+@dataclass
+class MemoryParts:
+    """What `build_services` plugs into the agent."""
+
+    service: MemoryService
+    tools: list[ToolSpec]
+    context: ContextProvider
+    after_run: list[RunHook] = field(default_factory=list)
+
+
+async def open_memory(settings: Settings, *, llm: LLM, redact: Callable[[str], str]) -> MemoryParts | None:
+    """The memory, its tools, context provider and extraction hook; None when it is off or cannot open.
+
+    A memory that cannot open (another embedding model built it, the Chroma server is down)
+    does not stop the bot: the reason is logged once, without a traceback, and the agent
+    runs without memory.
+    """
+    if not settings.memory:
+        return None
+    from core.memory.extraction import FactExtractor
+    from core.memory.service import MemoryService
+    from core.memory.tools import memory_tools
+
+    try:
+        store = await asyncio.to_thread(open_store, settings)
+    except _known_errors() as exc:
+        log.error(UNAVAILABLE.format(error=exc))
+        return None
+    service = MemoryService(store, token_budget=settings.memory_tokens, redact=redact)
+    hooks: list[RunHook] = []
+    if settings.memory_extract:
+        hooks.append(FactExtractor(llm, service, skip_users=NOT_A_PERSON).after_run)
+    return MemoryParts(service, memory_tools(service), service.context, hooks)
+
+
+# ---- the commands -----------------------------------------------------------------------------
+def _scopes(store: MemoryStore, user: str | None) -> list[str]:
+    """What `--user PLATFORM:USER` may see, or every scope in the store."""
+    from core.memory.store import SHARED_SCOPE, private_scope
+
+    if user is None:
+        return store.scopes() or [SHARED_SCOPE]
+    platform, _, user_id = user.partition(":")
+    return [SHARED_SCOPE, private_scope(platform, user_id)]
+
+
+def _where(user: str | None) -> str:
+    return f" that {user} may see" if user else ""
+
+
+def _as_json(memories: list[Memory]) -> str:
+    return json.dumps([asdict(m) for m in memories], indent=2, ensure_ascii=False, default=str)
+
+
+def _line(memory: Memory) -> str:
+    from core.memory.sources import describe_source
+
+    distance = f"  [{memory.distance:.2f}]" if memory.distance is not None else ""
+    head = f"{memory.id}  {memory.updated_at[:16].replace('T', ' ')}  {memory.kind:<8} {memory.scope}{distance}"
+    return f"{head}\n    {memory.text}\n    {describe_source(memory, detailed=True)}"
+
+
+def _footer(store: MemoryStore) -> str:
+    count = store.count()
+    return FOOTER.format(
+        count=count, plural="y" if count == 1 else "ies", location=store.location, model=store.embedding.model_name
+    )
+
+
+def cmd_list(store: MemoryStore, args: argparse.Namespace) -> int:
+    if args.user:
+        memories = [m for scope in _scopes(store, args.user) for m in store.list(args.kind, scope)]
+        memories.sort(key=lambda m: (m.created_at, m.id))
+    else:
+        memories = store.list(args.kind)
+    memories = memories[-args.limit :] if args.limit else memories
+    if args.json:
+        print(_as_json(memories))
+        return 0
+    if not memories:
+        print(NOTHING_STORED.format(where=_where(args.user)))
+    for memory in memories:
+        print(_line(memory))
+    print(_footer(store), file=sys.stderr)
+    return 0
+
+
+def cmd_search(store: MemoryStore, args: argparse.Namespace) -> int:
+    kinds = [args.kind] if args.kind else None
+    query = " ".join(args.query)
+    found = store.recall(query, scopes=_scopes(store, args.user), kinds=kinds, k=args.k, identifier_leeway=True)
+    if args.json:
+        print(_as_json(found))
+        return 0
+    if not found:
+        print(NOTHING_FOUND.format(query=query, where=_where(args.user)))
+        return 1
+    for memory in found:
+        print(_line(memory))
+    return 0
+
+
+def cmd_forget(store: MemoryStore, args: argparse.Namespace) -> int:
+    if (args.id is None) == (args.query is None):
+        print("orchestrator memory forget: give an ID or --query TEXT (not both)", file=sys.stderr)
+        return 2
+    scopes = _scopes(store, args.user)
+    gone = store.remove(args.id, query=args.query, scopes=scopes)
+    if not gone:
+        if args.id is not None:
+            print(NO_SUCH_ID.format(id=args.id, where=_where(args.user)), file=sys.stderr)
+        else:
+            print(NO_MATCH.format(query=args.query, where=_where(args.user)), file=sys.stderr)
+        return 1
+    for memory in gone:
+        print(FORGOT.format(text=memory.text, id=memory.id))
+    return 0
+
+
+def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
+    from core.memory.store import MemoryStore
+
+    host = settings.chroma_host or None
+    path = None if host else memory_path(settings)
+    info = MemoryStore.inspect(path, host=host, port=settings.chroma_port)
+    new_model = _model_name(settings)
+    if not info.count:
+        MemoryStore.drop(path, host=host, port=settings.chroma_port)
+        print(RESET_EMPTY.format(location=info.location, model=new_model))
+        return 0
+    if not args.yes:
+        prompt = RESET_PROMPT.format(count=info.count, location=info.location, model=info.model or "an unknown model")
+        try:
+            answer = input(prompt)
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() != "yes":
+            print(RESET_ABORTED, file=sys.stderr)
+            return 1
+    count = MemoryStore.drop(path, host=host, port=settings.chroma_port)
+    print(RESET_DONE.format(count=count, location=info.location, model=new_model))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bot.cli import _settings
+
+    settings = _settings()
+    try:
+        if args.memory_command == "reset":
+            return cmd_reset(settings, args)
+        store = open_store(settings)
+        try:
+            return int(args.memory_func(store, args))
+        finally:
+            store.close()
+    except _known_errors() as exc:
+        print(f"orchestrator memory {args.memory_command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def register(subparsers: Any) -> None:
+    """Add `orchestrator memory …` to the CLI's subcommands."""
+    memory = subparsers.add_parser("memory", help="what the bot remembers: list, search, forget, reset")
+    memory.set_defaults(func=_run)
+    actions = memory.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
+    user_help = "only what PLATFORM:USER may see (shared memories and their own DM ones), e.g. slack:U024BE7LH"
+    kinds = ["fact", "incident", "summary"]
+
+    p = actions.add_parser("list", help="every memory, oldest first")
+    p.add_argument("--kind", choices=kinds)
+    p.add_argument("--user", metavar="PLATFORM:USER", help=user_help)
+    p.add_argument("--limit", type=int, default=0, help="only the last N")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(memory_func=cmd_list)
+
+    p = actions.add_parser("search", help="the memories closest to a question")
+    p.add_argument("query", nargs="+")
+    p.add_argument("--kind", choices=kinds)
+    p.add_argument("--user", metavar="PLATFORM:USER", help=user_help)
+    p.add_argument("-k", type=int, default=10, help="at most K results (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(memory_func=cmd_search)
+
+    p = actions.add_parser("forget", help="delete one memory by ID, or the closest match to --query")
+    p.add_argument("id", nargs="?", metavar="ID")
+    p.add_argument("--query", metavar="TEXT")
+    p.add_argument("--user", metavar="PLATFORM:USER", help=user_help)
+    p.set_defaults(memory_func=cmd_forget)
+
+    p = actions.add_parser("reset", help="delete every memory (e.g. after changing the embedding model)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(memory_func=None)

@@ -1,0 +1,152 @@
+"""After a conversation, the model lists the durable facts the user stated; they are remembered.
+
+`FactExtractor.after_run` is an agent after-run hook.  It decides at once, without the
+model, whether the exchange can hold a fact at all (see `worth_extracting`); if so it
+starts the extraction in a background task and returns, so the next message in the
+thread never waits for it.  The model answers JSON that must validate as a whole
+against `Extraction`; anything else is discarded and nothing is stored (no partial
+parsing).  Regexes are never the extraction method: the gate below only decides whether
+asking the model is worth a call.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection, Sequence
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.events import Request
+from core.llm import LLM, LLMError
+from core.memory import texts
+from core.memory.service import MAX_FACT_CHARS, MemoryService
+from core.memory.store import Memory
+from core.parsing import split_think
+
+log = logging.getLogger(__name__)
+
+MIN_WORDS: Final = 4
+MAX_FACTS: Final = 10
+TRANSCRIPT_CHARS: Final = 2000
+# A sentence that opens with one of these asks or orders something rather than stating a fact.
+REQUEST_OPENERS: Final = frozenset({
+    "what", "why", "how", "who", "whom", "whose", "when", "where", "which", "is", "are", "am", "was",
+    "were", "can", "could", "would", "will", "shall", "should", "do", "does", "did", "have", "has", "may",
+    "might", "show", "list", "check", "restart", "start", "stop", "run", "tell", "give", "find",
+    "explain", "fix", "look", "read", "open", "install", "update", "upgrade", "delete", "remove", "kill",
+    "help", "hi", "hello", "hey", "thanks", "thank", "ok", "okay",
+})  # fmt: skip
+_SENTENCE_END: Final = re.compile(r"(?<=[.!?])\s+|\n+")
+_FENCED: Final = re.compile(r"\A```(?:json)?\s*\n(?P<body>.*)\n```\Z", re.DOTALL)
+
+
+class ExtractedFact(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    text: str = Field(min_length=3, max_length=MAX_FACT_CHARS)
+    about: str = Field(max_length=80)
+
+
+class Extraction(BaseModel):
+    """What the model must answer: ``{"facts": [{"text": ..., "about": ...}]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    facts: list[ExtractedFact] = Field(max_length=MAX_FACTS)
+
+
+def statements(text: str) -> list[str]:
+    """The sentences of ``text`` that state something: not questions, requests or greetings."""
+    found = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        words = sentence.split()
+        if len(words) < MIN_WORDS or sentence.rstrip().endswith("?"):
+            continue
+        if words[0].strip(",.!:;\"'").lower() in REQUEST_OPENERS:
+            continue
+        found.append(sentence)
+    return found
+
+
+def worth_extracting(request: Request, new_messages: Sequence[dict[str, Any]]) -> bool:
+    """Whether asking the model for facts can pay off: the user stated something, and the agent
+    did not already store it with memory_store in this run."""
+    for message in new_messages:
+        for call in message.get("tool_calls") or ():
+            if (call.get("function") or {}).get("name") == "memory_store":
+                return False
+    return bool(statements(request.text))
+
+
+def parse_extraction(content: str) -> Extraction | None:
+    """The model's answer as a whole, or None when any part of it is not the expected JSON."""
+    _, body = split_think(content)
+    body = body.strip()
+    fenced = _FENCED.match(body)
+    if fenced is not None:
+        body = fenced.group("body").strip()
+    try:
+        return Extraction.model_validate_json(body)
+    except ValidationError as exc:
+        log.info("fact extraction discarded: the model's answer is not the expected JSON (%s)", exc.errors()[:3])
+        return None
+
+
+def transcript(request: Request, new_messages: Sequence[dict[str, Any]]) -> str:
+    """The user's words and the assistant's answers; tool output stays out (it is not what the user stated)."""
+    name = request.user_name or request.user_id
+    lines = []
+    for message in new_messages:
+        content = str(message.get("content") or "").strip()
+        if not content or message.get("tool_calls"):
+            continue
+        if message.get("role") == "user":
+            lines.append(texts.TRANSCRIPT_USER.format(name=name, text=content[:TRANSCRIPT_CHARS]))
+        elif message.get("role") == "assistant":
+            lines.append(texts.TRANSCRIPT_ASSISTANT.format(text=content[:TRANSCRIPT_CHARS]))
+    return "\n".join(lines)
+
+
+class FactExtractor:
+    """Turns finished conversations into remembered facts, in the background."""
+
+    def __init__(self, llm: LLM, memory: MemoryService, *, skip_users: Collection[str] = ()) -> None:
+        self.llm = llm
+        self.memory = memory
+        self.skip_users = frozenset(skip_users)  # e.g. runs started by the scheduler, not by a person
+
+    async def after_run(self, request: Request, new_messages: Sequence[dict[str, Any]], answer: str) -> None:
+        """Agent after-run hook: returns at once; the extraction, if any, runs in a background task."""
+        if request.user_id in self.skip_users or not worth_extracting(request, new_messages):
+            return
+        self.memory.in_background(
+            self.extract(request, list(new_messages)), name=f"memory-extract-{request.platform}-{request.thread}"
+        )
+
+    async def extract(self, request: Request, new_messages: Sequence[dict[str, Any]]) -> list[Memory]:
+        """Ask the model (no tools) for the durable facts of the exchange and remember the valid ones."""
+        messages = [
+            {"role": "system", "content": texts.EXTRACTION_SYSTEM},
+            {"role": "user", "content": texts.EXTRACTION_USER.format(transcript=transcript(request, new_messages))},
+        ]
+        try:
+            reply = await self.llm.chat(messages, [])
+        except LLMError as exc:
+            log.warning("fact extraction skipped: %s", exc)
+            return []
+        extraction = parse_extraction(reply.content)
+        if extraction is None or not extraction.facts:
+            return []
+        facts = [(_with_subject(fact), {"about": fact.about}) for fact in extraction.facts]
+        stored = await self.memory.remember_many(facts, request, via="extracted")
+        log.info("remembered %d fact(s) from %s:%s", len(stored), request.platform, request.channel)
+        return stored
+
+
+def _with_subject(fact: ExtractedFact) -> str:
+    """The fact as stored: it names its subject, so recall by that name finds it."""
+    if fact.about and fact.about.lower() not in fact.text.lower():
+        return f"{fact.about}: {fact.text}"
+    return fact.text

@@ -1,0 +1,86 @@
+"""`orchestrator memory …` as an operator runs it: a real subprocess on a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.memory.embeddings import OfflineEmbedding
+from core.memory.store import SHARED_SCOPE, MemoryStore, private_scope
+
+REPO = Path(__file__).resolve().parents[3]
+DB1 = "postgres on db1 listens on port 5433"
+ONCALL = "the on-call engineer this week is Bob"
+FRENCH = "Alice prefers answers in French"
+
+
+def orchestrator(args: list[str], data: Path, *, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "CHROMA_"))}
+    clean.update(PYTHONPATH=str(REPO), ORCHESTRATOR_DATA_DIR=str(data), **env)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "memory", *args],
+        input=stdin, capture_output=True, text=True, env=clean, cwd=data.parent, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def data(tmp_path: Path, offline: OfflineEmbedding) -> Path:
+    data = tmp_path / "data"
+    with MemoryStore(data / "memory", embedding=offline) as store:
+        source = {"platform": "slack", "channel": "C-ops", "user": "U-alice", "user_name": "Alice"}
+        store.add(DB1, kind="fact", scope=SHARED_SCOPE, source=source)
+        store.add(ONCALL, kind="fact", scope=SHARED_SCOPE, source=source)
+        store.add(FRENCH, kind="fact", scope=private_scope("slack", "U-alice"), source=source)
+        store.add_incident(symptom="disk / on web2 above 90%", fix="pruned images", scope=SHARED_SCOPE, source={})
+    return data
+
+
+def test_list_search_and_forget(data: Path) -> None:
+    listed = orchestrator(["list", "--json"], data)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["text"] for r in rows][:3] == [DB1, ONCALL, FRENCH] and rows[3]["kind"] == "incident"
+    by_text = {r["text"]: r for r in rows}
+    assert by_text[DB1]["source"]["user_name"] == "Alice" and by_text[DB1]["created_at"]
+
+    shown = orchestrator(["list", "--kind", "fact", "--user", "slack:U-bob"], data)
+    assert shown.returncode == 0, shown.stderr
+    assert DB1 in shown.stdout and FRENCH not in shown.stdout and "disk /" not in shown.stdout
+    assert "said by Alice (slack user U-alice) in channel C-ops on slack" in shown.stdout
+    assert "4 memories at" in shown.stderr and "all-MiniLM-L6-v2" in shown.stderr
+
+    found = orchestrator(["search", "which port does the database on db1 use?"], data)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.splitlines()[1].strip() == DB1
+
+    gone = orchestrator(["forget", by_text[ONCALL]["id"]], data)
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stdout.strip() == f"forgot: {ONCALL}  ({by_text[ONCALL]['id']})"
+    by_query = orchestrator(["forget", "--query", "the postgres port on db1"], data)
+    assert by_query.returncode == 0 and DB1 in by_query.stdout
+    assert [r["text"] for r in json.loads(orchestrator(["list", "--json"], data).stdout)] == [
+        FRENCH,
+        "disk / on web2 above 90%. Fix: pruned images.",
+    ]
+
+
+def test_a_changed_embedding_model_is_refused_with_the_way_out(data: Path) -> None:
+    refused = orchestrator(["list"], data, ORCHESTRATOR_EMBEDDING="ollama")
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    assert "'all-MiniLM-L6-v2'" in refused.stderr and "'ollama:nomic-embed-text'" in refused.stderr
+    assert "orchestrator memory reset" in refused.stderr
+
+    kept = orchestrator(["reset"], data, stdin="no\n", ORCHESTRATOR_EMBEDDING="ollama")
+    assert kept.returncode == 1 and "deletes all 4 memories" in kept.stdout
+    reset = orchestrator(["reset", "--yes"], data, ORCHESTRATOR_EMBEDDING="ollama")
+    assert reset.returncode == 0, reset.stderr
+    assert "deleted 4 memories" in reset.stdout and "ollama:nomic-embed-text" in reset.stdout
+    after = orchestrator(["list"], data, ORCHESTRATOR_EMBEDDING="ollama")
+    assert after.returncode == 0 and after.stdout.strip() == "no memories"
+    assert "embedding model ollama:nomic-embed-text" in after.stderr
