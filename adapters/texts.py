@@ -9,6 +9,7 @@ from core.events import ApprovalRequested, ApprovalResolved
 
 NOT_AN_APPROVER = "<@{user}> you are not an approver for this action, so your reaction was ignored."
 SELF_APPROVAL = "<@{user}> self-approval is disabled here: another approver has to decide."
+ALREADY_DECIDED = "<@{user}> approval #{id} is already {status}; your reaction changed nothing."
 VOTE_RECORDED = "Approval from <@{user}> noted; {remaining} more approver(s) needed."
 EXPIRED_ON_RESTART = (
     "Approval #{id} ({summary}) expired: the bot restarted before anyone decided. Ask again if it is still needed."

@@ -185,6 +185,12 @@ async def post_to_channels(settings: Settings, report: Report, out: IO[str]) -> 
                 print(f"{platform}: not posted: {exc}", file=out)
                 failed += 1
                 continue
+            # Some platforms (Discord) post only over a live session: serve just long enough to post.
+            serving = (
+                None
+                if getattr(adapter, "posts_without_serving", True)
+                else asyncio.create_task(adapter.serve(), name=f"post-{platform}")
+            )
             try:
                 async with asyncio.timeout(POST_TIMEOUT):
                     refs = await publish(report, [Destination(adapter, channel)])
@@ -193,6 +199,9 @@ async def post_to_channels(settings: Settings, report: Report, out: IO[str]) -> 
                 failed += 1
                 continue
             finally:
+                if serving is not None:
+                    serving.cancel()
+                    await asyncio.gather(serving, return_exceptions=True)
                 closer: Any = getattr(adapter, "close", None)
                 if closer is not None:
                     await closer()

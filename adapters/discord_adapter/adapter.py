@@ -81,6 +81,7 @@ class _Client(discord.Client):
 
 class DiscordAdapter:
     platform = PLATFORM
+    posts_without_serving = False  # posting needs the gateway session (`orchestrator report --post` serves briefly)
 
     def __init__(self, config: DiscordConfig, *, agent: AgentRunner, gate: ApprovalGate, store: Store) -> None:
         self.config = config

@@ -9,17 +9,15 @@ once why their reaction did nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import discord
 
-from adapters import texts
-from core.approval import ApprovalGate, DecideResult, Outcome
+from adapters.approval_notes import reaction_note
+from core.approval import ApprovalGate, DecideResult
 from core.store import Store
 from core.store.models import Approval
 
-from . import messages as m
 from .api import DiscordApi
 from .config import DiscordConfig
 from .payloads import PLATFORM, emoji_name
@@ -78,28 +76,6 @@ class ReactionDecider:
         return roles
 
     async def _explain(self, approval: Approval, channel_id: int, user_id: int, result: DecideResult) -> None:
-        """Approve/deny are rendered by the run itself; the other outcomes need a word here."""
-        match result.outcome:
-            case Outcome.APPROVED | Outcome.DENIED | Outcome.UNKNOWN:
-                return
-            case Outcome.VOTE_RECORDED:
-                text = texts.VOTE_RECORDED.format(user=user_id, remaining=await self._remaining(approval))
-            case Outcome.NOT_APPROVER:
-                text = texts.NOT_AN_APPROVER.format(user=user_id)
-            case Outcome.SELF_APPROVAL:
-                text = texts.SELF_APPROVAL.format(user=user_id)
-            case Outcome.ALREADY_DECIDED:
-                status = result.approval.status if result.approval is not None else "decided"
-                text = m.ALREADY_DECIDED.format(user=user_id, id=approval.id, status=status)
-        if result.outcome is not Outcome.VOTE_RECORDED and not await self._first_telling(approval, user_id, result):
-            return  # told once already; more reactions from them stay quiet
-        await self.api.send(channel_id, text, notify=[user_id])
-
-    async def _first_telling(self, approval: Approval, user_id: int, result: DecideResult) -> bool:
-        # Kept in the store, so "once" holds across restarts and bot processes.
-        return await self.store.first_time(f"{PLATFORM}:told:{approval.id}:{user_id}:{result.outcome}")
-
-    async def _remaining(self, approval: Approval) -> int:
-        row = await self.store.get_approval(approval.id or 0)
-        votes = json.loads(row.votes_json) if row is not None else []
-        return max(1, self.gate.rules.needed(approval.risk) - len(votes))
+        note = await reaction_note(self.store, self.gate, approval, platform=PLATFORM, user=str(user_id), result=result)
+        if note is not None:
+            await self.api.send(channel_id, note, notify=[user_id])

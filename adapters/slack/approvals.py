@@ -8,15 +8,13 @@ which user groups they are in, and tells a person once why their reaction did no
 
 from __future__ import annotations
 
-import json
 import logging
 
-from adapters import texts
-from core.approval import ApprovalGate, DecideResult, Outcome
+from adapters.approval_notes import reaction_note
+from core.approval import ApprovalGate, DecideResult
 from core.store import Store
 from core.store.models import Approval
 
-from . import messages as m
 from .api import SlackApi
 from .config import SlackConfig
 from .payloads import PLATFORM, ReactionEvent
@@ -68,30 +66,6 @@ class ReactionDecider:
         return [g for g in self.config.approver_groups if user in await self.api.group_members(g)]
 
     async def _explain(self, approval: Approval, user: str, result: DecideResult) -> None:
-        """Approve/deny are rendered by the run itself; the other outcomes need a word here."""
-        match result.outcome:
-            case Outcome.APPROVED | Outcome.DENIED | Outcome.UNKNOWN:
-                return
-            case Outcome.VOTE_RECORDED:
-                text = texts.VOTE_RECORDED.format(user=user, remaining=await self._remaining(approval))
-            case Outcome.NOT_APPROVER:
-                text = texts.NOT_AN_APPROVER.format(user=user)
-            case Outcome.SELF_APPROVAL:
-                text = texts.SELF_APPROVAL.format(user=user)
-            case Outcome.ALREADY_DECIDED:
-                # Re-read: when the gate has just expired it, the row it returns is the stale one.
-                now = await self.store.get_approval(approval.id or 0)
-                status = now.status if now is not None else "decided"
-                text = m.ALREADY_DECIDED.format(user=user, id=approval.id, status=status)
-        if not await self._first_telling(approval, user, result):
-            return  # told once already; more reactions from them stay quiet
-        await self.api.post(approval.channel, text, thread=approval.thread)
-
-    async def _first_telling(self, approval: Approval, user: str, result: DecideResult) -> bool:
-        # Kept in the store, so "once" holds across restarts and bot processes.
-        return await self.store.first_time(f"{PLATFORM}:told:{approval.id}:{user}:{result.outcome}")
-
-    async def _remaining(self, approval: Approval) -> int:
-        row = await self.store.get_approval(approval.id or 0)
-        votes = json.loads(row.votes_json) if row is not None else []
-        return max(1, self.gate.rules.needed(approval.risk) - len(votes))
+        note = await reaction_note(self.store, self.gate, approval, platform=PLATFORM, user=user, result=result)
+        if note is not None:
+            await self.api.post(approval.channel, note, thread=approval.thread)

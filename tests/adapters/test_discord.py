@@ -700,3 +700,25 @@ async def test_setup_problems_are_said_in_the_operators_words(
     with pytest.raises(DiscordSetupError, match="MESSAGE CONTENT INTENT and SERVER MEMBERS INTENT"):
         await asyncio.wait_for(serving, WAIT)
     assert bot.client.is_closed()
+
+
+@pytest.mark.asyncio
+async def test_report_post_from_the_command_line_reaches_discord(
+    fake: FakeDiscord, settings: Settings, tmp_path: Path
+) -> None:
+    """`orchestrator report daily --post` has no running bot: the adapter serves just long enough to post."""
+    import io
+
+    from bot.reports import post_to_channels
+
+    chart = tmp_path / "chart.png"
+    chart.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    configured = settings.model_copy(
+        update={"reports": settings.reports.model_copy(update={"discord_channel": str(TEXT_CHANNEL_ID)})}
+    )
+    report = Report(kind="daily", title="Daily report", text="all quiet", attachments=(Attachment(str(chart)),))
+    out = io.StringIO()
+    assert await post_to_channels(configured, report, out) == 0, out.getvalue()
+    assert f"discord: posted to {TEXT_CHANNEL_ID}" in out.getvalue()
+    call = await posted(fake, TEXT_CHANNEL_ID, "Daily report")
+    assert "chart.png" in call.filenames or any("Daily report" in m for m in fake.messages(TEXT_CHANNEL_ID))
