@@ -11,7 +11,7 @@ write per 128 memories, each item still checked for near-duplicates), then:
 - disk: the size of the Chroma directory.
 
 With `--keep DIR` the store stays in DIR and a later run with the same DIR measures again
-without rebuilding it (the inserts of each run are added on top).
+without rebuilding it (the inserts of each run are added on top, about new hosts).
 
     .venv/bin/python bench/memory.py [--memories 10000] [--queries 300] [--inserts 200] [--keep DIR]
 """
@@ -159,7 +159,7 @@ def main(memories: int, queries: int, inserts: int, keep: Path | None) -> None:
             f"p95 {percentile(embeds, 0.95):.1f} ms"
         )
 
-        extra = make_memories(inserts, random.Random(99), users, first_host=hosts_needed + len(ROLES))
+        extra = make_memories(inserts, random.Random(99), users, first_host=hosts_needed + held)  # new hosts
         start = time.perf_counter()
         for item in extra:
             store.add(item.text, kind=item.kind, scope=item.scope, source=item.source)

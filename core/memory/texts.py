@@ -40,6 +40,10 @@ VISIBLE_PRIVATE: Final = "private to you, because you told me in a direct messag
 RECALLED_HEADER: Final = "Memories matching {query!r}, best match first:"
 RECENT_HEADER: Final = "The most recent memories:"
 RECALLED_ITEM: Final = "- id {id}: {text}\n  {kind}, {scope}; {source}"
+PRIVATE_IN_CHANNEL: Final = (
+    "Memories marked private were told to you in a direct message: do not quote them in this channel; "
+    "offer to answer in a direct message instead."
+)
 NOTHING_RECALLED: Final = "I remember nothing about {query!r}."
 NOTHING_AT_ALL: Final = "I remember nothing yet."
 FORGOTTEN: Final = "Forgot {count} memory: {items}"

@@ -24,8 +24,8 @@ def _requester() -> Request:
     return request
 
 
-def _listing(memories: list[Memory]) -> list[str]:
-    return [
+def _listing(memories: list[Memory], request: Request) -> list[str]:
+    lines = [
         texts.RECALLED_ITEM.format(
             id=m.id,
             text=m.text,
@@ -35,6 +35,9 @@ def _listing(memories: list[Memory]) -> list[str]:
         )
         for m in memories
     ]
+    if not request.is_private and any(m.scope != SHARED_SCOPE for m in memories):
+        lines.append(texts.PRIVATE_IN_CHANNEL)
+    return lines
 
 
 def memory_tools(memory: MemoryService) -> list[ToolSpec]:
@@ -69,11 +72,11 @@ def memory_tools(memory: MemoryService) -> list[ToolSpec]:
         request = _requester()
         if not query.strip():
             recent = await memory.recent(request)
-            return "\n".join([texts.RECENT_HEADER, *_listing(recent)]) if recent else texts.NOTHING_AT_ALL
+            return "\n".join([texts.RECENT_HEADER, *_listing(recent, request)]) if recent else texts.NOTHING_AT_ALL
         found = await memory.recall(query, request)
         if not found:
             return texts.NOTHING_RECALLED.format(query=query)
-        return "\n".join([texts.RECALLED_HEADER.format(query=query), *_listing(found)])
+        return "\n".join([texts.RECALLED_HEADER.format(query=query), *_listing(found, request)])
 
     @tool(risk=Risk.READ)
     async def memory_forget(memory_id: str = "", query: str = "") -> str:

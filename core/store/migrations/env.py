@@ -17,6 +17,7 @@ if connection is None:
     url = context.config.get_main_option("sqlalchemy.url") or "sqlite:///orchestrator.db"
     connection = create_engine(url).connect()
 
+
 def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
     return not (type_ == "table" and name == "apscheduler_jobs")  # owned by APScheduler's job store
 

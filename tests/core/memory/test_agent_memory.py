@@ -152,10 +152,12 @@ async def test_dm_private_facts_do_not_reach_another_user(services: Services, fa
     fake_ollama.script(Reply(content="En français."))
     await run(services, alice(question, private=True, thread="t2"))
     assert f"- {FRENCH} (Alice, in a direct message on slack, " in system_prompt(fake_ollama)
-    fake_ollama.script(Reply(content="In French."))
-    await run(services, alice(question, thread="t3"))
+    fake_ollama.script(call("memory_recall", query="answer language"), Reply(content="In French."))
+    events = await run(services, alice(question, thread="t3"))
     prompt = system_prompt(fake_ollama)
     assert FRENCH in prompt and "do not repeat it in a channel" in prompt
+    recalled = tool_output(events, "memory_recall")
+    assert FRENCH in recalled and "private to its author" in recalled and texts.PRIVATE_IN_CHANNEL in recalled
     assert memory.store.count() == 1
 
 
