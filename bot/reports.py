@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from adapters.base import ChatAdapter
 from bot.settings import Settings
@@ -27,6 +27,9 @@ from core.health.monitor import HealthMonitor, recorder_history
 from core.health.outlets import Destination, publish
 from core.llm import LLM, OllamaLLM
 from core.store import Store
+
+if TYPE_CHECKING:
+    from core.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ def build_monitor(
     *,
     engine: EngineProbe | None = None,
     redact: Callable[[str], str] | None = None,
+    memory: MemoryService | None = None,
 ) -> HealthMonitor:
     config = check_config(settings)
     return HealthMonitor(
@@ -96,6 +100,7 @@ def build_monitor(
         history_window=config.load_minutes * 60,
         destinations=dests,
         redact=redact or (lambda text: text),
+        memory=memory,
     )
 
 
@@ -103,7 +108,13 @@ def reports_dir(settings: Settings) -> Path:
     return settings.data_dir / "reports"
 
 
-def build_daily(settings: Settings, llm: LLM | None, *, redact: Callable[[str], str] | None = None) -> DailyAnalysis:
+def build_daily(
+    settings: Settings,
+    llm: LLM | None,
+    *,
+    redact: Callable[[str], str] | None = None,
+    memory: MemoryService | None = None,
+) -> DailyAnalysis:
     notebook = Path(settings.reports.daily_notebook) if settings.reports.daily_notebook else DEFAULT_NOTEBOOK
     return DailyAnalysis(
         db_url=settings.db_url,
@@ -112,6 +123,7 @@ def build_daily(settings: Settings, llm: LLM | None, *, redact: Callable[[str], 
         notebook=notebook,
         window_hours=settings.reports.daily_window_hours,
         redact=redact or (lambda text: text),
+        memory=memory,
     )
 
 

@@ -376,8 +376,9 @@ async def run_scheduler(settings: Settings, services: Services, adapters: Sequen
         aps.setLevel(logging.WARNING)
     dests = destinations(settings, adapters)
     recorder = build_recorder(settings, services.store)
-    monitor = build_monitor(settings, services.store, recorder, dests, redact=services.policy.redact)
-    daily = build_daily(settings, services.llm, redact=services.policy.redact)
+    memory = services.memory
+    monitor = build_monitor(settings, services.store, recorder, dests, redact=services.policy.redact, memory=memory)
+    daily = build_daily(settings, services.llm, redact=services.policy.redact, memory=memory)
 
     async def daily_report() -> None:
         await publish_daily(daily, dests)

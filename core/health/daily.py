@@ -13,8 +13,9 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 
@@ -24,6 +25,9 @@ from core.health.analysis import run_analysis
 from core.health.notebook import execute_notebook
 from core.llm import LLM
 from core.parsing import split_think
+
+if TYPE_CHECKING:
+    from core.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,9 @@ class DailyAnalysis:
         kernel_timeout: float = 300.0,
         clock: Callable[[], float] = time.time,
         redact: Callable[[str], str] = lambda text: text,
+        memory: MemoryService | None = None,
     ) -> None:
+        self.memory = memory
         self.db_url = db_url
         self.out_dir = out_dir
         self.llm = llm
@@ -92,17 +98,36 @@ class DailyAnalysis:
                 run_analysis, self.db_url, end=end, hours=self.window_hours, host=self.host, png=png,
                 json_path=figures_path,
             )  # fmt: skip
+        recurring = await self._recurring(end)
+        if recurring:
+            figures["recurring incidents"] = recurring
         summary, error = await self.summarize(figures)
         host = figures.get("host", self.host)
         title = texts.DAILY_TITLE.format(host=host, start=figures["start"], end=figures["end"])
         return Report(
             kind="daily",
             title=title,
-            text=texts.daily_text(figures, summary=summary, error=error, note=note),
+            text=texts.daily_text(figures, summary=summary, error=error, note=note)
+            + (f"\n\n{recurring}" if recurring else ""),
             attachments=(Attachment(str(png), title=title, mime="image/png"),),
             fields={"figures": figures, "chart": str(png), "figures_path": str(figures_path),
                     "notebook": str(executed) if executed.exists() else "", "summary_missing": summary is None},
         )  # fmt: skip
+
+    async def _recurring(self, end: float) -> str:
+        """Incidents seen more than once in the window, from memory; empty without memory."""
+        if self.memory is None:
+            return ""
+        from core.memory.incidents import format_incidents
+        from core.memory.texts import RECURRING_HEADER
+
+        try:
+            since = datetime.fromtimestamp(end - self.window_hours * 3600, tz=UTC)
+            found = await self.memory.recurring_incidents(since=since)
+            return self.redact(format_incidents(found, header=RECURRING_HEADER))
+        except Exception:
+            log.exception("recalling recurring incidents failed")
+            return ""
 
     async def summarize(self, figures: dict[str, Any]) -> tuple[str | None, str]:
         """(summary, "") or (None, why it is missing). Never raises for the model's failures."""

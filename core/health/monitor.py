@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from core.events import ApprovalResolved, Event, Report, Request, ToolResult
 from core.health import texts
@@ -29,6 +30,9 @@ from core.health.metrics import MetricsRecorder, MetricsSnapshot
 from core.health.models import Incident
 from core.health.outlets import Destination
 from core.health.report import health_report, incident_report
+
+if TYPE_CHECKING:
+    from core.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,9 @@ class HealthMonitor:
         destinations: Sequence[Destination] = (),
         clock: Callable[[], float] = time.time,
         redact: Callable[[str], str] = lambda text: text,
+        memory: MemoryService | None = None,
     ) -> None:
+        self.memory = memory  # past incidents: recalled when one opens, remembered when its outcome is known
         self.book = book
         self.checks = list(checks)
         self.probe = probe
@@ -160,6 +166,10 @@ class HealthMonitor:
                 if closed is not None:
                     outcome.closed.append(closed)
                     took = texts.duration(now - closed.opened_at)
+                    await self._remember(
+                        incident.summary, "", "", f"recovered on its own after {took}", (), True,
+                        {"host": self.host, "check": incident.key, "incident_id": str(incident.id)},
+                    )  # fmt: skip
                     await self._in_threads(closed, texts.INCIDENT_RECOVERED.format(duration=took, summary=summary))
             if outcome.opened or outcome.closed:
                 log.info(
@@ -222,11 +232,22 @@ class HealthMonitor:
                 host=self.host, key=result.key, summary=result.summary, figures=texts.figures_line(result.figures)
             ),
         )
+        source = {"platform": dest.platform, "channel": dest.channel, "thread": ref, "host": self.host,
+                  "check": result.key, "incident_id": str(incident.id)}  # fmt: skip
         try:
+            from core.memory.incidents import summarize_run  # chromadb is imported only when memory is used
+
+            similar = await self._similar_incidents(result.summary)
+            if similar:
+                await dest.outlet.post_in_thread(dest.channel, ref, similar)
+                request = dataclasses.replace(request, text=f"{request.text}\n\n{similar}")
             events = await dest.outlet.run_request(request)
+            run = summarize_run(events)
             if not executed_approved_action(events):
+                await self._remember(result.summary, run.cause, "", "no fix was applied", run.audit_ids, None, source)
                 return
             again = await self.recheck(result.name, result.key)
+            await self._remember(result.summary, run.cause, run.fix, again.summary, run.audit_ids, again.ok, source)
             template = texts.RECHECK_PASSES if again.ok else texts.RECHECK_FAILS
             recheck = self.redact(template.format(key=result.key, summary=again.summary))
             await dest.outlet.post_in_thread(dest.channel, ref, recheck)
@@ -239,6 +260,37 @@ class HealthMonitor:
             raise
         except Exception:
             log.exception("the follow-up of incident %s failed", result.key)
+
+    # ---- memory of past incidents ---------------------------------------------------------
+    async def _similar_incidents(self, symptom: str) -> str:
+        if self.memory is None:
+            return ""
+        from core.memory.incidents import format_incidents
+
+        try:
+            return self.redact(format_incidents(await self.memory.similar_incidents(symptom)))
+        except Exception:  # memory is a help, never a reason for the incident flow to stop
+            log.exception("recalling similar incidents failed")
+            return ""
+
+    async def _remember(
+        self,
+        symptom: str,
+        cause: str,
+        fix: str,
+        outcome: str,
+        audit_ids: Sequence[str],
+        held: bool | None,
+        source: dict[str, str],
+    ) -> None:
+        if self.memory is None:
+            return
+        try:
+            await self.memory.remember_incident(
+                symptom, cause=cause, fix=fix, outcome=outcome, audit_ids=audit_ids, held=held, source=source
+            )
+        except Exception:
+            log.exception("remembering the incident failed")
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def drain(self) -> None:
