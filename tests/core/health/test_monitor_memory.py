@@ -16,7 +16,7 @@ from core.health.metrics import MetricsSnapshot
 from core.health.monitor import HealthMonitor
 from core.health.outlets import Destination
 from tests.core.health.recording import CHANNEL, RecordingAdapter
-from tests.core.health.test_monitor import T, Disk
+from tests.core.health.test_monitor import Disk, T
 from tests.fakes.ollama import FakeOllama, Reply
 
 
