@@ -29,8 +29,9 @@ def write_scope(request: Request) -> str:
 
 
 def read_scopes(request: Request) -> list[str]:
-    """What a requester may recall: the shared memories and their own private ones."""
-    private = requester_scope(request)
+    """What may be recalled for a request: the shared memories, plus the requester's own private ones
+    only in a private conversation. In a channel everyone reads the answer, so DM memories stay out."""
+    private = requester_scope(request) if request.is_private else None
     return [SHARED_SCOPE] if private is None else [SHARED_SCOPE, private]
 
 

@@ -148,16 +148,14 @@ async def test_dm_private_facts_do_not_reach_another_user(services: Services, fa
     await run(services, bob(question, private=True, thread="t10"))
     assert "French" not in system_prompt(fake_ollama)
 
-    # Alice sees it in her DM, and in a channel as hers, marked not to be repeated there.
+    # Alice sees it in her DM; in a channel, where everyone reads the answer, it stays out.
     fake_ollama.script(Reply(content="En français."))
     await run(services, alice(question, private=True, thread="t2"))
     assert f"- {FRENCH} (Alice, in a direct message on slack, " in system_prompt(fake_ollama)
-    fake_ollama.script(call("memory_recall", query="answer language"), Reply(content="In French."))
+    fake_ollama.script(call("memory_recall", query="answer language"), Reply(content="I don't know."))
     events = await run(services, alice(question, thread="t3"))
-    prompt = system_prompt(fake_ollama)
-    assert FRENCH in prompt and "do not repeat it in a channel" in prompt
-    recalled = tool_output(events, "memory_recall")
-    assert FRENCH in recalled and "private to its author" in recalled and texts.PRIVATE_IN_CHANNEL in recalled
+    assert FRENCH not in system_prompt(fake_ollama)
+    assert FRENCH not in tool_output(events, "memory_recall")
     assert memory.store.count() == 1
 
 
