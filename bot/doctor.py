@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ async def run_checks(settings: Settings) -> list[Check]:
         )  # fmt: skip
     else:
         checks.append(Check("file roots", True, ", ".join(str(r) for r in settings.roots)))
+    checks.append(await _memory_check(settings))
     # ollama and the model
     llm = OllamaLLM(host=settings.ollama_host, model=settings.model, timeout=min(settings.llm_timeout, 10))
     try:
@@ -91,3 +93,30 @@ def _safe_url(url: str) -> str:
         creds, host = rest.split("@", 1)
         return f"{scheme}://{creds.split(':')[0]}:***@{host}"
     return url
+
+
+async def _memory_check(settings: Settings) -> Check:
+    """The memory store opens, and was built by the embedding model the settings name."""
+    if not settings.memory:
+        return Check("memory", True, "off (ORCHESTRATOR_MEMORY=off)")
+    from bot.memory_cmd import _model_name, memory_path
+    from core.memory.store import MemoryStore
+
+    host = settings.chroma_host or None
+    try:
+        info = await asyncio.to_thread(
+            MemoryStore.inspect, None if host else memory_path(settings), host=host, port=settings.chroma_port
+        )
+    except Exception as exc:  # chromadb raises several kinds for an unreachable server
+        where = f"Chroma at {settings.chroma_host}:{settings.chroma_port}" if host else str(memory_path(settings))
+        return Check("memory", False, f"{where}: {str(exc)[:200]}",
+                     "start the Chroma server or unset CHROMA_HOST to use the embedded store")  # fmt: skip
+    wanted = _model_name(settings)
+    if not info.exists:
+        return Check("memory", True, f"{info.location} (empty; embedding model {wanted})")
+    if info.model and info.model != wanted:
+        return Check(
+            "memory", False, f"{info.location} was built with {info.model}, the settings name {wanted}",
+            "set ORCHESTRATOR_EMBEDDING back, or run `orchestrator memory reset` to start a new memory",
+        )  # fmt: skip
+    return Check("memory", True, f"{info.location} ({info.count} memories, embedding model {wanted})")

@@ -100,7 +100,7 @@ def test_missing_model_says_how_to_pull_it(cli_env: dict[str, str]) -> None:
 def test_doctor_reports_each_check_and_how_to_fix(cli_env: dict[str, str]) -> None:
     ok = run_cli(["doctor"], cli_env)
     assert ok.returncode == 0, ok.stdout
-    for name in ("data dir", "database", "file roots", "ollama", "model"):
+    for name in ("data dir", "database", "file roots", "memory", "ollama", "model"):
         assert f"[ok  ] {name}" in ok.stdout
     cli_env["OLLAMA_HOST"] = "http://127.0.0.1:9"
     bad = run_cli(["doctor"], cli_env)
@@ -135,3 +135,17 @@ def test_toml_file_is_read_and_env_wins(cli_env: dict[str, str], tmp_path: Path,
     fake_ollama.script(Reply(content="hi"))
     run_cli(["ask", "hi"], cli_env)
     assert fake_ollama.chat_requests[-1]["model"] == "qwen3:8b"
+
+
+def test_doctor_catches_a_memory_built_by_another_embedding_model(cli_env: dict[str, str]) -> None:
+    from core.memory.store import MemoryStore
+
+    path = Path(cli_env["ORCHESTRATOR_DATA_DIR"]) / "memory"
+    with MemoryStore(path) as store:  # built with the offline model
+        store.add("postgres on db1 listens on 5433", kind="fact", scope="shared", source={})
+    ok = run_cli(["doctor"], cli_env)
+    assert "[ok  ] memory" in ok.stdout and "1 memories" in ok.stdout
+    cli_env["ORCHESTRATOR_EMBEDDING"] = "ollama"
+    bad = run_cli(["doctor"], cli_env)
+    assert bad.returncode == 1
+    assert "[FAIL] memory" in bad.stdout and "orchestrator memory reset" in bad.stdout
