@@ -18,6 +18,14 @@ WORKING = "Working on it…"
 RUN_FAILED = "Sorry, that failed: {error}"
 
 
+def failure_text(error: str, *, limit: int = 300) -> str:
+    """A run's error as one readable line, however long or multi-line the error."""
+    first = " ".join(error.split())
+    if len(first) > limit:
+        first = first[: limit - 1] + "…"
+    return RUN_FAILED.format(error=first)
+
+
 def format_args(args: dict[str, Any], limit: int = 200) -> str:
     text = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in args.items())
     return text if len(text) <= limit else text[: limit - 1] + "…"

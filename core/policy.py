@@ -179,18 +179,13 @@ class Policy:
             return CommandDecision(Verdict.FORBIDDEN, (), "the command is empty")
         if "\x00" in command or "\n" in command or "\r" in command:
             return CommandDecision(Verdict.FORBIDDEN, (), "one command per call: newlines and NUL bytes are refused")
-        reason = self._forbidden_text(command)
+        reason = self._forbidden_deep(command)  # copes with unparsable text, so it comes before the split
         if reason:
             return CommandDecision(Verdict.FORBIDDEN, (), f"refused: this command {reason}; no approval can unlock it")
         try:
             tokens = self.split(command)
         except CommandRefused as exc:
             return CommandDecision(Verdict.FORBIDDEN, (), str(exc))
-        reason = self._forbidden_deep(command)
-        if reason:
-            return CommandDecision(
-                Verdict.FORBIDDEN, tokens, f"refused: this command {reason}; no approval can unlock it"
-            )
         operators = [t for t in tokens if t in _SHELL_OPERATORS or (t and set(t) <= set(";|&<>()"))]
         if operators:
             return CommandDecision(

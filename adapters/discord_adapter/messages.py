@@ -96,10 +96,7 @@ def resolution(ev: ApprovalResolved) -> str:
 
 def failure_line(error: str) -> str:
     """One readable line, however long or multi-line the error."""
-    first = " ".join(error.split())
-    if len(first) > 300:
-        first = first[:299] + "…"
-    return "❌ " + texts.RUN_FAILED.format(error=first)
+    return "❌ " + texts.failure_text(error)
 
 
 def thread_name(question: str, fallback: str) -> str:

@@ -122,7 +122,4 @@ def resolution(ev: ApprovalResolved) -> str:
 
 def failure_line(error: str) -> str:
     """One readable line, however long or multi-line the error."""
-    first = " ".join(error.split())
-    if len(first) > 300:
-        first = first[:299] + "…"
-    return escape(texts.RUN_FAILED.format(error=first))
+    return escape(texts.failure_text(error))
