@@ -2,8 +2,10 @@
 
 `Agent.run(request)` is an async generator of events. Every event is written to the
 store before it is yielded, so what the thread shows can be condensed but the run
-never loses a step. Risky calls wait on the approval gate; tool failures, unknown
-tools and bad arguments become observations the model can correct.
+never loses a step. Risky calls wait on the approval gate, then the tool's fresh hook
+re-checks what the approval was bound to; only then does the tool's own function run,
+with a `ToolContext` (who asked, which plan was approved) the model never sees. Tool
+failures, unknown tools and bad arguments become observations the model can correct.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from datetime import datetime
 from typing import Any
 
 from core.approval import ApprovalGate
-from core.context import acting_for
 from core.events import (
     Answer,
     ApprovalRequested,
@@ -39,7 +40,15 @@ from core.parsing import extract_tool_calls, split_think
 from core.policy import Policy, PolicyError
 from core.store import Store
 from core.store.models import AuditEntry, Message
-from core.tools.registry import ToolError, ToolOutput, ToolRegistry, canonical_json, fingerprint
+from core.tools.registry import (
+    TARGET_CHANGED,
+    ToolContext,
+    ToolError,
+    ToolOutput,
+    ToolRegistry,
+    canonical_json,
+    fingerprint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +286,7 @@ class Agent:
             return
         fp = fingerprint(spec.name, args, plan.fingerprint_parts)
 
+        approval_id: int | None = None
         if plan.risk is not Risk.READ:
             approval = await self.gate.request(
                 request=request, run_id=run_id, tool=spec.name, args=args, plan=plan, fingerprint=fp
@@ -308,24 +318,21 @@ class Agent:
                     "Do not retry it; tell the user and ask how to proceed."
                 )
                 return
-            # Approved: check the policy again and that the action is still the one approved.
+            # Approved: the tool's fresh hook checks the policy again and re-derives the facts the
+            # approval was bound to; the body runs only if they are still the ones approved.
             try:
-                recheck = await spec.make_plan(args)
+                parts = await spec.fresh_parts(args)
             except (ToolError, PolicyError) as exc:
                 yield await refuse(f"not run: {exc}", audit_action="refused")
                 return
-            if fingerprint(spec.name, args, recheck.fingerprint_parts) != final.fingerprint:
-                yield await refuse(
-                    "not run: the target changed after the approval was requested (the diff no longer "
-                    "applies); read it again and propose a new change",
-                    audit_action="refused",
-                )
+            if fingerprint(spec.name, args, parts) != final.fingerprint:
+                yield await refuse(f"not run: {TARGET_CHANGED}", audit_action="refused")
                 return
-            plan = recheck
+            approval_id = approval.id
 
+        ctx = ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan, approval_id=approval_id)
         try:
-            with acting_for(request):  # tools that depend on the requester (memory scopes) read it
-                out = await (plan.run() if plan.run is not None else spec.fn(**args))
+            out = await spec.run(args, ctx)
         except asyncio.CancelledError:
             raise
         except (ToolError, PolicyError) as exc:

@@ -27,7 +27,7 @@ from core.hosts import LOCAL, Host, Inventory
 from core.policy import Policy
 from core.process import run_process
 from core.tools.command import scrubbed_env
-from core.tools.registry import Plan, ToolError, ToolOutput, ToolSpec, tool
+from core.tools.registry import Plan, ToolContext, ToolError, ToolOutput, ToolSpec, tool
 
 T = TypeVar("T")
 Connect = Callable[[Host, float], Any]
@@ -354,6 +354,28 @@ class _Action:
     grace: int
 
 
+@dataclass(frozen=True)
+class _Target:
+    """One container a lifecycle action is about, as the engine describes it now."""
+
+    host: Host
+    cid: str
+    shown: str
+    attrs: dict[str, Any]
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return dict(self.attrs.get("State") or {})
+
+    @property
+    def running(self) -> bool:
+        return bool(self.state.get("Running"))
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return (self.host.name, self.host.docker, self.cid)  # the approval is bound to this container id
+
+
 _ACTIONS = {
     "restart": _Action("restart", "restarted", STOP_GRACE),
     "stop": _Action("stop", "stopped", STOP_GRACE),
@@ -443,92 +465,104 @@ def docker_tools(policy: Policy, engines: DockerEngines) -> list[ToolSpec]:
         attrs = await engines.call(host, lambda client: client.api.inspect_container(name))
         return {"host": host, **trimmed_inspect(attrs, policy.redact)}
 
-    def lifecycle(action: _Action) -> Callable[[dict[str, Any]], Any]:
-        async def plan(args: dict[str, Any]) -> Plan:
-            host = engines.host(args["host"])
-            name = check_container(args["container"])
-            attrs = await engines.call(host.name, lambda client: client.api.inspect_container(name))
-            cid = str(attrs["Id"])
-            state = attrs.get("State") or {}
-            shown = str(attrs.get("Name", name)).lstrip("/")
-            if action.verb == "start" and state.get("Running"):
-                raise ToolError(f"{shown} is already running on host {host.name}")
-            if action.verb == "stop" and not state.get("Running"):
-                raise ToolError(f"{shown} is not running on host {host.name} (status {state.get('Status')})")
+    async def lifecycle_target(action: _Action, container: str, host_name: str) -> _Target:
+        """The container as it is now, if the action makes sense for it (no stop of a stopped one)."""
+        host = engines.host(host_name)
+        name = check_container(container)
+        attrs = await engines.call(host.name, lambda client: client.api.inspect_container(name))
+        target = _Target(host, str(attrs["Id"]), str(attrs.get("Name", name)).lstrip("/"), attrs)
+        if action.verb == "start" and target.running:
+            raise ToolError(f"{target.shown} is already running on host {host.name}")
+        if action.verb == "stop" and not target.running:
+            raise ToolError(f"{target.shown} is not running on host {host.name} (status {target.state.get('Status')})")
+        return target
+
+    async def act(action: _Action, container: str, host_name: str, ctx: ToolContext) -> ToolOutput:
+        """What the lifecycle tools' bodies do: the action, on the container id the approval was bound to."""
+        target = await lifecycle_target(action, container, host_name)
+        ctx.check_unchanged(target.parts)  # not a container re-created under the same name since
+
+        def work(client: Any) -> dict[str, Any]:
+            c = client.containers.get(target.cid)
+            if action.verb == "restart":
+                c.restart(timeout=action.grace)
+            elif action.verb == "stop":
+                c.stop(timeout=action.grace)
+            else:
+                c.start()
+            c.reload()
+            return dict(c.attrs)
+
+        host = target.host
+        after = await engines.call(host.name, work, extra_timeout=action.grace)
+        row = container_row(after)
+        started = (after.get("State") or {}).get("StartedAt", "")
+        text = f"{action.past} {target.shown} on host {host.name}: now {row['status']} (started at {started})"
+        return ToolOutput(text + "\n" + json.dumps(row, default=str))
+
+    def lifecycle(action: _Action, spec: ToolSpec) -> None:
+        """Attach the plan and fresh hooks of one lifecycle tool."""
+
+        @spec.plan
+        async def _plan(args: dict[str, Any]) -> Plan:
+            target = await lifecycle_target(action, args["container"], args["host"])
+            host, state = target.host, target.state
             detail = (
-                f"docker {action.verb} {shown}\n"
+                f"docker {action.verb} {target.shown}\n"
                 f"host: {host.name} ({host.docker_label})\n"
-                f"container: {shown} (id {cid[:12]}, image {(attrs.get('Config') or {}).get('Image', '?')}, "
-                f"{state.get('Status', '?')}"
-                + (f", up {_age(state.get('StartedAt'))}" if state.get("Running") else "")
+                f"container: {target.shown} (id {target.cid[:12]}, image "
+                f"{(target.attrs.get('Config') or {}).get('Image', '?')}, {state.get('Status', '?')}"
+                + (f", up {_age(state.get('StartedAt'))}" if target.running else "")
                 + ")"
             )
             if action.grace:
                 detail += f"\nit gets {action.grace} s to stop before it is killed"
-
-            async def execute() -> ToolOutput:
-                def work(client: Any) -> dict[str, Any]:
-                    c = client.containers.get(cid)
-                    if action.verb == "restart":
-                        c.restart(timeout=action.grace)
-                    elif action.verb == "stop":
-                        c.stop(timeout=action.grace)
-                    else:
-                        c.start()
-                    c.reload()
-                    return dict(c.attrs)
-
-                after = await engines.call(host.name, work, extra_timeout=action.grace)
-                row = container_row(after)
-                started = (after.get("State") or {}).get("StartedAt", "")
-                text = f"{action.past} {shown} on host {host.name}: now {row['status']} (started at {started})"
-                return ToolOutput(text + "\n" + json.dumps(row, default=str))
-
             return Plan(
                 risk=Risk.EXEC,
-                summary=f"docker {action.verb} {shown} on host {host.name}",
+                summary=f"docker {action.verb} {target.shown} on host {host.name}",
                 detail=detail,
                 detail_kind="text",
                 host=host.name,
-                fingerprint_parts=(host.name, host.docker, cid),
-                run=execute,
+                fingerprint_parts=target.parts,
             )
 
-        return plan
+        @spec.check_fresh
+        async def _fresh(args: dict[str, Any]) -> tuple[str, ...]:
+            return (await lifecycle_target(action, args["container"], args["host"])).parts
 
     @tool(risk=Risk.EXEC)
-    async def docker_restart(container: str, host: str = LOCAL) -> str:
+    async def docker_restart(container: str, host: str = LOCAL, *, ctx: ToolContext) -> ToolOutput:
         """Restart a container (stop, then start). A person approves it first.
 
         Args:
             container: container name or id, as docker_ps shows it.
             host: which machine: "local" (this one) or a host name from the inventory.
         """
-        raise ToolError("docker_restart runs only through its approved plan")  # pragma: no cover
+        return await act(_ACTIONS["restart"], container, host, ctx)
 
     @tool(risk=Risk.EXEC)
-    async def docker_stop(container: str, host: str = LOCAL) -> str:
+    async def docker_stop(container: str, host: str = LOCAL, *, ctx: ToolContext) -> ToolOutput:
         """Stop a running container. A person approves it first.
 
         Args:
             container: container name or id, as docker_ps shows it.
             host: which machine: "local" (this one) or a host name from the inventory.
         """
-        raise ToolError("docker_stop runs only through its approved plan")  # pragma: no cover
+        return await act(_ACTIONS["stop"], container, host, ctx)
 
     @tool(risk=Risk.EXEC)
-    async def docker_start(container: str, host: str = LOCAL) -> str:
+    async def docker_start(container: str, host: str = LOCAL, *, ctx: ToolContext) -> ToolOutput:
         """Start a stopped container. A person approves it first.
 
         Args:
             container: container name or id, as docker_ps shows it.
             host: which machine: "local" (this one) or a host name from the inventory.
         """
-        raise ToolError("docker_start runs only through its approved plan")  # pragma: no cover
+        return await act(_ACTIONS["start"], container, host, ctx)
 
-    docker_restart.plan(lifecycle(_ACTIONS["restart"]))
-    docker_stop.plan(lifecycle(_ACTIONS["stop"]))
-    docker_start.plan(lifecycle(_ACTIONS["start"]))
+    lifecycle(_ACTIONS["restart"], docker_restart)
+    lifecycle(_ACTIONS["stop"], docker_stop)
+    lifecycle(_ACTIONS["start"], docker_start)
 
     @tool(risk=Risk.READ)
     async def docker_compose_ps(project_dir: str, host: str = LOCAL) -> dict[str, Any] | str:

@@ -11,12 +11,13 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from core.events import Risk
 from core.policy import Policy
-from core.tools.registry import Plan, ToolError, ToolSpec, tool
+from core.tools.registry import Plan, ToolContext, ToolError, ToolSpec, tool
 
 MAX_READ = 200_000
 MAX_SEARCH_FILE = 2_000_000
@@ -144,21 +145,33 @@ def file_tools(policy: Policy, *, backup_dir: Path) -> list[ToolSpec]:
         more = f"\n(stopped at {limit} matches)" if len(hits) >= limit else ""
         return "\n".join(hits) + more
 
+    def writable(path: str) -> Path:
+        target = resolve(path, for_write=True)
+        if target.is_dir():
+            raise ToolError(f"{target} is a directory")
+        return target
+
+    def write_parts(target: Path, digest: str) -> tuple[str, ...]:
+        return (str(target), digest)  # the approval is bound to the file the diff was made from
+
     @tool(risk=Risk.WRITE)
-    async def write_file(path: str, content: str) -> str:
+    async def write_file(path: str, content: str, *, ctx: ToolContext) -> str:
         """Create or replace a text file under the file roots. A person approves the diff first.
 
         Args:
             path: the file to write.
             content: the complete new content of the file.
         """
-        raise ToolError("write_file runs only through its approved plan")  # pragma: no cover
+        target = writable(path)
+
+        def unchanged(digest: str) -> None:
+            ctx.check_unchanged(write_parts(target, digest))
+
+        return await asyncio.to_thread(_apply_write, target, content, backup_dir, unchanged)
 
     @write_file.plan
     async def _plan_write(args: dict[str, Any]) -> Plan:
-        target = resolve(args["path"], for_write=True)
-        if target.is_dir():
-            raise ToolError(f"{target} is a directory")
+        target = writable(args["path"])
         old = ""
         if target.exists():
             old, cut = await asyncio.to_thread(_read_text, target, MAX_READ * 10)
@@ -166,26 +179,24 @@ def file_tools(policy: Policy, *, backup_dir: Path) -> list[ToolSpec]:
                 raise ToolError(f"{target} is too large to edit through chat")
         before = await asyncio.to_thread(file_hash, target)
         diff = make_diff(target, old, args["content"])
-
-        async def apply() -> str:
-            return await asyncio.to_thread(_apply_write, target, args["content"], before, backup_dir)
-
         return Plan(
             risk=Risk.WRITE,
             summary=f"write {target} ({len(args['content'])} bytes)",
             detail=policy.redact(diff),
             detail_kind="diff",
-            fingerprint_parts=(str(target), before),
-            run=apply,
+            fingerprint_parts=write_parts(target, before),
         )
+
+    @write_file.check_fresh
+    async def _fresh_write(args: dict[str, Any]) -> tuple[str, ...]:
+        target = writable(args["path"])  # the policy again: the path may have become a link out of the roots
+        return write_parts(target, await asyncio.to_thread(file_hash, target))
 
     return [list_directory, read_file, search_files, write_file]
 
 
-def _apply_write(target: Path, content: str, expected_hash: str, backup_dir: Path) -> str:
-    current = file_hash(target)
-    if current != expected_hash:
-        raise ToolError(f"{target} changed after the diff was made; not overwritten. Read it again.")
+def _apply_write(target: Path, content: str, backup_dir: Path, unchanged: Callable[[str], None]) -> str:
+    unchanged(file_hash(target))  # right before the write: a change since the approval is not overwritten
     backup = ""
     mode = 0o644
     if target.exists():

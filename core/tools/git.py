@@ -3,9 +3,10 @@
 Commits never go through `git commit`: the approved paths are staged into a temporary
 index (so whatever else is staged stays out), the diff of that index against HEAD is
 what the approver sees, and the tree id written from it is part of the fingerprint.
-After approval the plan is made again; only if HEAD and the tree are unchanged does
-`git commit-tree` record exactly that tree and `git update-ref` move HEAD from the
-approved commit (compare-and-swap, so a commit made meanwhile is never overwritten).
+After approval the fresh hook stages them again; only if HEAD and the tree are unchanged
+does the tool's body let `git commit-tree` record exactly that tree and `git update-ref`
+move HEAD from the approved commit (compare-and-swap, so a commit made meanwhile is
+never overwritten).
 Reverts work the same way, with the reverse patch applied to the temporary index.
 
 Repository configuration can run programs (hooks, fsmonitor, external diff, textconv);
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from core.events import Risk
 from core.policy import Policy
 from core.process import ProcessResult, run_process
 from core.tools.command import scrubbed_env
-from core.tools.registry import Plan, ToolError, ToolSpec, tool
+from core.tools.registry import Plan, ToolContext, ToolError, ToolSpec, tool
 
 GIT = (
     "git",
@@ -83,6 +85,46 @@ def check_ref(commit: str) -> str:
     if not _REF.fullmatch(commit) or ".." in commit:
         raise ToolError(f"invalid commit {commit!r}: give a commit id (as git_log shows it), a tag or HEAD~1")
     return commit
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """A commit as it would be made now: the staged tree of exactly the named paths on HEAD."""
+
+    top: Path
+    message: str
+    paths: list[str]
+    head: str
+    branch: str
+    author: str
+    ident_env: dict[str, str]
+    tree: str
+    diff: str
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return (str(self.top), self.head, self.tree)
+
+
+@dataclass(frozen=True)
+class _Revert:
+    """A revert as it would be made now: HEAD's tree with the commit's reverse patch applied."""
+
+    top: Path
+    sha: str
+    subject: str
+    message: str
+    head: str
+    branch: str
+    author: str
+    ident_env: dict[str, str]
+    tree: str
+    diff: str
+    changed: list[str]
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return (str(self.top), self.head, self.sha, self.tree)
 
 
 def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
@@ -216,23 +258,11 @@ def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
 
     # ---- commit ---------------------------------------------------------------
 
-    @tool(risk=Risk.WRITE)
-    async def git_commit(repo: str, message: str, paths: list[str]) -> str:
-        """Commit the current content of exactly these paths (other staged changes stay out).
-        A person approves the diff first.
-
-        Args:
-            repo: the repository directory, under the file roots.
-            message: the commit message.
-            paths: files or directories to commit, relative to the repository (new, changed or deleted).
-        """
-        raise ToolError("git_commit runs only through its approved plan")  # pragma: no cover
-
-    @git_commit.plan
-    async def _plan_commit(args: dict[str, Any]) -> Plan:
-        top = await open_repo(args["repo"])
-        message = check_message(args["message"])
-        rel = list(dict.fromkeys(repo_path(top, p) for p in args["paths"]))
+    async def prepare_commit(repo: str, message: str, paths: list[str]) -> _Commit:
+        """Stage exactly these paths into a temporary index: the tree a commit would record."""
+        top = await open_repo(repo)
+        text = check_message(message)
+        rel = list(dict.fromkeys(repo_path(top, p) for p in paths))
         if not rel:
             raise ToolError("name at least one path to commit")
         head = await head_of(top)
@@ -248,48 +278,58 @@ def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
             diff = await staged_diff(top, index, head)
         if not diff.strip():
             raise ToolError(f"nothing to commit: {', '.join(rel)} has no changes against HEAD")
-
-        async def execute() -> str:
-            parents = ["-p", head] if head else []
-            commit = (await out(top, "commit-tree", tree, *parents, "-m", message, extra_env=ident_env)).strip()
-            subject = message.splitlines()[0]
-            await out(top, "update-ref", "-m", f"commit (orchestrator): {subject}", "HEAD", commit, head)
-            # The real index still holds the old entries of these paths; bring them to the new HEAD.
-            synced = await git(top, "reset", "--quiet", "--", *rel)
-            note = "" if synced.ok else f"\n(warning: the index was not refreshed: {synced.stderr.strip()[:200]})"
-            stat = await out(top, "show", "--stat", "--format=", commit)
-            return f"committed {commit[:12]} on {branch} in {top}: {subject}\n{stat.rstrip()}{note}"
-
-        header = (
-            f"git commit in {top} ({branch}, HEAD {head[:12] or 'none: first commit'})\n"
-            f"author: {author}\npaths: {', '.join(rel)}\nmessage:\n"
-            + "\n".join(f"    {line}" for line in message.splitlines())
-        )
-        return Plan(
-            risk=Risk.WRITE,
-            summary=f"git commit {len(rel)} path(s) in {top}: {message.splitlines()[0][:80]}",
-            detail=policy.redact(f"{header}\n\n{diff}"),
-            detail_kind="diff",
-            fingerprint_parts=(str(top), head, tree),
-            run=execute,
-        )
-
-    # ---- revert ---------------------------------------------------------------
+        return _Commit(top, text, rel, head, branch, author, ident_env, tree, diff)
 
     @tool(risk=Risk.WRITE)
-    async def git_revert(repo: str, commit: str) -> str:
-        """Undo one earlier commit with a new commit that applies its reverse. A person approves the diff first.
+    async def git_commit(repo: str, message: str, paths: list[str], *, ctx: ToolContext) -> str:
+        """Commit the current content of exactly these paths (other staged changes stay out).
+        A person approves the diff first.
 
         Args:
             repo: the repository directory, under the file roots.
-            commit: the commit to undo: an id as git_log shows it, a tag, or HEAD~1.
+            message: the commit message.
+            paths: files or directories to commit, relative to the repository (new, changed or deleted).
         """
-        raise ToolError("git_revert runs only through its approved plan")  # pragma: no cover
+        c = await prepare_commit(repo, message, paths)
+        ctx.check_unchanged(c.parts)  # exactly the approved tree, on the approved HEAD
+        top = c.top
+        parents = ["-p", c.head] if c.head else []
+        commit = (await out(top, "commit-tree", c.tree, *parents, "-m", c.message, extra_env=c.ident_env)).strip()
+        subject = c.message.splitlines()[0]
+        # Compare-and-swap: a commit made meanwhile is never overwritten.
+        await out(top, "update-ref", "-m", f"commit (orchestrator): {subject}", "HEAD", commit, c.head)
+        # The real index still holds the old entries of these paths; bring them to the new HEAD.
+        synced = await git(top, "reset", "--quiet", "--", *c.paths)
+        note = "" if synced.ok else f"\n(warning: the index was not refreshed: {synced.stderr.strip()[:200]})"
+        stat = await out(top, "show", "--stat", "--format=", commit)
+        return f"committed {commit[:12]} on {c.branch} in {top}: {subject}\n{stat.rstrip()}{note}"
 
-    @git_revert.plan
-    async def _plan_revert(args: dict[str, Any]) -> Plan:
-        top = await open_repo(args["repo"])
-        ref = check_ref(args["commit"])
+    @git_commit.plan
+    async def _plan_commit(args: dict[str, Any]) -> Plan:
+        c = await prepare_commit(args["repo"], args["message"], args["paths"])
+        header = (
+            f"git commit in {c.top} ({c.branch}, HEAD {c.head[:12] or 'none: first commit'})\n"
+            f"author: {c.author}\npaths: {', '.join(c.paths)}\nmessage:\n"
+            + "\n".join(f"    {line}" for line in c.message.splitlines())
+        )
+        return Plan(
+            risk=Risk.WRITE,
+            summary=f"git commit {len(c.paths)} path(s) in {c.top}: {c.message.splitlines()[0][:80]}",
+            detail=policy.redact(f"{header}\n\n{c.diff}"),
+            detail_kind="diff",
+            fingerprint_parts=c.parts,
+        )
+
+    @git_commit.check_fresh
+    async def _fresh_commit(args: dict[str, Any]) -> tuple[str, ...]:
+        return (await prepare_commit(args["repo"], args["message"], args["paths"])).parts
+
+    # ---- revert ---------------------------------------------------------------
+
+    async def prepare_revert(repo: str, commit: str) -> _Revert:
+        """The reverse patch of one commit applied to a temporary index on HEAD: the tree a revert records."""
+        top = await open_repo(repo)
+        ref = check_ref(commit)
         found = await git(top, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
         if not found.ok:
             raise ToolError(f"no commit {ref!r} in {top}")
@@ -336,31 +376,48 @@ def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
                 "these files have uncommitted changes, so the revert would clash with them; "
                 f"commit or discard them first:\n{dirty}"
             )
+        return _Revert(top, sha, subject, message, head, branch, author, ident_env, tree, diff, changed)
 
-        async def execute() -> str:
-            commit = (await out(top, "commit-tree", tree, "-p", head, "-m", message, extra_env=ident_env)).strip()
-            moved = await git(top, "read-tree", "-m", "-u", head, commit)
-            if not moved.ok:
-                raise ToolError(f"the work tree could not be updated, nothing changed: {moved.stderr.strip()[:300]}")
-            swapped = await git(top, "update-ref", "-m", f"revert (orchestrator): {subject}", "HEAD", commit, head)
-            if not swapped.ok:
-                await git(top, "read-tree", "-m", "-u", commit, head)
-                raise ToolError(f"HEAD moved while reverting; nothing was committed: {swapped.stderr.strip()[:300]}")
-            stat = await out(top, "show", "--stat", "--format=", commit)
-            return f"reverted {sha[:12]} with {commit[:12]} on {branch} in {top}\n{stat.rstrip()}"
+    @tool(risk=Risk.WRITE)
+    async def git_revert(repo: str, commit: str, *, ctx: ToolContext) -> str:
+        """Undo one earlier commit with a new commit that applies its reverse. A person approves the diff first.
 
+        Args:
+            repo: the repository directory, under the file roots.
+            commit: the commit to undo: an id as git_log shows it, a tag, or HEAD~1.
+        """
+        r = await prepare_revert(repo, commit)
+        ctx.check_unchanged(r.parts)  # exactly the approved tree, on the approved HEAD
+        top, head = r.top, r.head
+        new = (await out(top, "commit-tree", r.tree, "-p", head, "-m", r.message, extra_env=r.ident_env)).strip()
+        moved = await git(top, "read-tree", "-m", "-u", head, new)
+        if not moved.ok:
+            raise ToolError(f"the work tree could not be updated, nothing changed: {moved.stderr.strip()[:300]}")
+        swapped = await git(top, "update-ref", "-m", f"revert (orchestrator): {r.subject}", "HEAD", new, head)
+        if not swapped.ok:
+            await git(top, "read-tree", "-m", "-u", new, head)
+            raise ToolError(f"HEAD moved while reverting; nothing was committed: {swapped.stderr.strip()[:300]}")
+        stat = await out(top, "show", "--stat", "--format=", new)
+        return f"reverted {r.sha[:12]} with {new[:12]} on {r.branch} in {top}\n{stat.rstrip()}"
+
+    @git_revert.plan
+    async def _plan_revert(args: dict[str, Any]) -> Plan:
+        r = await prepare_revert(args["repo"], args["commit"])
         header = (
-            f"git revert {sha[:12]} in {top} ({branch}, HEAD {head[:12]})\n"
-            f"reverts: {sha[:12]} {subject}\nauthor: {author}\nfiles: {', '.join(changed)}\nmessage:\n"
-            + "\n".join(f"    {line}" for line in message.splitlines())
+            f"git revert {r.sha[:12]} in {r.top} ({r.branch}, HEAD {r.head[:12]})\n"
+            f"reverts: {r.sha[:12]} {r.subject}\nauthor: {r.author}\nfiles: {', '.join(r.changed)}\nmessage:\n"
+            + "\n".join(f"    {line}" for line in r.message.splitlines())
         )
         return Plan(
             risk=Risk.WRITE,
-            summary=f"git revert {sha[:12]} ({subject[:60]}) in {top}",
-            detail=policy.redact(f"{header}\n\n{diff}"),
+            summary=f"git revert {r.sha[:12]} ({r.subject[:60]}) in {r.top}",
+            detail=policy.redact(f"{header}\n\n{r.diff}"),
             detail_kind="diff",
-            fingerprint_parts=(str(top), head, sha, tree),
-            run=execute,
+            fingerprint_parts=r.parts,
         )
+
+    @git_revert.check_fresh
+    async def _fresh_revert(args: dict[str, Any]) -> tuple[str, ...]:
+        return (await prepare_revert(args["repo"], args["commit"])).parts
 
     return [git_status, git_diff, git_log, git_commit, git_revert]

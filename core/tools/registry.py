@@ -1,10 +1,24 @@
-"""Typed tool specs, their JSON schema, and argument validation.
+"""Typed tool specs, their JSON schema, argument validation, and how a call is run.
 
 A tool is a plain `async def` with typed parameters and a docstring. `@tool(risk=...)`
 turns it into a `ToolSpec`; the schema the model sees comes from the signature and the
-docstring's `Args:` section. A tool may add a `plan` hook that inspects the arguments
-before anything runs: it can refuse, raise or lower the risk (run_command does), and
-describe the exact action for the approval prompt (write_file shows a diff).
+docstring's `Args:` section. The tool's own function does the work, and the agent calls
+it only once the call may run: at once for a read, after a person's approval otherwise.
+
+Two optional hooks sit around the body (pydantic-ai's approval-required toolset has
+the same shape):
+
+- `@spec.plan` inspects the arguments before anything runs and says what approval
+  needs: the risk (run_command lowers it for read-only commands), a summary, the exact
+  argv or diff, the host, and the facts the approval is bound to (`fingerprint_parts`).
+  It may refuse by raising.
+- `@spec.check_fresh` runs after the approval and before the body: it re-derives those
+  facts from the world as it is now (the file's hash, the repository's HEAD and tree,
+  the container's id) and checks the policy again. The agent refuses the call when they
+  no longer match what was approved. Without the hook the plan is made again.
+
+A parameter annotated `ToolContext` (named `ctx`) gives the body who asked and which
+plan was approved. It is not part of the schema, so the model can never fill it in.
 """
 
 from __future__ import annotations
@@ -15,13 +29,19 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from core.events import Risk
+from core.events import Request, Risk
 
 ToolFn = Callable[..., Awaitable[Any]]
+DetailKind = Literal["argv", "diff", "text"]
+CONTEXT_PARAM = "ctx"
+TARGET_CHANGED = (
+    "the target changed after the approval was requested (the diff no longer applies); "
+    "read it again and propose a new change"
+)
 
 
 class ToolError(Exception):
@@ -30,23 +50,52 @@ class ToolError(Exception):
 
 @dataclass(frozen=True)
 class Plan:
-    """The exact action a call will perform, fixed before approval.
+    """What approval needs to know about a call, fixed before anyone is asked.
 
-    `fingerprint_parts` are extra facts the approval is bound to (the hash of the
-    file a diff was made from, for example); `run` replaces the tool function when
-    the action must re-check those facts at execution time.
+    `detail` is what the approver reads (the exact argv, or the diff); `fingerprint_parts`
+    are facts the approval is bound to besides the arguments (the hash of the file a diff
+    was made from, for example), re-derived by the tool's fresh hook after the approval.
     """
 
     risk: Risk
     summary: str
     detail: str
-    detail_kind: str = "text"  # "argv" | "diff" | "text"
+    detail_kind: DetailKind = "text"
     host: str = "local"
     fingerprint_parts: tuple[str, ...] = ()
-    run: Callable[[], Awaitable[Any]] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolContext:
+    """What a tool body may know about its call beyond the arguments the model gave.
+
+    `plan` is the plan the call runs under (the approved one for a risky call);
+    `approval_id` is set only when a person approved it.
+    """
+
+    request: Request
+    run_id: int = 0
+    call_id: str = ""
+    plan: Plan | None = None
+    approval_id: int | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.approval_id is not None
+
+    def check_unchanged(self, parts: tuple[str, ...]) -> None:
+        """Refuse unless `parts` are the facts the approval was bound to.
+
+        The fresh hook already checked them; a body that is about to act on those facts
+        calls this with what it sees right before acting, so a change in between is not
+        acted on either.
+        """
+        if self.plan is not None and tuple(parts) != self.plan.fingerprint_parts:
+            raise ToolError(f"not run: {TARGET_CHANGED}")
 
 
 PlanFn = Callable[[dict[str, Any]], Awaitable[Plan]]
+FreshFn = Callable[[dict[str, Any]], Awaitable[tuple[str, ...]]]
 
 
 def canonical_json(value: Any) -> str:
@@ -100,11 +149,18 @@ class ToolSpec:
     fn: ToolFn
     args_model: type[BaseModel]
     schema: dict[str, Any]
+    context_param: str | None = None
     plan_fn: PlanFn | None = field(default=None)
+    fresh_fn: FreshFn | None = field(default=None)
 
     def plan(self, fn: PlanFn) -> PlanFn:
-        """Decorator: attach a planning hook that describes (or refuses) a call."""
+        """Decorator: attach the hook that describes (or refuses) a call before approval."""
         self.plan_fn = fn
+        return fn
+
+    def check_fresh(self, fn: FreshFn) -> FreshFn:
+        """Decorator: attach the hook that re-derives the fingerprint parts after approval."""
+        self.fresh_fn = fn
         return fn
 
     def validate(self, raw: Any) -> dict[str, Any]:
@@ -134,6 +190,18 @@ class ToolSpec:
         shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
         return Plan(risk=self.risk, summary=f"{self.name}({shown})", detail=f"{self.name}({shown})")
 
+    async def fresh_parts(self, args: dict[str, Any]) -> tuple[str, ...]:
+        """The fingerprint parts as they are now; raises when the call may no longer run."""
+        if self.fresh_fn is not None:
+            return tuple(await self.fresh_fn(args))
+        return (await self.make_plan(args)).fingerprint_parts
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        """Call the tool's own function with validated arguments (and the context, if it takes one)."""
+        if self.context_param is None:
+            return await self.fn(**args)
+        return await self.fn(**args, **{self.context_param: ctx})
+
 
 def tool(*, risk: Risk | str = Risk.READ, name: str | None = None) -> Callable[[ToolFn], ToolSpec]:
     """Register an async function as a tool with a declared risk."""
@@ -147,9 +215,15 @@ def tool(*, risk: Risk | str = Risk.READ, name: str | None = None) -> Callable[[
             raise TypeError(f"tool {fn.__name__} needs a docstring: the model reads it")
         hints = get_type_hints(fn)
         fields: dict[str, Any] = {}
+        context_param: str | None = None
         for pname, param in inspect.signature(fn).parameters.items():
             if pname not in hints:
                 raise TypeError(f"tool {fn.__name__}: parameter {pname} needs a type hint")
+            if hints[pname] is ToolContext or pname == CONTEXT_PARAM:
+                if hints[pname] is not ToolContext or pname != CONTEXT_PARAM:
+                    raise TypeError(f"tool {fn.__name__}: the context parameter is `{CONTEXT_PARAM}: ToolContext`")
+                context_param = pname  # filled by the agent, never by the model: not in the schema
+                continue
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (hints[pname], default)
         model = create_model(f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields)
@@ -165,7 +239,7 @@ def tool(*, risk: Risk | str = Risk.READ, name: str | None = None) -> Callable[[
             "type": "function",
             "function": {"name": tool_name, "description": description, "parameters": params},
         }
-        return ToolSpec(tool_name, description, risk, fn, model, schema)
+        return ToolSpec(tool_name, description, risk, fn, model, schema, context_param)
 
     return decorate
 

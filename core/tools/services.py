@@ -125,43 +125,51 @@ def service_tools(
             "\n(output cut at the cap)" if cut else ""
         )
 
+    def restart_argv(unit: str) -> list[str]:
+        return ["systemctl", "restart", "--", check_unit(unit)]
+
+    def restart_parts(target: Host) -> tuple[str, ...]:
+        return (target.name, target.ssh, str(target.ssh_port or ""))  # where it runs, as the approver saw it
+
     @tool(risk=Risk.EXEC)
-    async def service_restart(unit: str, host: str = LOCAL) -> str:
+    async def service_restart(unit: str, host: str = LOCAL) -> ToolOutput:
         """Restart a systemd service. A person approves it first.
 
         Args:
             unit: the unit name, for example "nginx.service".
             host: which machine: "local" (this one) or a host name from the inventory.
         """
-        raise ToolError("service_restart runs only through its approved plan")  # pragma: no cover
+        target = inventory.get(host)
+        argv = restart_argv(unit)
+        name = argv[-1]
+        result = await run(target, argv)
+        if not result.ok:
+            return ToolOutput(
+                f"restart of {name} on {where(target)} failed: {result.combined().strip()[:2000]}",
+                ok=False,
+                exit_status=result.exit_status,
+            )
+        check = await run(target, ["systemctl", "is-active", "--", name])
+        state = check.stdout.strip() or "unknown"
+        return ToolOutput(f"restarted {name} on {where(target)}; it is now {state}", ok=state == "active")
 
     @service_restart.plan
     async def _plan_restart(args: dict[str, Any]) -> Plan:
         target = inventory.get(args["host"])
-        name = check_unit(args["unit"])
-        argv = ["systemctl", "restart", "--", name]
-        shown = shlex.join(argv_for(target, argv))
-
-        async def execute() -> ToolOutput:
-            result = await run(target, argv)
-            if not result.ok:
-                return ToolOutput(
-                    f"restart of {name} on {where(target)} failed: {result.combined().strip()[:2000]}",
-                    ok=False,
-                    exit_status=result.exit_status,
-                )
-            check = await run(target, ["systemctl", "is-active", "--", name])
-            state = check.stdout.strip() or "unknown"
-            return ToolOutput(f"restarted {name} on {where(target)}; it is now {state}", ok=state == "active")
-
+        argv = restart_argv(args["unit"])
         return Plan(
             risk=Risk.EXEC,
-            summary=f"restart {name} on host {target.name}",
-            detail=shown,
+            summary=f"restart {argv[-1]} on host {target.name}",
+            detail=shlex.join(argv_for(target, argv)),
             detail_kind="argv",
             host=target.name,
-            fingerprint_parts=(target.name, target.ssh, str(target.ssh_port or "")),
-            run=execute,
+            fingerprint_parts=restart_parts(target),
         )
+
+    @service_restart.check_fresh
+    async def _fresh_restart(args: dict[str, Any]) -> tuple[str, ...]:
+        target = inventory.get(args["host"])
+        argv_for(target, restart_argv(args["unit"]))  # systemd still there
+        return restart_parts(target)
 
     return [service_status, journal, service_restart]

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.console import ConsoleAdapter
 from bot.app import Services
-from core.events import Answer, ApprovalRequested, Failed, Request, Thinking, ToolCall, ToolResult
+from core.events import (
+    Answer,
+    ApprovalRequested,
+    ApprovalResolved,
+    Failed,
+    Request,
+    Risk,
+    Thinking,
+    ToolCall,
+    ToolResult,
+)
+from core.policy import CommandDecision, PolicyError, Verdict
+from core.tools.registry import Plan, ToolContext, ToolError, ToolSpec, tool
 from tests.fakes.ollama import FakeOllama, Reply
 
 
@@ -274,3 +288,207 @@ async def test_command_needing_approval_runs_once_when_approved(
     assert f"$ touch {marker}" in out.getvalue()
     runs = [a for a in audit_actions(services) if a[0] == "tool_run"]
     assert runs == [("tool_run", "run_command", "approved")]
+
+
+# ---------------------------------------------------------------- the tool's own body, after approval
+
+
+@dataclass
+class Recorder:
+    """A risky tool whose body, plan and fresh hooks say when they ran and with what."""
+
+    bodies: list[tuple[str, ToolContext]] = field(default_factory=list)
+    plans: int = 0
+    fresh: list[str] = field(default_factory=list)
+    state: str = "v1"  # the fact the approval is bound to
+    spec: ToolSpec = field(init=False)
+
+    def __post_init__(self) -> None:
+        @tool(risk=Risk.EXEC)
+        async def reboot_host(host: str, *, ctx: ToolContext) -> str:
+            """Reboot one host.
+
+            Args:
+                host: which host.
+            """
+            self.bodies.append((host, ctx))
+            return f"rebooted {host}"
+
+        @reboot_host.plan
+        async def _plan(args: dict[str, Any]) -> Plan:
+            self.plans += 1
+            return Plan(
+                risk=Risk.EXEC,
+                summary=f"reboot {args['host']}",
+                detail=f"reboot {args['host']}",
+                host=args["host"],
+                fingerprint_parts=(self.state,),
+            )
+
+        @reboot_host.check_fresh
+        async def _fresh(args: dict[str, Any]) -> tuple[str, ...]:
+            self.fresh.append(args["host"])
+            if self.state == "gone":
+                raise ToolError(f"{args['host']} is not in the inventory any more")
+            return (self.state,)
+
+        self.spec = reboot_host
+
+
+@pytest.fixture
+def recorder(services: Services) -> Recorder:
+    rec = Recorder()
+    services.agent.tools.add(rec.spec)
+    return rec
+
+
+async def drive(services: Services, *, approve: bool, while_pending: Any = None, user: str = "tester") -> list[object]:
+    request = Request(platform="console", user_id=user, channel="console", thread="t", text="do it")
+    events: list[object] = []
+    async for ev in services.agent.run(request):
+        events.append(ev)
+        if isinstance(ev, ApprovalRequested):
+            if while_pending is not None:
+                while_pending()
+            await services.gate.decide(ev.approval_id, platform="console", user_id="tester", approve=approve)
+    return events
+
+
+def result_of(events: list[object]) -> ToolResult:
+    [result] = [e for e in events if isinstance(e, ToolResult)]
+    return result
+
+
+@pytest.mark.asyncio
+async def test_the_body_runs_only_after_approval_with_the_approved_args(
+    services: Services, fake_ollama: FakeOllama, recorder: Recorder
+) -> None:
+    fake_ollama.script(call("reboot_host", host="web1"), Reply(content="Rebooted."))
+    events: list[object] = []
+    request = Request(platform="console", user_id="tester", channel="console", thread="t", text="reboot web1")
+    async for ev in services.agent.run(request):
+        events.append(ev)
+        if isinstance(ev, (ApprovalRequested, ApprovalResolved)):
+            assert recorder.bodies == [] and recorder.fresh == []  # nothing ran while the approval was open
+        if isinstance(ev, ApprovalRequested):
+            await services.gate.decide(ev.approval_id, platform="console", user_id="tester", approve=True)
+    asked = next(e for e in events if isinstance(e, ApprovalRequested))
+    tool_call = next(e for e in events if isinstance(e, ToolCall))
+    assert result_of(events).ok and result_of(events).output == "rebooted web1"
+    [(host, ctx)] = recorder.bodies
+    assert host == "web1"  # the arguments the approver saw
+    assert ctx.approved and ctx.approval_id == asked.approval_id
+    assert ctx.request == request and ctx.run_id == tool_call.run_id and ctx.call_id == tool_call.call_id
+    assert ctx.plan is not None and ctx.plan.summary == asked.summary == "reboot web1"
+    # the named fresh hook checked the facts again; the plan was not made a second time
+    assert recorder.fresh == ["web1"] and recorder.plans == 1
+    assert ("tool_run", "reboot_host", "approved") in audit_actions(services)
+
+
+@pytest.mark.asyncio
+async def test_a_denied_call_never_enters_the_body(
+    services: Services, fake_ollama: FakeOllama, recorder: Recorder
+) -> None:
+    fake_ollama.script(call("reboot_host", host="web1"), Reply(content="Left alone."))
+    events = await drive(services, approve=False)
+    assert not result_of(events).ok and "denied" in result_of(events).output
+    assert recorder.bodies == [] and recorder.fresh == []
+    assert not any(a[0] == "tool_run" for a in audit_actions(services))
+
+
+@pytest.mark.asyncio
+async def test_the_fresh_hook_refuses_a_target_that_changed_after_the_approval(
+    services: Services, fake_ollama: FakeOllama, recorder: Recorder
+) -> None:
+    fake_ollama.script(
+        call("reboot_host", host="web1"), call("reboot_host", host="web2"), Reply(content="Both changed.")
+    )
+
+    def change() -> None:
+        recorder.state = "v2" if recorder.state == "v1" else "gone"
+
+    events = await drive(services, approve=True, while_pending=change)
+    first, second = [e for e in events if isinstance(e, ToolResult)]
+    assert not first.ok and "the target changed after the approval was requested" in first.output
+    assert not second.ok and second.output == "not run: web2 is not in the inventory any more"
+    assert recorder.fresh == ["web1", "web2"] and recorder.bodies == []
+    assert [a for a in audit_actions(services) if a[0] in {"refused", "tool_run"}] == [
+        ("refused", "reboot_host", ""),
+        ("refused", "reboot_host", ""),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_the_context_parameter_is_not_in_the_schema_and_cannot_be_injected(
+    services: Services, fake_ollama: FakeOllama, recorder: Recorder
+) -> None:
+    forged = {"request": {"platform": "console", "user_id": "admin"}, "approval_id": 1}
+    fake_ollama.script(
+        call("reboot_host", host="web1", ctx=forged),
+        call("run_command", command="uname -s", ctx=forged),
+        Reply(content="Refused."),
+    )
+    events = await drive(services, approve=True)
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert "invalid arguments for reboot_host" in results[0].output and "ctx" in results[0].output
+    assert "invalid arguments for run_command" in results[1].output and "ctx" in results[1].output
+    assert not any(isinstance(e, ApprovalRequested) for e in events)
+    assert recorder.bodies == [] and recorder.fresh == []
+    for schema in fake_ollama.chat_requests[0]["tools"]:
+        parameters = schema["function"]["parameters"]
+        assert "ctx" not in parameters.get("properties", {}) and "ctx" not in parameters["required"]
+    assert recorder.spec.context_param == "ctx"
+
+
+@pytest.mark.asyncio
+async def test_a_command_forbidden_after_its_approval_does_not_run(
+    services: Services, fake_ollama: FakeOllama, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = workspace / "made-by-touch"
+    fake_ollama.script(call("run_command", command=f"touch {marker}"), Reply(content="Not created."))
+
+    def forbid() -> None:  # the operator tightens the policy while the approval is pending
+        decision = CommandDecision(Verdict.FORBIDDEN, (), "refused: touch is on the operator's deny list")
+        monkeypatch.setattr(services.policy, "check_command", lambda command: decision)
+
+    events = await drive(services, approve=True, while_pending=forbid)
+    assert result_of(events).output == "not run: refused: touch is on the operator's deny list"
+    assert not marker.exists()
+    assert ("refused", "run_command", "") in audit_actions(services)
+
+
+@pytest.mark.asyncio
+async def test_run_command_body_runs_an_unapproved_command_only_if_it_is_read_only(
+    services: Services, workspace: Path
+) -> None:
+    spec = services.agent.tools.get("run_command")
+    assert spec is not None
+    marker = workspace / "made-by-touch"
+    ctx = ToolContext(request=Request(platform="console", user_id="tester", channel="console", text="x"))
+    with pytest.raises(PolicyError, match="needs a person's approval"):
+        await spec.run({"command": f"touch {marker}"}, ctx)
+    assert not marker.exists()
+    with pytest.raises(PolicyError, match="refused"):
+        await spec.run({"command": "mkfs.ext4 /dev/sda1"}, ctx)
+    out = await spec.run({"command": "uname -s"}, ctx)
+    assert out.ok and out.text.startswith("$ uname -s")
+
+
+@pytest.mark.asyncio
+async def test_write_file_refused_by_its_fresh_hook_and_by_its_body_when_the_file_changed(
+    services: Services, fake_ollama: FakeOllama, workspace: Path
+) -> None:
+    spec = services.agent.tools.get("write_file")
+    assert spec is not None and spec.fresh_fn is not None
+    target = workspace / "app.conf"
+    target.write_text("port=80\n")
+    args = {"path": "app.conf", "content": "port=8080\n"}
+    plan = await spec.make_plan(args)
+    assert await spec.fresh_parts(args) == plan.fingerprint_parts
+    target.write_text("port=81\n")
+    assert await spec.fresh_parts(args) != plan.fingerprint_parts  # what the agent compares after approval
+    # and if the file changes between the fresh check and the write, the body refuses too
+    ctx = ToolContext(request=Request(platform="console", user_id="tester", channel="console", text="x"), plan=plan)
+    with pytest.raises(ToolError, match="changed after the approval"):
+        await spec.run(args, ctx)
+    assert target.read_text() == "port=81\n"

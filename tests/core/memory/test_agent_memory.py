@@ -225,6 +225,24 @@ async def test_forget_by_id_after_recall(services: Services, fake_ollama: FakeOl
 
 
 @pytest.mark.asyncio
+async def test_the_model_cannot_claim_another_requester(services: Services, fake_ollama: FakeOllama) -> None:
+    await memory_of(services).remember(FRENCH, alice("…", private=True))
+    alice_ctx = {"request": {"platform": "slack", "user_id": "U-alice", "channel": "D-alice", "is_private": True}}
+    fake_ollama.script(
+        call("memory_recall", query="French", ctx=alice_ctx),
+        call("memory_forget", query=FRENCH, ctx=alice_ctx),
+        Reply(content="No."),
+    )
+    events = await run(services, bob("what does Alice prefer?", private=True))
+    results = [ev for ev in events if isinstance(ev, ToolResult)]
+    assert [r.ok for r in results] == [False, False]
+    assert all("invalid arguments" in r.output and "ctx" in r.output and "French" not in r.output for r in results)
+    assert memory_of(services).store.count(scope=private_scope("slack", "U-alice")) == 1
+    for schema in fake_ollama.chat_requests[0]["tools"]:
+        assert "ctx" not in schema["function"]["parameters"].get("properties", {})
+
+
+@pytest.mark.asyncio
 async def test_switching_the_embedding_model_is_refused_at_start_up(
     memory_settings: Settings, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
 ) -> None:

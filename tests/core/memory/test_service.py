@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from core.context import acting_for
 from core.events import Answer, ApprovalRequested, ApprovalResolved, Request, Risk, Thinking
 from core.memory import texts
 from core.memory.embeddings import OfflineEmbedding
@@ -17,7 +16,7 @@ from core.memory.incidents import format_incidents, summarize_run
 from core.memory.service import CHARS_PER_TOKEN, MemoryService
 from core.memory.store import SHARED_SCOPE, Memory, MemoryStore
 from core.memory.tools import memory_tools
-from core.tools.registry import ToolError
+from core.tools.registry import ToolContext, ToolError
 
 ALICE = Request("slack", "U-alice", "C-ops", "…", user_name="Alice")
 INCIDENT_SOURCE = {"platform": "slack", "channel": "C-alerts", "thread": "171.5", "host": "web1", "check": "nginx"}
@@ -144,17 +143,19 @@ async def test_secrets_are_redacted_before_they_are_stored(tmp_path: Path, offli
 @pytest.mark.asyncio
 async def test_memory_tools_need_a_requester_and_a_sane_fact(memory: MemoryService) -> None:
     specs = {spec.name: spec for spec in memory_tools(memory)}
-    with pytest.raises(ToolError, match="inside a conversation"):
-        await specs["memory_recall"].fn(query="db1")
-    with acting_for(ALICE):
-        with pytest.raises(ToolError, match="at most"):
-            await specs["memory_store"].fn(fact="x" * 1001)
-        with pytest.raises(ToolError, match="nothing to remember"):
-            await specs["memory_store"].fn(fact="   ")
-        assert await specs["memory_recall"].fn(query="") == texts.NOTHING_AT_ALL
-        await specs["memory_store"].fn(fact="web1 has 16 GB of RAM")
-        listing = await specs["memory_recall"].fn(query="")
-        assert listing.startswith(texts.RECENT_HEADER) and "web1 has 16 GB of RAM" in listing
-        assert await specs["memory_recall"].fn(query="tell me a joke") == "I remember nothing about 'tell me a joke'."
-        assert "Nothing forgotten" in await specs["memory_forget"].fn(memory_id="no-such-id")
+    # the requester is the call's context, which the agent fills in: never a parameter the model sees
+    assert all(spec.context_param == "ctx" for spec in specs.values())
+    assert all("ctx" not in spec.schema["function"]["parameters"]["properties"] for spec in specs.values())
+    ctx = ToolContext(request=ALICE)
+    with pytest.raises(ToolError, match="at most"):
+        await specs["memory_store"].fn(fact="x" * 1001, ctx=ctx)
+    with pytest.raises(ToolError, match="nothing to remember"):
+        await specs["memory_store"].fn(fact="   ", ctx=ctx)
+    assert await specs["memory_recall"].fn(query="", ctx=ctx) == texts.NOTHING_AT_ALL
+    await specs["memory_store"].fn(fact="web1 has 16 GB of RAM", ctx=ctx)
+    listing = await specs["memory_recall"].fn(query="", ctx=ctx)
+    assert listing.startswith(texts.RECENT_HEADER) and "web1 has 16 GB of RAM" in listing
+    joke = await specs["memory_recall"].fn(query="tell me a joke", ctx=ctx)
+    assert joke == "I remember nothing about 'tell me a joke'."
+    assert "Nothing forgotten" in await specs["memory_forget"].fn(memory_id="no-such-id", ctx=ctx)
     assert {spec.risk.value for spec in specs.values()} == {"read"}

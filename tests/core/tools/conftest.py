@@ -1,5 +1,6 @@
 """Fixtures for the infrastructure tools: a policy over the test workspace, Docker engines
-bound to the private dockerd, and a helper that runs throw-away containers on it."""
+bound to the private dockerd, a helper that runs throw-away containers on it, and
+`invoke`, which calls a tool the way the agent does once the call may run."""
 
 from __future__ import annotations
 
@@ -12,16 +13,33 @@ import pytest
 import pytest_asyncio
 from docker.models.containers import Container
 
+from core.events import Request, Risk
 from core.hosts import Host, Inventory
 from core.policy import Policy, PolicyConfig
 from core.tools.docker import DockerEngines, docker_tools
-from core.tools.registry import ToolSpec
+from core.tools.registry import Plan, ToolContext, ToolSpec
 from tests.support.dockerd import DockerEngine
 
 LABEL = {"orchestrator-test": "tools"}
+REQUESTER = Request(platform="console", user_id="tester", channel="console", text="(a tool test)")
 
 # sh as PID 1 ignores SIGTERM unless it traps it; this one stops within a second.
 SERVE = ["sh", "-c", "trap 'exit 0' TERM; echo ready; while :; do sleep 1; done"]
+
+
+async def run_approved(spec: ToolSpec, args: dict[str, Any], plan: Plan) -> Any:
+    """What the agent does once a person approved `plan`: the fresh hook, then the tool's body."""
+    assert await spec.fresh_parts(args) == plan.fingerprint_parts, "the target changed after the plan"
+    return await spec.run(args, ToolContext(request=REQUESTER, plan=plan, approval_id=1))
+
+
+async def invoke(spec: ToolSpec, **raw: Any) -> Any:
+    """Validate, plan, and run the body: at once for a read, as if approved otherwise."""
+    args = spec.validate(raw)
+    plan = await spec.make_plan(args)
+    if plan.risk is not Risk.READ:
+        return await run_approved(spec, args, plan)
+    return await spec.run(args, ToolContext(request=REQUESTER, plan=plan))
 
 
 @pytest.fixture

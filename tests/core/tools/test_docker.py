@@ -17,8 +17,8 @@ from core.events import ApprovalRequested, ApprovalResolved, Request, ToolResult
 from core.hosts import Host, Inventory
 from core.policy import Policy, PolicyError
 from core.tools.docker import DockerEngines, cpu_percent, docker_tools, memory_usage, parse_since
-from core.tools.registry import ToolError, ToolOutput, ToolSpec
-from tests.core.tools.conftest import remote, wait_for
+from core.tools.registry import ToolContext, ToolError, ToolOutput, ToolSpec
+from tests.core.tools.conftest import REQUESTER, invoke, remote, run_approved, wait_for
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.support.dockerd import DockerEngine
 
@@ -27,13 +27,6 @@ HOSTILE = ["web; rm -rf /", "../x", "-f", "", "a b", "$(reboot)", "web\nx", "web
 
 def call(name: str, **arguments: object) -> Reply:
     return Reply(tool_calls=[{"name": name, "arguments": arguments}])
-
-
-async def invoke(spec: ToolSpec, **raw: Any) -> Any:
-    """What the agent does for a read-only tool: validate, plan, run."""
-    args = spec.validate(raw)
-    plan = await spec.make_plan(args)
-    return await (plan.run() if plan.run is not None else spec.fn(**args))
 
 
 def closed_port() -> int:
@@ -356,18 +349,18 @@ async def test_stop_and_start_plans_say_what_and_where(
     tools: dict[str, ToolSpec], run_container: Callable[..., Container]
 ) -> None:
     web = run_container(name="web")
-    stop = await tools["docker_stop"].make_plan({"container": "web", "host": "local"})
+    stop_args = {"container": "web", "host": "local"}
+    stop = await tools["docker_stop"].make_plan(stop_args)
     assert stop.risk == "exec" and stop.host == "local" and stop.detail.startswith("docker stop web\nhost: local")
     with pytest.raises(ToolError, match="already running"):
         await tools["docker_start"].make_plan({"container": "web", "host": "local"})
-    assert stop.run is not None
-    out = await stop.run()
+    out = await run_approved(tools["docker_stop"], stop_args, stop)
     assert isinstance(out, ToolOutput) and "stopped web on host local: now exited" in out.text
     web.reload()
     assert web.attrs["State"]["Running"] is False
-    start = await tools["docker_start"].make_plan({"container": "web", "host": "local"})
-    assert start.detail.startswith("docker start web\nhost: local") and start.run is not None
-    await start.run()
+    start = await tools["docker_start"].make_plan(stop_args)
+    assert start.detail.startswith("docker start web\nhost: local")
+    await run_approved(tools["docker_start"], stop_args, start)
     web.reload()
     assert web.attrs["State"]["Running"] is True
 
@@ -417,3 +410,62 @@ def test_since_accepts_durations_and_times() -> None:
     assert parse_since("2024-01-01T00:00:00Z") == 1_704_067_200
     with pytest.raises(ToolError, match="cannot read since"):
         parse_since("last tuesday")
+
+
+# ---------------------------------------------------------------- lifecycle bodies, without an engine
+
+
+class _FakeContainer:
+    def __init__(self, engine: _FakeEngine) -> None:
+        self.engine = engine
+        self.attrs = engine.attrs()
+
+    def restart(self, timeout: int) -> None:
+        self.engine.actions.append(("restart", self.engine.cid))
+
+    def reload(self) -> None:
+        self.attrs = self.engine.attrs()
+
+
+class _FakeEngine:
+    """Just enough of the SDK for a restart: inspect, get, restart, reload."""
+
+    def __init__(self) -> None:
+        self.cid = "a" * 64
+        self.actions: list[tuple[str, str]] = []
+        self.api = self
+        self.containers = self
+
+    def attrs(self) -> dict[str, Any]:
+        state = {"Status": "running", "Running": True, "StartedAt": "2025-01-31T08:00:00Z"}
+        return {"Id": self.cid, "Name": "/web", "Config": {"Image": "nginx"}, "State": state}
+
+    def inspect_container(self, name: str) -> dict[str, Any]:
+        return self.attrs()
+
+    def get(self, cid: str) -> _FakeContainer:
+        assert cid == self.cid, "the body acts on the container id it checked"
+        return _FakeContainer(self)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.asyncio
+async def test_restart_body_acts_on_the_approved_container_only(policy: Policy) -> None:
+    fake = _FakeEngine()
+    specs = {s.name: s for s in docker_tools(policy, DockerEngines(Inventory(), connect=lambda host, timeout: fake))}
+    spec = specs["docker_restart"]
+    assert "ctx" not in spec.schema["function"]["parameters"]["properties"]
+    args = spec.validate({"container": "web"})
+    plan = await spec.make_plan(args)
+    assert plan.fingerprint_parts == ("local", "", fake.cid) and fake.actions == []
+    out = await run_approved(spec, args, plan)
+    assert isinstance(out, ToolOutput) and out.text.startswith("restarted web on host local: now running")
+    assert fake.actions == [("restart", fake.cid)]
+
+    fake.cid = "b" * 64  # re-created under the same name after the approval
+    assert await spec.fresh_parts(args) != plan.fingerprint_parts  # the agent refuses on this
+    with pytest.raises(ToolError, match="changed after the approval"):  # and so would the body
+        await spec.run(args, ToolContext(request=REQUESTER, plan=plan, approval_id=1))
+    assert fake.actions == [("restart", "a" * 64)]

@@ -14,7 +14,8 @@ from bot.app import Services
 from core.events import ApprovalRequested, Request, ToolResult
 from core.policy import Policy, PolicyError
 from core.tools.git import git_tools
-from core.tools.registry import ToolError, ToolSpec
+from core.tools.registry import ToolContext, ToolError, ToolSpec
+from tests.core.tools.conftest import REQUESTER, invoke, run_approved
 from tests.fakes.ollama import FakeOllama, Reply
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -50,12 +51,6 @@ def repo(workspace: Path) -> Path:
 @pytest.fixture
 def tools(policy: Policy) -> dict[str, ToolSpec]:
     return {s.name: s for s in git_tools(policy, timeout=30)}
-
-
-async def invoke(spec: ToolSpec, **raw: Any) -> Any:
-    args = spec.validate(raw)
-    plan = await spec.make_plan(args)
-    return await (plan.run() if plan.run is not None else spec.fn(**args))
 
 
 def call(name: str, **arguments: object) -> Reply:
@@ -188,6 +183,21 @@ async def test_a_file_changed_after_the_request_is_not_committed(
 
 
 @pytest.mark.asyncio
+async def test_commit_body_commits_only_the_approved_tree(tools: dict[str, ToolSpec], repo: Path) -> None:
+    """A change after the fresh check, right before the commit, is not committed either."""
+    (repo / "app.conf").write_text("port=8080\n")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    spec = tools["git_commit"]
+    args = spec.validate({"repo": str(repo), "message": "port", "paths": ["app.conf"]})
+    plan = await spec.make_plan(args)
+    assert await spec.fresh_parts(args) == plan.fingerprint_parts
+    (repo / "app.conf").write_text("port=9999\n")
+    with pytest.raises(ToolError, match="changed after the approval"):
+        await spec.run(args, ToolContext(request=REQUESTER, plan=plan, approval_id=1))
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+
+
+@pytest.mark.asyncio
 async def test_commit_runs_no_hooks(tools: dict[str, ToolSpec], repo: Path, tmp_path: Path) -> None:
     marker = tmp_path / "hook-ran"
     for hook in ("pre-commit", "commit-msg", "post-commit", "reference-transaction"):
@@ -225,10 +235,10 @@ async def test_first_commit_of_an_empty_repository(tools: dict[str, ToolSpec], w
     fresh.mkdir()
     git(fresh, "init", "-q", "-b", "main")
     (fresh / "a.txt").write_text("a\n")
-    plan = await tools["git_commit"].make_plan({"repo": str(fresh), "message": "start", "paths": ["a.txt"]})
+    args = {"repo": str(fresh), "message": "start", "paths": ["a.txt"]}
+    plan = await tools["git_commit"].make_plan(args)
     assert "first commit" in plan.detail and "+a" in plan.detail
-    assert plan.run is not None
-    await plan.run()
+    await run_approved(tools["git_commit"], args, plan)
     assert git(fresh, "log", "--format=%s").strip() == "start"
     assert git(fresh, "status", "--porcelain").strip() == ""
 
@@ -245,12 +255,12 @@ async def test_revert_shows_the_change_and_undoes_one_commit(tools: dict[str, To
     git(repo, "commit", "-q", "-am", "later work")
     (repo / "scratch.txt").write_text("uncommitted, elsewhere\n")
 
-    plan = await tools["git_revert"].make_plan({"repo": str(repo), "commit": bad[:8]})
+    args = {"repo": str(repo), "commit": bad[:8]}
+    plan = await tools["git_revert"].make_plan(args)
     assert plan.risk == "write" and plan.detail_kind == "diff"
     assert 'Revert "bad port"' in plan.detail and "-port=8080\n+port=80" in plan.detail
     assert "README" not in plan.detail.split("\n\n", 1)[1]
-    assert plan.run is not None
-    out = await plan.run()
+    out = await run_approved(tools["git_revert"], args, plan)
     assert out.startswith(f"reverted {bad[:12]}")
     assert (repo / "app.conf").read_text() == "port=80\n"
     assert (repo / "README").read_text() == "hello again\n"

@@ -13,18 +13,13 @@ from core.hosts import Host, Inventory
 from core.policy import Policy
 from core.tools.registry import ToolError, ToolSpec
 from core.tools.services import NO_SYSTEMD, SYSTEMD_MARKER, check_unit, service_tools
+from tests.core.tools.conftest import invoke
 
 HOSTILE_UNITS = ["nginx; reboot", "../etc/passwd", "-f", "--help", "", "a b", "$(id)", "nginx\n", "x`id`"]
 
 
 def specs(policy: Policy, inventory: Inventory | None = None, **kwargs: Any) -> dict[str, ToolSpec]:
     return {s.name: s for s in service_tools(policy, inventory or Inventory(), timeout=10, **kwargs)}
-
-
-async def invoke(spec: ToolSpec, **raw: Any) -> Any:
-    args = spec.validate(raw)
-    plan = await spec.make_plan(args)
-    return await (plan.run() if plan.run is not None else spec.fn(**args))
 
 
 def closed_port() -> int:
