@@ -4,6 +4,7 @@
 #   docker.io       -> dockerd, containerd, runc (a private engine is started by
 #                      tests/support/dockerd.py; nothing here starts a daemon)
 #   busybox-static  -> /bin/busybox, used to build the tiny test image offline
+#   bubblewrap      -> /usr/bin/bwrap, the kernel sandbox read-only commands run in
 #
 # Idempotent: exits quickly when everything is already installed. Runs
 # `apt-get update` only when something must be installed. When not root or
@@ -12,7 +13,7 @@
 # ORCHESTRATOR_TEST_DOCKER=require).
 set -euo pipefail
 
-PACKAGES=(docker.io busybox-static git openssh-client openssl)
+PACKAGES=(docker.io busybox-static bubblewrap git openssh-client openssl)
 
 have_pkg() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
@@ -27,6 +28,7 @@ else
   # No dpkg: judge by the binaries alone.
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   [ -x /bin/busybox ] || missing+=(busybox-static)
+  command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 fi
 
 # The binaries must also be there (a package may be half-removed).

@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.policy import Policy
+from core.sandbox import Sandbox
 from core.tools.command import command_tools
 from core.tools.files import file_tools
 from core.tools.registry import ToolRegistry
 from core.tools.system import system_tools
 
 
-def builtin_tools(policy: Policy, *, backup_dir: Path) -> ToolRegistry:
+def builtin_tools(policy: Policy, *, backup_dir: Path, sandbox: Sandbox | None = None) -> ToolRegistry:
     registry = ToolRegistry()
     registry.extend(system_tools())
     registry.extend(file_tools(policy, backup_dir=backup_dir))
-    registry.extend(command_tools(policy))
+    registry.extend(command_tools(policy, sandbox=sandbox))
     return registry

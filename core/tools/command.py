@@ -2,7 +2,8 @@
 
 The plan says what the approver sees (the exact argv) and the risk the policy gives it;
 the body asks the policy again and runs the argv one of two ways: a read-only command
-runs freely, anything else only because a person approved that exact argv.
+runs freely inside the kernel sandbox, anything else only because a person approved that
+exact argv (and then as approved). Without a working sandbox nothing runs freely.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from core.events import Risk
 from core.policy import CommandDecision, Policy, PolicyError, Verdict
 from core.process import ProcessResult, run_process
+from core.sandbox import Sandbox, SandboxConfig, SandboxUnavailable
 from core.tools.registry import Plan, ToolContext, ToolOutput, ToolSpec, canonical_json, tool
 
 _SECRET_ENV = re.compile(r"(?i)TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE|CREDENTIAL|DATABASE_URL|AUTH")
@@ -33,7 +35,9 @@ def command_output(argv: Sequence[str], result: ProcessResult) -> ToolOutput:
     return ToolOutput(f"$ {shlex.join(argv)}\n{body}{cut}\n[{status}]", result.ok, result.exit_status)
 
 
-def command_tools(policy: Policy) -> list[ToolSpec]:
+def command_tools(policy: Policy, *, sandbox: Sandbox | None = None) -> list[ToolSpec]:
+    sandbox = sandbox or Sandbox(SandboxConfig(file_roots=tuple(policy.roots)))
+
     def judged(command: str) -> CommandDecision:
         """The policy's decision; a forbidden command is refused here, with or without approval."""
         decision = policy.check_command(command)
@@ -41,26 +45,27 @@ def command_tools(policy: Policy) -> list[ToolSpec]:
             raise PolicyError(decision.reason)
         return decision
 
-    def workdir() -> str | None:
-        return str(policy.roots[0]) if policy.roots and policy.roots[0].is_dir() else None
+    async def free(decision: CommandDecision) -> bool:
+        """Read-only by the table AND a sandbox to run it in: otherwise it asks."""
+        return decision.verdict is Verdict.READ and (await sandbox.probe()).available
 
-    async def run_free(argv: Sequence[str]) -> ProcessResult:
-        """A command the policy judged read-only: it runs without anyone's approval."""
-        return await run_process(
-            list(argv),
+    async def run_free(decision: CommandDecision) -> ProcessResult:
+        """A command the policy judged read-only: it runs in the sandbox, without anyone's approval."""
+        assert decision.workdir is not None  # the policy gives READ only with a root to run in
+        return await sandbox.run(
+            decision.argv,
+            cwd=decision.workdir,
             timeout=policy.config.command_timeout,
             output_cap=policy.config.output_cap * 4,
-            cwd=workdir(),
-            env=scrubbed_env(),
         )
 
-    async def run_approved(argv: Sequence[str]) -> ProcessResult:
+    async def run_approved(decision: CommandDecision) -> ProcessResult:
         """A command a person approved: it runs exactly as the approver saw it."""
         return await run_process(
-            list(argv),
+            list(decision.argv),
             timeout=policy.config.command_timeout,
             output_cap=policy.config.output_cap * 4,
-            cwd=workdir(),
+            cwd=str(decision.workdir or "/"),
             env=scrubbed_env(),
         )
 
@@ -76,11 +81,14 @@ def command_tools(policy: Policy) -> list[ToolSpec]:
         """
         decision = judged(command)
         argv = decision.argv
-        if decision.verdict is Verdict.READ:
-            return command_output(argv, await run_free(argv))
-        if not ctx.approved:
+        if ctx.approved:
+            return command_output(argv, await run_approved(decision))
+        if not await free(decision):
             raise PolicyError(f"{shlex.join(argv)} needs a person's approval first; it was not run")
-        return command_output(argv, await run_approved(argv))
+        try:
+            return command_output(argv, await run_free(decision))
+        except SandboxUnavailable as exc:  # the sandbox broke since the plan: never run it unconfined
+            raise PolicyError(f"{shlex.join(argv)} was not run: {exc}; it needs a person's approval") from exc
 
     def argv_part(decision: CommandDecision) -> tuple[str, ...]:
         return (canonical_json(list(decision.argv)),)  # the approval is bound to the argv the approver saw
@@ -88,7 +96,7 @@ def command_tools(policy: Policy) -> list[ToolSpec]:
     @run_command.plan
     async def _plan(args: dict[str, Any]) -> Plan:
         decision = judged(args["command"])
-        risk = Risk.READ if decision.verdict is Verdict.READ else Risk.EXEC
+        risk = Risk.READ if await free(decision) else Risk.EXEC
         shown = shlex.join(decision.argv)
         return Plan(
             risk=risk,

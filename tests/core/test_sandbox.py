@@ -1,0 +1,184 @@
+"""Real commands in the real sandbox: nothing written, nothing secret, nothing inherited.
+
+Under CI bubblewrap must be installed (.ci/system-deps.sh); elsewhere the tests that need it
+skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from core.events import Request
+from core.policy import Policy, PolicyConfig
+from core.sandbox import Sandbox, SandboxConfig, SandboxUnavailable, find_bwrap
+from core.tools.command import command_tools
+from core.tools.registry import ToolContext, ToolOutput
+
+pytestmark = [pytest.mark.asyncio]
+if find_bwrap() is None:
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("bubblewrap is required under CI: bash .ci/system-deps.sh installs it")
+    pytestmark.append(pytest.mark.skip(reason="bubblewrap is not installed (apt-get install bubblewrap)"))
+
+SECRET = "s3cret-value-never-shown"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[Sandbox, Path, Path]:
+    root, outside, data = tmp_path / "root", tmp_path / "outside", tmp_path / "data"
+    for d in (root, outside, data):
+        d.mkdir()
+    (root / "app.log").write_text("hello from the root\n")
+    (outside / "secret.txt").write_text(SECRET)
+    (data / "orchestrator.db").write_text(SECRET)
+    (root / "escape").symlink_to(outside / "secret.txt")
+    sandbox = Sandbox(SandboxConfig(file_roots=(root,), hidden=(outside, data)))
+    return sandbox, root, data
+
+
+async def run(sandbox: Sandbox, root: Path, *argv: str) -> str:
+    result = await sandbox.run(argv, cwd=root, timeout=20, output_cap=20_000)
+    return result.stdout + result.stderr
+
+
+async def test_the_probe_finds_a_working_sandbox(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, _, _ = world
+    status = await sandbox.probe()
+    assert status.available, status.describe()
+
+
+async def test_a_symlink_out_of_a_root_shows_nothing_secret(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, data = world
+    assert "hello from the root" in await run(sandbox, root, "cat", "app.log")
+    assert SECRET not in await run(sandbox, root, "cat", "escape")
+    assert SECRET not in await run(sandbox, root, "cat", str(data / "orchestrator.db"))
+
+
+async def test_shadow_and_home_directories_are_hidden(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, _ = world
+    shadow = Path("/etc/shadow")
+    if shadow.exists():
+        out = await run(sandbox, root, "cat", "/etc/shadow")
+        assert "root:" not in out
+    assert (await run(sandbox, root, "ls", "-A", "/root")).strip() == ""
+
+
+@pytest.mark.parametrize("target", ["{root}/new", "/etc/orch-test", "/var/tmp/orch-test", "/dev/shm/orch-test",
+                                    "{data}/new", "/orch-test", "/usr/orch-test"])  # fmt: skip
+async def test_a_free_command_cannot_create_a_file(world: tuple[Sandbox, Path, Path], target: str) -> None:
+    sandbox, root, data = world
+    path = target.format(root=root, data=data)
+    out = await run(sandbox, root, "touch", path)
+    assert "Read-only file system" in out or "Permission denied" in out or "No such file" in out, out
+    assert not Path(path).exists()
+
+
+async def test_the_private_tmp_is_writable_and_gone_afterwards(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, _ = world
+    marker = "/tmp/orch-sandbox-marker"
+    out = await run(sandbox, root, "sh", "-c", f"echo x > {marker} && cat {marker} && ls /tmp")
+    assert out.startswith("x")
+    assert not Path(marker).exists()  # the host's /tmp never saw it
+
+
+async def test_the_environment_is_cleared(world: tuple[Sandbox, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox, root, _ = world
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-fake-token-for-the-test")
+    monkeypatch.setenv("HOME", "/root")
+    names = {line.split("=", 1)[0] for line in (await run(sandbox, root, "env")).splitlines() if "=" in line}
+    assert names <= {"PATH", "LANG", "TZ", "PWD"}, names
+
+
+async def test_no_capabilities_no_new_privileges_and_the_bot_is_out_of_reach(
+    world: tuple[Sandbox, Path, Path],
+) -> None:
+    sandbox, root, _ = world
+    status = await run(sandbox, root, "cat", "/proc/self/status")
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert int(fields["CapEff"].strip(), 16) == 0
+    me = os.getpid()
+    for path in (f"/proc/{me}/environ", f"/proc/{me}/root/etc/hostname", "/proc/1/environ"):
+        out = await run(sandbox, root, "cat", path)
+        assert "Permission denied" in out or out == "", (path, out)
+
+
+async def test_the_host_processes_stay_visible_and_cwd_is_the_root(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, _ = world
+    assert str(os.getpid()) in await run(sandbox, root, "ps", "-e", "-o", "pid")
+    assert (await run(sandbox, root, "pwd")).strip() == str(root)
+
+
+async def test_a_root_under_a_hidden_directory_stays_visible(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    root = data / "workspace"  # the default root lives in the (hidden) data directory
+    root.mkdir(parents=True)
+    (root / "note.txt").write_text("visible\n")
+    (data / "orchestrator.db").write_text(SECRET)
+    sandbox = Sandbox(SandboxConfig(file_roots=(root,), hidden=(data,)))
+    assert "visible" in await run(sandbox, root, "cat", "note.txt")
+    assert SECRET not in await run(sandbox, root, "cat", str(data / "orchestrator.db"))
+
+
+async def test_a_timeout_kills_the_sandboxed_command(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, _ = world
+    result = await sandbox.run(["sleep", "30"], cwd=root, timeout=1, output_cap=1000)
+    assert result.timed_out
+
+
+async def test_cwd_outside_the_roots_is_refused(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, _, _ = world
+    with pytest.raises(SandboxUnavailable):
+        await sandbox.run(["ls"], cwd=Path("/"), timeout=5, output_cap=1000)
+
+
+async def test_without_a_sandbox_probe_says_why_and_run_refuses(tmp_path: Path) -> None:
+    for config in (
+        SandboxConfig(file_roots=(tmp_path,), mode="off"),
+        SandboxConfig(file_roots=(tmp_path,), bwrap=str(tmp_path / "no-such-bwrap")),
+    ):
+        sandbox = Sandbox(config)
+        status = await sandbox.probe()
+        assert not status.available and status.fix
+        with pytest.raises(SandboxUnavailable):
+            await sandbox.run(["true"], cwd=tmp_path, timeout=5, output_cap=100)
+
+
+# ---- through run_command ------------------------------------------------------------------
+
+
+def _run_command(policy: Policy, sandbox: Sandbox):  # type: ignore[no-untyped-def]
+    (spec,) = command_tools(policy, sandbox=sandbox)
+    return spec
+
+
+async def _call(spec, command: str) -> tuple[str, ToolOutput | None]:  # type: ignore[no-untyped-def]
+    args = spec.validate({"command": command})
+    plan = await spec.make_plan(args)
+    if plan.risk != "read":
+        return str(plan.risk), None
+    ctx = ToolContext(request=Request(platform="console", user_id="t", channel="console", text=command), plan=plan)
+    return "read", await spec.run(args, ctx)
+
+
+async def test_run_command_runs_free_commands_in_the_sandbox(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, _ = world
+    policy = Policy(PolicyConfig(file_roots=[root]))
+    spec = _run_command(policy, sandbox)
+    risk, out = await _call(spec, "cat app.log")
+    assert risk == "read" and out is not None and "hello from the root" in out.text
+    risk, out = await _call(spec, "ls -A /root")
+    assert risk == "read" and out is not None and "(no output)" in out.text
+    assert (await _call(spec, "sort --compress-program=sh app.log"))[0] == "exec"
+
+
+async def test_without_a_sandbox_every_command_asks(world: tuple[Sandbox, Path, Path]) -> None:
+    _, root, _ = world
+    policy = Policy(PolicyConfig(file_roots=[root]))
+    spec = _run_command(policy, Sandbox(SandboxConfig(file_roots=(root,), mode="off")))
+    for command in ("df -h", "cat app.log", "uptime"):
+        risk, out = await _call(spec, command)
+        assert risk == "exec" and out is None, command
