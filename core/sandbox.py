@@ -200,8 +200,8 @@ class Sandbox:
                 args += ["--ro-bind", str(root), str(root)]
         # Only /tmp stays writable: the other empty directories become read-only, last (after
         # the roots are bound back into them).
-        for d in [*_READONLY_EMPTY, *(str(h) for h in hidden_dirs)]:
-            args += ["--remount-ro", d]
+        for empty in [*_READONLY_EMPTY, *(str(h) for h in hidden_dirs)]:
+            args += ["--remount-ro", empty]
         args += self._env()
         args += ["--chdir", str(cwd)]
         return args
