@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
+from core.access import Admit, Asker, Decision, Pair, Refusal, Refuse
 from core.events import ApprovalRequested, ApprovalResolved
 
 NOT_AN_APPROVER = "<@{user}> you are not an approver for this action, so your reaction was ignored."
@@ -14,8 +16,67 @@ VOTE_RECORDED = "Approval from <@{user}> noted; {remaining} more approver(s) nee
 EXPIRED_ON_RESTART = (
     "Approval #{id} ({summary}) expired: the bot restarted before anyone decided. Ask again if it is still needed."
 )
+# ---- who may ask (core.access): short, and in French too for the people who wrote in it
+NOT_ALLOWED = (
+    "Sorry, you are not allowed to ask me anything. To get access, ask the operator of this bot to add "
+    "your id `{user}` to {setting}.{pairing} "
+    "(FR : vous n'avez pas accès à ce bot ; demandez à son opérateur de vous ajouter.)"
+)
+PAIRING_HINT = " Or send me a direct message to get a pairing code."
+CHANNEL_NOT_ALLOWED = (
+    "I do not take questions in this channel: ask me in a channel the operator chose, or in a direct message. "
+    "(FR : je ne réponds pas dans ce canal ; écrivez-moi dans un canal prévu ou en message privé.)"
+)
+PAIRING_CODE = (
+    "You are not on this bot's list yet. To get access, give this code to the operator of this bot: `{code}` "
+    "(they run `orchestrator pairing approve {code}`). It expires in {minutes} minutes. "
+    "(FR : donnez ce code à l'opérateur du bot pour obtenir l'accès : {code}.)"
+)
+RATE_LIMITED = (
+    "You have reached the limit of requests per minute, so nothing was run. Send it again in {seconds} s. "
+    "(FR : trop de demandes, rien n'a été lancé ; renvoyez-la dans {seconds} s.)"
+)
+QUEUED = (
+    "Your other requests are still running; this one starts as soon as one of them finishes. "
+    "(FR : vos autres demandes sont en cours ; celle-ci suivra.)"
+)
+ALLOW_SETTING = {
+    "slack": "SLACK_ALLOWED_USERS",
+    "discord": "DISCORD_ALLOWED_USERS (or a role in DISCORD_ALLOWED_ROLES)",
+}
+
 WORKING = "Working on it…"
 RUN_FAILED = "Sorry, that failed: {error}"
+
+
+def access_reply(decision: Decision, asker: Asker) -> str | None:
+    """What a person the gatekeeper did not admit is told; None when nothing is said."""
+    match decision:
+        case Admit():
+            return None
+        case Pair(notify=False) | Refuse(notify=False):
+            return None
+        case Pair(code=code, expires_in=left):
+            return PAIRING_CODE.format(code=code, minutes=max(1, round(left / 60)))
+        case Refuse(reason=Refusal.RATE_LIMITED, retry_after=wait):
+            return RATE_LIMITED.format(seconds=max(1, math.ceil(wait)))
+        case Refuse(reason=Refusal.CHANNEL):
+            return CHANNEL_NOT_ALLOWED
+        case Refuse(can_pair=can_pair):
+            setting = ALLOW_SETTING.get(asker.platform, "the allowlist")
+            hint = PAIRING_HINT if can_pair and not asker.is_dm else ""
+            return NOT_ALLOWED.format(user=asker.user_id, setting=setting, pairing=hint)
+
+
+def access_outcome(decision: Decision) -> str:
+    """For the log: what was decided, without the pairing code."""
+    match decision:
+        case Admit(why=why):
+            return f"admitted: {why}"
+        case Pair(notify=new):
+            return "pairing code sent" if new else "pairing code pending"
+        case Refuse(reason=reason, notify=told):
+            return f"{reason}, {'told' if told else 'not told again'}"
 
 
 def failure_text(error: str, *, limit: int = 300) -> str:

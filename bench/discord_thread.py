@@ -131,6 +131,9 @@ async def main(conversations: int, model_delay: float, tool_delay: float, **paci
     async with FakeDiscord(token=TOKEN) as fake:
         config = replace(
             DiscordConfig(token=TOKEN, api_url=fake.api_base, guild_ready_timeout=0.1, approvers=frozenset({"1"})),
+            allowed_users=frozenset({str(APPROVER_ID)}),  # the one asker here; no per-person limits in a bench
+            rate_limit=0,
+            runs_per_user=conversations,
             **pacing,
         )
         adapter = DiscordAdapter(config, agent=agent, gate=services.gate, store=services.store)

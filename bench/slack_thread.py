@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +112,16 @@ async def scenario(
             SLACK_BOT_TOKEN="xoxb-bench",
             SLACK_SIGNING_SECRET=SECRET,
             SLACK_API_URL=fake.api_url,
+            SLACK_ALLOWED_USERS="U1",  # the one asker here
+            ORCHESTRATOR_RATE_LIMIT=0,  # the bench measures pacing, not the per-person limits
         )
         services = await build_services(settings, llm=ScriptedModel(steps, think))
         recorder = Recorder(services.agent)
         adapter = SlackAdapter(
-            slack_config(settings), agent=recorder, gate=services.gate, store=services.store
+            replace(slack_config(settings), runs_per_user=conversations),
+            agent=recorder,
+            gate=services.gate,
+            store=services.store,
         )  # Slack's real pace: one post or edit per second per channel
         if rate_limits:
             fake.rate_limit_next("chat.update", retry_after=1, times=rate_limits)

@@ -18,6 +18,7 @@ from bot.app import build_services
 from bot.doctor import run_checks
 from bot.logs import setup_logging
 from bot.memory_cmd import register as register_memory
+from bot.pairing_cmd import register as register_pairing
 from bot.settings import Settings
 from core.redact import Redactor
 from core.store import Store
@@ -61,12 +62,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     checks = asyncio.run(run_checks(settings))
     failed = 0
     for c in checks:
-        mark = "ok  " if c.ok else "FAIL"
+        mark = "FAIL" if not c.ok else "WARN" if c.warning else "ok  "
         print(f"[{mark}] {c.name}: {c.detail}")
-        if not c.ok:
-            failed += 1
-            if c.fix:
-                print(f"       fix: {c.fix}")
+        failed += not c.ok
+        if c.fix and (not c.ok or c.warning):
+            print(f"       fix: {c.fix}")
     print("all checks passed" if not failed else f"{failed} check(s) failed")
     return 0 if not failed else 1
 
@@ -211,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_jobs)
     register_memory(sub)
+    register_pairing(sub)
     return parser
 
 

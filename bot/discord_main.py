@@ -6,6 +6,7 @@ from adapters.discord_adapter import DiscordAdapter, DiscordConfig
 from bot.app import Services
 from bot.runner import ConfigurationError
 from bot.settings import Settings
+from core.access import DmPolicy
 
 
 def discord_config(settings: Settings) -> DiscordConfig:
@@ -15,6 +16,11 @@ def discord_config(settings: Settings) -> DiscordConfig:
         api_url=settings.discord_api_url,
         approvers=frozenset(settings.discord_approvers),
         approver_roles=frozenset(settings.discord_approver_roles),
+        allowed_users=frozenset(settings.discord_allowed_users),
+        allowed_roles=frozenset(settings.discord_allowed_roles),
+        allowed_channels=frozenset(settings.discord_allowed_channels),
+        dm_policy=DmPolicy(settings.dm_policy),
+        rate_limit=settings.rate_limit,
     )
 
 

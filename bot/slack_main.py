@@ -8,6 +8,7 @@ from adapters.slack import SlackAdapter, SlackConfig
 from bot.app import Services
 from bot.runner import ConfigurationError
 from bot.settings import Settings
+from core.access import DmPolicy
 
 
 def slack_config(settings: Settings) -> SlackConfig:
@@ -22,6 +23,10 @@ def slack_config(settings: Settings) -> SlackConfig:
         api_url=settings.slack_api_url,
         approvers=frozenset(settings.slack_approvers),
         approver_groups=tuple(settings.slack_approver_groups),
+        allowed_users=frozenset(settings.slack_allowed_users),
+        allowed_channels=frozenset(settings.slack_allowed_channels),
+        dm_policy=DmPolicy(settings.dm_policy),
+        rate_limit=settings.rate_limit,
     )
 
 

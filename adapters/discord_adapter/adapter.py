@@ -25,6 +25,7 @@ import discord.http
 
 from adapters import texts
 from adapters.progress import Pacer, split_message
+from core.access import Admit, Asker, Gatekeeper
 from core.approval import ApprovalGate
 from core.events import Event, Report, Request
 from core.store import Store
@@ -83,10 +84,20 @@ class DiscordAdapter:
     platform = PLATFORM
     posts_without_serving = False  # posting needs the gateway session (`orchestrator report --post` serves briefly)
 
-    def __init__(self, config: DiscordConfig, *, agent: AgentRunner, gate: ApprovalGate, store: Store) -> None:
+    def __init__(
+        self,
+        config: DiscordConfig,
+        *,
+        agent: AgentRunner,
+        gate: ApprovalGate,
+        store: Store,
+        access: Gatekeeper | None = None,
+    ) -> None:
         self.config = config
         self.agent = agent
         self.store = store
+        #: Who may ask, judged per message before anything runs (built from the config by default).
+        self.access = access or Gatekeeper(store, config.access_rules())
         self.client = _Client(self, config)
         self.pacer = Pacer(config.pace_ops, config.pace_window + config.pace_margin)
         self.api = DiscordApi(self.client, self.pacer)
@@ -220,22 +231,31 @@ class DiscordAdapter:
         target = incoming.channel_id  # where to say something went wrong, until there is a thread
         working = self.config.working_reaction
         try:
+            asker = Asker(
+                PLATFORM, str(incoming.user_id), channel=str(incoming.parent_id), is_dm=incoming.is_dm,
+                user_name=incoming.user_name,
+            )  # fmt: skip
+            if not await self._admitted(message, incoming, asker):
+                return
             if not incoming.text:  # just a mention: say how to ask
                 me = self.client.user.id if self.client.user else ""
                 await self.api.send(incoming.channel_id, m.HELP.format(bot=me))
                 return
-            # Cosmetic: a server that forbids reactions still gets its answer.
-            await self._quietly(self.api.react(incoming.channel_id, incoming.message_id, working), "adding 👀")
-            target, thread_id = await self._open_thread(message, incoming)
-            run = ThreadRun(self.api, self.store, self.config, target=target, thread=str(thread_id or ""))
-            try:
-                # A cancelled or failed turn closes the agent's generator at once, so its clean-up
-                # (the conversation's lock) runs now, not whenever the generator is collected.
-                async with _closing(self.agent.run(to_request(incoming, thread_id=thread_id))) as events:
-                    async for ev in events:
-                        await self._render(run, ev)
-            finally:
-                await run.close()
+            if self.access.busy(asker):  # it waits for a turn: say so rather than look ignored
+                await self._tell(incoming, texts.QUEUED)
+            async with self.access.turn(asker):
+                # Cosmetic: a server that forbids reactions still gets its answer.
+                await self._quietly(self.api.react(incoming.channel_id, incoming.message_id, working), "adding 👀")
+                target, thread_id = await self._open_thread(message, incoming)
+                run = ThreadRun(self.api, self.store, self.config, target=target, thread=str(thread_id or ""))
+                try:
+                    # A cancelled or failed turn closes the agent's generator at once, so its clean-up
+                    # (the conversation's lock) runs now, not whenever the generator is collected.
+                    async with _closing(self.agent.run(to_request(incoming, thread_id=thread_id))) as events:
+                        async for ev in events:
+                            await self._render(run, ev)
+                finally:
+                    await run.close()
         except asyncio.CancelledError:
             raise  # shutting down: no more calls to Discord
         except Exception as exc:
@@ -243,6 +263,39 @@ class DiscordAdapter:
             await self._say_failed(target, exc)
         if incoming.text:
             await self._quietly(self.api.unreact(incoming.channel_id, incoming.message_id, working), "removing 👀")
+
+    async def _admitted(self, message: discord.Message, incoming: Incoming, asker: Asker) -> bool:
+        """Every message is judged by its author, also in a thread someone allowed started. A refused
+        one runs nothing and is answered at most once an hour per person."""
+        # In a server the message carries the author's roles; a DM carries none, so a role held in
+        # any server shared with the bot counts (looked up only when ids did not decide).
+        held = [str(r.id) for r in getattr(message.author, "roles", ())]
+        roles = (lambda: self._roles_anywhere(incoming.user_id)) if incoming.is_dm else held
+        decision = await self.access.decide(asker, roles=roles)
+        if isinstance(decision, Admit):
+            return True
+        log.info("Discord: %s in %s not admitted (%s)", asker.user_id, asker.channel, texts.access_outcome(decision))
+        reply = texts.access_reply(decision, asker)
+        if reply:
+            await self._tell(incoming, reply)
+        return False
+
+    async def _tell(self, incoming: Incoming, text: str) -> None:
+        """A word for the author, where they wrote (Discord has no message only they would see)."""
+        line = text if incoming.is_dm else f"<@{incoming.user_id}> {text}"
+        await self.api.send(incoming.channel_id, line, notify=[incoming.user_id])
+
+    async def _roles_anywhere(self, user_id: int) -> list[str]:
+        roles: list[str] = []
+        for guild in self.client.guilds:
+            member = guild.get_member(user_id)
+            if member is None:
+                try:
+                    member = await guild.fetch_member(user_id)
+                except discord.HTTPException:  # not a member there
+                    continue
+            roles.extend(str(r.id) for r in member.roles)
+        return roles
 
     async def _open_thread(self, message: discord.Message, incoming: Incoming) -> tuple[int, int | None]:
         """(where to post, the conversation's thread id). A thread already exists in a DM (none) or a thread."""

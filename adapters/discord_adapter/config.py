@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import discord
 
 from adapters.base import AdapterSetupError
+from core.access import AccessRules, DmPolicy
+
+from .payloads import PLATFORM
 
 DISCORD_API_URL = "https://discord.com/api/v10"
 
@@ -71,6 +74,26 @@ class DiscordConfig:
     max_messages: int | None = 1000
     #: How long `post_report` / `post_in_thread` wait for the first connection before giving up.
     ready_timeout: float = 120.0
+    #: Who may ask besides the approvers: user ids (or `*`), and role ids whose holders may.
+    allowed_users: frozenset[str] = frozenset()
+    allowed_roles: frozenset[str] = frozenset()
+    allowed_channels: frozenset[str] = frozenset()  # channel ids (a thread counts as its parent); empty: any
+    dm_policy: DmPolicy = DmPolicy.PAIR  # what a stranger's DM gets
+    rate_limit: int = 10  # requests per minute per person (0: no limit)
+    runs_per_user: int = 2  # runs at once per person; a further one waits its turn
+
+    def access_rules(self) -> AccessRules:
+        return AccessRules(
+            platform=PLATFORM,
+            users=self.allowed_users,
+            roles=self.allowed_roles,
+            channels=self.allowed_channels,
+            approvers=self.approvers,
+            approver_roles=self.approver_roles,
+            dm_policy=self.dm_policy,
+            rate_limit=self.rate_limit,
+            max_running=self.runs_per_user,
+        )
 
     def problems(self) -> list[str]:
         """What is missing for `serve()`, phrased for the operator."""

@@ -25,6 +25,7 @@ from sqlmodel import select
 from adapters import texts
 from adapters.base import AdapterSetupError
 from adapters.progress import split_message
+from core.access import Admit, Asker, Gatekeeper
 from core.approval import ApprovalGate
 from core.events import Event, Report, Request
 from core.store import Store
@@ -81,10 +82,20 @@ class SlackSetupError(AdapterSetupError):
 class SlackAdapter:
     platform = PLATFORM
 
-    def __init__(self, config: SlackConfig, *, agent: AgentRunner, gate: ApprovalGate, store: Store) -> None:
+    def __init__(
+        self,
+        config: SlackConfig,
+        *,
+        agent: AgentRunner,
+        gate: ApprovalGate,
+        store: Store,
+        access: Gatekeeper | None = None,
+    ) -> None:
         self.config = config
         self.agent = agent
         self.store = store
+        #: Who may ask, judged per message before anything runs (built from the config by default).
+        self.access = access or Gatekeeper(store, config.access_rules())
         self.api = SlackApi(make_client(config), pace=config.pace)
         self.decider = ReactionDecider(self.api, gate, store, config)
         # `client` carries the token, base URL and retry handlers. The verification
@@ -190,7 +201,9 @@ class SlackAdapter:
                 return
             if not await self._first_delivery(body, f"msg:{msg.channel}:{msg.ts}"):
                 return
-            self._spawn(self._serve_message(msg), name=f"{RUN_TASK}{msg.channel}-{msg.ts}")
+            # Slack Connect: a person from another organisation carries their own team id.
+            team = str(event.get("user_team") or event.get("team") or "")
+            self._spawn(self._serve_message(msg, team=team), name=f"{RUN_TASK}{msg.channel}-{msg.ts}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -259,23 +272,52 @@ class SlackAdapter:
             self.on_error(name, exc)
 
     # ---- one conversation turn ------------------------------------------------------------
-    async def _serve_message(self, msg: Incoming) -> None:
+    async def _serve_message(self, msg: Incoming, *, team: str = "") -> None:
+        # Judged by its author, whoever started the thread; nothing else happens before this.
+        outsider = bool(team) and team != (await self.api.identity()).team_id
+        name = await self.api.user_name(msg.user) if msg.is_dm else ""  # a DM may become a pairing: name it
+        asker = Asker(PLATFORM, msg.user, channel=msg.channel, is_dm=msg.is_dm, user_name=name, outsider=outsider)
+        decision = await self.access.decide(asker, roles=lambda: self._groups_of(msg.user))
+        if not isinstance(decision, Admit):
+            log.info("Slack: %s in %s not admitted (%s)", msg.user, msg.channel, texts.access_outcome(decision))
+            reply = texts.access_reply(decision, asker)
+            if reply:
+                await self._tell(msg, reply)
+            return
         if not msg.text:  # just "@orchestrator": say how to ask
             await self.api.post(msg.channel, m.HELP.format(bot=await self._bot_user_id()), thread=msg.thread)
             await self._join_thread(msg.channel, msg.thread)
             return
-        try:
-            await self.api.react(msg.channel, msg.ts, self.config.working_reaction)
-        except SlackApiError as exc:  # cosmetic: never worth failing the run for
-            log.warning("could not add :%s: (%s)", self.config.working_reaction, exc.response.get("error"))
-        request = to_request(msg, user_name=await self.api.user_name(msg.user))
-        try:
-            await self.run_request(request)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.on_error(f"run in {msg.channel}/{msg.thread}", exc)
-            await self._say_failed(msg, exc)
+        if self.access.busy(asker):  # it waits for a turn: say so rather than look ignored
+            await self._tell(msg, texts.QUEUED)
+        async with self.access.turn(asker):
+            try:
+                await self.api.react(msg.channel, msg.ts, self.config.working_reaction)
+            except SlackApiError as exc:  # cosmetic: never worth failing the run for
+                log.warning("could not add :%s: (%s)", self.config.working_reaction, exc.response.get("error"))
+            request = to_request(msg, user_name=await self.api.user_name(msg.user))
+            try:
+                await self.run_request(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.on_error(f"run in {msg.channel}/{msg.thread}", exc)
+                await self._say_failed(msg, exc)
+
+    async def _tell(self, msg: Incoming, text: str) -> None:
+        """A word for the author alone: in a channel only they see it (ephemeral), in a DM it stays."""
+        if msg.is_dm:
+            await self.api.post(msg.channel, m.escape(text), thread=msg.thread)
+            return
+        thread = msg.thread if msg.in_thread else None  # a top-level post: right under it, in the channel
+        async with self.api.turn(msg.channel):
+            await self.api.client.chat_postEphemeral(
+                channel=msg.channel, user=msg.user, text=m.escape(text), thread_ts=thread
+            )
+
+    async def _groups_of(self, user: str) -> list[str]:
+        """The approver groups this person is in (approvers may always ask); looked up only when needed."""
+        return [g for g in self.config.approver_groups if user in await self.api.group_members(g)]
 
     async def run_request(self, request: Request) -> list[Event]:
         """Run the agent and show it in `request.thread` (a message ts, e.g. what `post_report`

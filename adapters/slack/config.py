@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from core.access import AccessRules, DmPolicy
+
+from .payloads import PLATFORM
+
 SLACK_API_URL = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"  # bolt's default request URL path
 
@@ -31,11 +35,29 @@ class SlackConfig:
     #: Reactions that decide an approval; the first of each is the one the bot adds.
     approve_reactions: tuple[str, ...] = ("white_check_mark", "heavy_check_mark")
     deny_reactions: tuple[str, ...] = ("x", "no_entry", "no_entry_sign")
+    #: Who may ask besides the approvers: user ids, or `*` for every member of the workspace.
+    allowed_users: frozenset[str] = frozenset()
+    allowed_channels: frozenset[str] = frozenset()  # channel ids; empty: any channel the bot is in
+    dm_policy: DmPolicy = DmPolicy.PAIR  # what a stranger's DM gets
+    rate_limit: int = 10  # requests per minute per person (0: no limit)
+    runs_per_user: int = 2  # runs at once per person; a further one waits its turn
 
     @property
     def mode(self) -> Mode:
         """Socket Mode whenever an app-level token is set; HTTP mode with only a signing secret."""
         return Mode.SOCKET if self.app_token else Mode.HTTP
+
+    def access_rules(self) -> AccessRules:
+        return AccessRules(
+            platform=PLATFORM,
+            users=self.allowed_users,
+            channels=self.allowed_channels,
+            approvers=self.approvers,
+            approver_roles=frozenset(self.approver_groups),
+            dm_policy=self.dm_policy,
+            rate_limit=self.rate_limit,
+            max_running=self.runs_per_user,
+        )
 
     def problems(self) -> list[str]:
         """What is missing for `serve()`, phrased for the operator."""

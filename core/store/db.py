@@ -26,12 +26,22 @@ from core.store.models import (
     AuditEntry,
     Conversation,
     Message,
+    Pairing,
+    PairingStatus,
     ProcessedEvent,
     Run,
     Step,
 )
 
 T = TypeVar("T")
+
+# Audit actions of the access checks (core.access): who was refused, paired, unpaired.
+ACCESS_REFUSED = "access_refused"
+RATE_LIMITED = "rate_limited"
+PAIRING_REQUESTED = "pairing_requested"
+PAIRING_APPROVED = "pairing_approved"
+PAIRING_REVOKED = "pairing_revoked"
+TOLD, QUIET = "told", "quiet"  # whether the refused person was answered
 
 
 def default_sqlite_url(data_dir: Path) -> str:
@@ -379,3 +389,153 @@ class Store:
                 return True
 
         return await self._call(work)
+
+    # ---- access: refusals and DM pairing ---------------------------------------------
+    async def record_refusal(self, actor: str, *, reason: str, where: str, now: float, quiet_for: float | None) -> bool:
+        """Audit a refused message. True when the person is to be told: nobody told them in the
+        last `quiet_for` seconds (None: never tell). One store call, so two messages at once
+        cannot both be answered."""
+
+        def work() -> bool:
+            with self._session() as s:
+                tell = False
+                if quiet_for is not None:
+                    recent = select(AuditEntry.id).where(
+                        AuditEntry.action == ACCESS_REFUSED,
+                        AuditEntry.actor == actor,
+                        AuditEntry.decision == TOLD,
+                        AuditEntry.at > now - quiet_for,
+                    )
+                    tell = s.exec(recent.limit(1)).first() is None
+                s.add(
+                    AuditEntry(
+                        at=now, action=ACCESS_REFUSED, actor=actor, decision=TOLD if tell else QUIET,
+                        detail=f"{reason} in {where}",
+                    )
+                )  # fmt: skip
+                s.commit()
+                return tell
+
+        return await self._call(work)
+
+    async def record_rate_limited(self, actor: str, *, retry_after: float, where: str, now: float) -> None:
+        await self.audit(
+            AuditEntry(
+                at=now, action=RATE_LIMITED, actor=actor, decision=TOLD,
+                detail=f"in {where}; taken again in {retry_after:.0f} s",
+            )
+        )  # fmt: skip
+
+    async def is_paired(self, platform: str, user_id: str) -> bool:
+        def work(s: Session) -> bool:
+            query = select(Pairing.id).where(
+                Pairing.platform == platform, Pairing.user_id == user_id, Pairing.status == PairingStatus.APPROVED
+            )
+            return s.exec(query.limit(1)).first() is not None
+
+        return await self.run(work)
+
+    async def pairing_request(
+        self, platform: str, user_id: str, *, user_name: str, now: float, ttl: float, make_code: Callable[[], str]
+    ) -> tuple[Pairing, bool]:
+        """This person's pending code if it is still valid, else a new one (True: new, and audited)."""
+
+        def work() -> tuple[Pairing, bool]:
+            with self._session() as s:
+                pending = s.exec(
+                    select(Pairing).where(
+                        Pairing.platform == platform, Pairing.user_id == user_id,
+                        Pairing.status == PairingStatus.PENDING,
+                    )
+                ).all()  # fmt: skip
+                for row in pending:
+                    if row.expires_at > now:
+                        return row, False
+                    row.status = PairingStatus.EXPIRED
+                    s.add(row)
+                s.commit()
+                for _ in range(10):  # a clash with an old code is unlikely; try another
+                    row = Pairing(
+                        platform=platform, user_id=user_id, user_name=user_name, code=make_code(),
+                        requested_at=now, expires_at=now + ttl,
+                    )  # fmt: skip
+                    s.add(row)
+                    try:
+                        s.flush()
+                    except IntegrityError:
+                        s.rollback()
+                        continue
+                    s.add(
+                        AuditEntry(
+                            at=now, action=PAIRING_REQUESTED, actor=f"{platform}:{user_id}",
+                            detail=f"code sent to {user_name or user_id}, valid {ttl / 60:.0f} min",
+                        )
+                    )  # fmt: skip
+                    s.commit()
+                    return row, True
+                raise RuntimeError("could not draw an unused pairing code")
+
+        return await self._call(work)
+
+    def approve_pairing_sync(self, code: str, *, by: str, now: float) -> tuple[Pairing | None, bool]:
+        """Approve a pending, unexpired code once. (row, True) when approved now; (row, False) when
+        the code was used, revoked or expired (the row says which); (None, False) when unknown."""
+        with self._session() as s:
+            row = s.exec(select(Pairing).where(Pairing.code == code)).first()
+            if row is None:
+                return None, False
+            if row.status == PairingStatus.PENDING and row.expires_at <= now:
+                row.status = PairingStatus.EXPIRED
+                s.add(row)
+                s.commit()
+                return row, False
+            result = s.execute(
+                update(Pairing)
+                .where(col(Pairing.id) == row.id, col(Pairing.status) == PairingStatus.PENDING)
+                .values(status=PairingStatus.APPROVED, decided_by=by, decided_at=now)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                s.rollback()
+                s.refresh(row)
+                return row, False
+            s.add(
+                AuditEntry(
+                    at=now, action=PAIRING_APPROVED, actor=f"{row.platform}:{row.user_id}", decision="approved",
+                    decider=by, detail=row.user_name,
+                )
+            )  # fmt: skip
+            s.commit()
+            s.refresh(row)
+            return row, True
+
+    def revoke_pairing_sync(self, platform: str, user_id: str, *, by: str, now: float) -> int:
+        """End this person's grant (and any pending code); the number of rows revoked."""
+        with self._session() as s:
+            result = s.execute(
+                update(Pairing)
+                .where(
+                    col(Pairing.platform) == platform,
+                    col(Pairing.user_id) == user_id,
+                    col(Pairing.status).in_([PairingStatus.APPROVED, PairingStatus.PENDING]),
+                )
+                .values(status=PairingStatus.REVOKED, decided_by=by, decided_at=now)
+            )
+            count = int(result.rowcount)  # type: ignore[attr-defined]
+            if count:
+                s.add(
+                    AuditEntry(
+                        at=now, action=PAIRING_REVOKED, actor=f"{platform}:{user_id}", decision="revoked", decider=by
+                    )
+                )
+            s.commit()
+            return count
+
+    def pairings_sync(self) -> list[Pairing]:
+        with self._session() as s:
+            return list(s.exec(select(Pairing).order_by(col(Pairing.id))).all())
+
+    async def approve_pairing(self, code: str, *, by: str, now: float) -> tuple[Pairing | None, bool]:
+        return await self._call(lambda: self.approve_pairing_sync(code, by=by, now=now))
+
+    async def revoke_pairing(self, platform: str, user_id: str, *, by: str, now: float) -> int:
+        return await self._call(lambda: self.revoke_pairing_sync(platform, user_id, by=by, now=now))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -87,6 +89,7 @@ class AuditEntry(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: float = Field(index=True)
     action: str  # request | tool_run | refused | approval_requested | approved | denied | expired
+    #  | access_refused | rate_limited | pairing_requested | pairing_approved | pairing_revoked (core.access)
     actor: str = ""
     tool: str = ""
     args_json: str = ""
@@ -105,3 +108,27 @@ class ProcessedEvent(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     at: float
+
+
+class PairingStatus(StrEnum):
+    PENDING = "pending"  # a code was sent; valid until `expires_at`
+    APPROVED = "approved"  # a standing grant to ask
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class Pairing(SQLModel, table=True):
+    """A person who DMed the bot and got a code: pending until an approver approves the code,
+    then a standing grant to ask (until revoked). Codes are single-use and expire."""
+
+    __table_args__ = (Index("ix_pairing_user", "platform", "user_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str
+    user_id: str
+    user_name: str = ""
+    code: str = Field(unique=True)
+    status: str = Field(default=PairingStatus.PENDING, index=True)  # a PairingStatus
+    requested_at: float
+    expires_at: float  # the code's expiry; an approved grant lasts until revoked
+    decided_by: str = ""
+    decided_at: float | None = None

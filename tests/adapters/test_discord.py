@@ -58,6 +58,9 @@ def settings(tmp_path: Path, fake_ollama: FakeOllama, workspace: Path, fake: Fak
         ORCHESTRATOR_APPROVAL_TIMEOUT=30,
         DISCORD_TOKEN=TOKEN,
         DISCORD_APPROVERS=str(APPROVER_ID),
+        # Some tests here have the stranger ask (and be refused as an approver); who may ask at all is
+        # tested in tests/adapters/test_access_discord.py.
+        DISCORD_ALLOWED_USERS=f"{OWNER_ID},{STRANGER_ID}",
         DISCORD_API_URL=fake.api_base,
     )
 

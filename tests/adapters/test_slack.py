@@ -139,6 +139,7 @@ async def make_stand(slack: FakeSlack, ollama: FakeOllama, data_dir: Path, **set
         "SLACK_BOT_TOKEN": "xoxb-test",
         "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_APPROVERS": "UADMIN",
+        "SLACK_ALLOWED_USERS": "U1",  # the person asking in these tests (tests/adapters/test_access_slack.py: who may)
         "SLACK_API_URL": slack.api_url,
     }
     s = Settings(**(values | settings))
