@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from bot.memory_cmd import open_memory
 from bot.settings import Settings
@@ -16,6 +16,7 @@ from core.hosts import Inventory
 from core.llm import LLM, OllamaLLM
 from core.policy import Policy, PolicyConfig
 from core.redact import Redactor
+from core.sandbox import Sandbox, SandboxConfig
 from core.store import Store
 from core.store.models import Approval
 from core.tools.builtin import builtin_tools
@@ -69,12 +70,18 @@ def make_policy(settings: Settings) -> Policy:
             file_roots=list(settings.roots),
             allow_etc_writes=settings.allow_etc_writes,
             extra_read_commands=frozenset(settings.read_commands),
+            extra_programs=settings.commands,
             denied_commands=frozenset(settings.deny_commands),
             output_cap=settings.output_cap,
             command_timeout=settings.command_timeout,
         ),
         Redactor(settings.secrets()),
     )
+
+
+def make_sandbox(settings: Settings) -> Sandbox:
+    mode: Literal["auto", "bwrap", "off"] = "off" if settings.sandbox == "off" else "auto"
+    return Sandbox(SandboxConfig(file_roots=tuple(settings.roots), hidden=tuple(settings.sandbox_hidden()), mode=mode))
 
 
 def prepare_dirs(settings: Settings) -> None:
@@ -95,7 +102,9 @@ async def build_services(
     store = Store(settings.db_url)
     await store.init()
     policy = make_policy(settings)
-    tools = builtin_tools(policy, backup_dir=settings.backup_dir)
+    sandbox = make_sandbox(settings)
+    await sandbox.probe()  # says once, in the log, when nothing can run freely here
+    tools = builtin_tools(policy, backup_dir=settings.backup_dir, sandbox=sandbox)
     inventory = Inventory.from_mapping({name: host.model_dump() for name, host in settings.hosts.items()})
     tools.extend(infra_tools(policy, inventory))
     if extra_tools is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import ollama
 
+from bot.app import make_sandbox
 from bot.settings import Settings
 from core.llm import LLMError, OllamaLLM
 from core.store import Store
@@ -56,7 +57,9 @@ async def run_checks(settings: Settings) -> list[Check]:
         )  # fmt: skip
     else:
         checks.append(Check("file roots", True, ", ".join(str(r) for r in settings.roots)))
+    checks.append(await _sandbox_check(settings))
     checks.append(await _memory_check(settings))
+    checks.extend(_access_checks(settings))
     # ollama and the model
     llm = OllamaLLM(host=settings.ollama_host, model=settings.model, timeout=min(settings.llm_timeout, 10))
     try:
@@ -85,6 +88,20 @@ async def run_checks(settings: Settings) -> list[Check]:
     else:
         checks.append(Check("model", True, settings.model + (f" ({', '.join(caps)})" if caps else "")))
     return checks
+
+
+async def _sandbox_check(settings: Settings) -> Check:
+    status = await make_sandbox(settings).probe()
+    if status.available:
+        return Check("sandbox", True, f"{status.reason}: read-only commands run freely, inside it")
+    # auto: the bot still works, every command asks; bwrap: the operator required the sandbox
+    return Check(
+        "sandbox",
+        False,
+        f"{status.reason}: nothing runs freely, every command needs approval",
+        status.fix,
+        warning=settings.sandbox != "bwrap",
+    )
 
 
 def _safe_url(url: str) -> str:
@@ -120,3 +137,53 @@ async def _memory_check(settings: Settings) -> Check:
             "set ORCHESTRATOR_EMBEDDING back, or run `orchestrator memory reset` to start a new memory",
         )  # fmt: skip
     return Check("memory", True, f"{info.location} ({info.count} memories, embedding model {wanted})")
+
+
+def _access_checks(settings: Settings) -> list[Check]:
+    """Per configured platform: somebody may approve, and `*` askers are said out loud."""
+    checks: list[Check] = []
+    if settings.slack_bot_token is not None:
+        checks += _who_may_ask(
+            "slack", approvers=[*settings.slack_approvers, *settings.slack_approver_groups],
+            users=settings.slack_allowed_users, roles=[], channels=settings.slack_allowed_channels,
+            approver_settings="SLACK_APPROVERS or SLACK_APPROVER_GROUPS", everyone="every member of the workspace",
+            dm_policy=settings.dm_policy,
+        )  # fmt: skip
+    if settings.discord_token is not None:
+        checks += _who_may_ask(
+            "discord", approvers=[*settings.discord_approvers, *settings.discord_approver_roles],
+            users=settings.discord_allowed_users, roles=settings.discord_allowed_roles,
+            channels=settings.discord_allowed_channels, approver_settings="DISCORD_APPROVERS or DISCORD_APPROVER_ROLES",
+            everyone="everyone who can reach the bot", dm_policy=settings.dm_policy,
+        )  # fmt: skip
+    return checks
+
+
+def _who_may_ask(
+    platform: str,
+    *,
+    approvers: list[str],
+    users: list[str],
+    roles: list[str],
+    channels: list[str],
+    approver_settings: str,
+    everyone: str,
+    dm_policy: str,
+) -> list[Check]:
+    name, env = f"{platform} access", platform.upper()
+    out: list[Check] = []
+    if not approvers:
+        also = "" if users or roles else "; with no allowlist either, only paired people may ask"
+        detail = f"nobody may approve ({approver_settings} unset): risky actions will expire{also}"
+        out.append(Check(name, True, detail, f"set {env}_APPROVERS to the ids of the people who decide", warning=True))
+    if "*" in users:
+        detail = f"{env}_ALLOWED_USERS=* lets {everyone} ask (read-only tools run for them without approval)"
+        fix = f"list user ids in {env}_ALLOWED_USERS instead, unless that is meant"
+        out.append(Check(name, True, detail, fix, warning=True))
+    if not out:
+        who = (
+            "the approvers" if not users and not roles else f"the approvers, {len(users)} user(s), {len(roles)} role(s)"
+        )
+        where = f"in {len(channels)} channel(s)" if channels else "in any channel"
+        out.append(Check(name, True, f"{who} may ask {where}; strangers' DMs: {dm_policy}"))
+    return out

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 import platformdirs
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -21,6 +24,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from core.grammar import Program
 
 CONFIG_ENV = "ORCHESTRATOR_CONFIG"
 
@@ -175,6 +180,15 @@ class Settings(BaseSettings):
     deny_commands: CsvList = Field(
         default_factory=list, validation_alias=_env("ORCHESTRATOR_DENY_COMMANDS", "deny_commands")
     )
+    sandbox: str = Field("auto", pattern="^(auto|bwrap|off)$", validation_alias=_env("ORCHESTRATOR_SANDBOX", "sandbox"))
+    sandbox_hide: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("ORCHESTRATOR_SANDBOX_HIDE", "sandbox_hide")
+    )
+    # `[commands.NAME]` tables in orchestrator.toml: read-only programs in the format of
+    # core/command_table.toml (docs/security.md, "Adding a program").
+    commands: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, validation_alias=_env("ORCHESTRATOR_COMMANDS", "commands")
+    )
 
     # ---- approvals -----------------------------------------------------------
     approval_timeout: float = Field(
@@ -202,6 +216,12 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_env("SLACK_APPROVER_GROUPS", "slack_approver_groups")
     )
     slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL", "slack_api_url"))
+    slack_allowed_users: CsvList = Field(  # user ids, or * for every member of the workspace
+        default_factory=list, validation_alias=_env("SLACK_ALLOWED_USERS", "slack_allowed_users")
+    )
+    slack_allowed_channels: CsvList = Field(  # empty: any channel the bot is in
+        default_factory=list, validation_alias=_env("SLACK_ALLOWED_CHANNELS", "slack_allowed_channels")
+    )
 
     # ---- Discord -------------------------------------------------------------
     discord_token: SecretStr | None = Field(None, validation_alias=_env("DISCORD_TOKEN", "discord_token"))
@@ -214,6 +234,21 @@ class Settings(BaseSettings):
     discord_api_url: str = Field(
         "https://discord.com/api/v10", validation_alias=_env("DISCORD_API_URL", "discord_api_url")
     )
+    discord_allowed_users: CsvList = Field(  # user ids, or * for everyone who can reach the bot
+        default_factory=list, validation_alias=_env("DISCORD_ALLOWED_USERS", "discord_allowed_users")
+    )
+    discord_allowed_roles: CsvList = Field(
+        default_factory=list, validation_alias=_env("DISCORD_ALLOWED_ROLES", "discord_allowed_roles")
+    )
+    discord_allowed_channels: CsvList = Field(  # empty: any channel the bot can see
+        default_factory=list, validation_alias=_env("DISCORD_ALLOWED_CHANNELS", "discord_allowed_channels")
+    )
+
+    # ---- who may ask (docs/security.md#who-may-ask) ----------------------------
+    dm_policy: str = Field(
+        "pair", pattern="^(deny|pair)$", validation_alias=_env("ORCHESTRATOR_DM_POLICY", "dm_policy")
+    )
+    rate_limit: int = Field(10, ge=0, validation_alias=_env("ORCHESTRATOR_RATE_LIMIT", "rate_limit"))  # a minute
 
     # ---- memory --------------------------------------------------------------
     chroma_host: str = Field("", validation_alias=_env("CHROMA_HOST", "chroma_host"))
@@ -240,9 +275,22 @@ class Settings(BaseSettings):
     def _roots(cls, value: Any) -> Any:
         return _split(value, os.pathsep)
 
+    @field_validator("sandbox_hide", mode="before")
+    @classmethod
+    def _hide_list(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("commands")
+    @classmethod
+    def _command_entries(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, spec in value.items():
+            Program.from_table(name, spec)  # a ValueError names the entry and the key that is wrong
+        return value
+
     @field_validator(
         "read_commands", "deny_commands", "console_approvers", "slack_approvers", "slack_approver_groups",
-        "discord_approvers", "discord_approver_roles", mode="before",
+        "discord_approvers", "discord_approver_roles", "slack_allowed_users", "slack_allowed_channels",
+        "discord_allowed_users", "discord_allowed_roles", "discord_allowed_channels", mode="before",
     )  # fmt: skip
     @classmethod
     def _csv(cls, value: Any) -> Any:
@@ -272,17 +320,50 @@ class Settings(BaseSettings):
     def roots(self) -> list[Path]:
         return self.file_roots or [self.data_dir / "workspace"]
 
+    def sandbox_hidden(self) -> list[Path]:
+        """What sandboxed commands must not see: the bot's data, its configuration and database."""
+        hidden = [self.data_dir, *self.sandbox_hide]
+        for candidate in (Path(".env"), Path(os.environ.get(CONFIG_ENV, "orchestrator.toml"))):
+            if candidate.is_file():
+                hidden.append(candidate.resolve())
+        if self.db_url.startswith("sqlite:///"):
+            database = Path(self.db_url.removeprefix("sqlite:///"))
+            hidden += [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")]
+        return hidden
+
     @property
     def backup_dir(self) -> Path:
         return self.data_dir / "backups"
 
     def secrets(self) -> list[str]:
-        """Every configured secret value, so the redactor can remove them wherever they appear."""
-        values = [self.slack_bot_token, self.slack_app_token, self.slack_signing_secret, self.discord_token]
-        out = [v.get_secret_value() for v in values if v is not None]
-        if "@" in self.database_url and ":" in self.database_url.split("@")[0]:
-            out.append(self.database_url.split("@")[0].rsplit(":", 1)[-1])
-        return out
+        """Every configured secret value, so the redactor can remove them wherever they appear.
+
+        Every `SecretStr` setting (tokens, signing secret, also in nested tables) and the
+        password of every URL setting that holds one (`DATABASE_URL`, a Docker or Chroma URL).
+        """
+        return sorted(set(_secret_values(self)))
+
+
+# scheme://user:password@host…: the password may hold "/" or ":", never an unencoded "@"
+_URL_PASSWORD = re.compile(r"[A-Za-z][\w+.-]*://[^:/@\s]*:(?P<password>[^@\s]+)@")
+
+
+def _secret_values(value: object) -> Iterator[str]:
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, str):
+        if found := _URL_PASSWORD.match(value):
+            yield found.group("password")
+            yield unquote(found.group("password"))
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _secret_values(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secret_values(item)
+    elif isinstance(value, list | tuple | set):
+        for item in value:
+            yield from _secret_values(item)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import platform as _platform
@@ -64,7 +65,9 @@ How you work:
 - Read-only tools run at once. Tools that change things (write_file, run_command for anything
   that is not read-only, restarts) are shown to a human who approves or denies them. If an action
   is denied, do not retry it: explain and ask what to do instead.
-- run_command runs one program without a shell: no pipes, redirections, `&&` or `;`.
+- run_command runs one program without a shell: no pipes, redirections, `&&` or `;`. Plain
+  read-only commands run at once; an unusual option makes a command wait for approval, so prefer
+  the common forms (`df -h`, `ps aux`, `journalctl -u NAME -n 100 --no-pager`).
 - Some commands are forbidden and can never run (formatting disks, raw device writes, kernel
   modules, recursive deletes of system directories). Do not try to work around a refusal.
 - Keep answers short and concrete: figures, the command you ran, what to do next.
@@ -189,15 +192,19 @@ class Agent:
             calls: list[LLMToolCall] = list(reply.tool_calls)
             if not calls:
                 calls, content = extract_tool_calls(content)
+            # Secrets the model read or invented never reach the thread, the store or the history.
+            redact = self.policy.redact
             if thinking:
-                yield await record(Thinking(run_id, thinking))
+                yield await record(Thinking(run_id, redact(thinking)))
             if calls:
                 if content:
-                    yield await record(Thinking(run_id, content))
+                    yield await record(Thinking(run_id, redact(content)))
                 assistant = {
                     "role": "assistant",
-                    "content": content,
-                    "tool_calls": [{"function": {"name": c.name, "arguments": c.arguments}} for c in calls],
+                    "content": redact(content),
+                    "tool_calls": [
+                        {"function": {"name": c.name, "arguments": self._redact_value(c.arguments)}} for c in calls
+                    ],
                 }
                 messages.append(assistant)
                 new_messages.append(assistant)
@@ -248,11 +255,22 @@ class Agent:
         await self.store.add_messages(conv_id, [user_msg])
         await self.store.finish_run(run_id, status="failed", error=error)
 
+    def _redact_value(self, value: Any) -> Any:
+        """The same JSON-like value with every string redacted (arguments shown or stored)."""
+        if isinstance(value, str):
+            return self.policy.redact(value)
+        if isinstance(value, dict):
+            return {k: self._redact_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._redact_value(v) for v in value]
+        return value
+
     # ---- one tool call ----------------------------------------------------------
     async def _call_tool(
         self, request: Request, run_id: int, call_id: str, call: LLMToolCall
     ) -> AsyncGenerator[Event, None]:
-        shown_args = call.arguments if isinstance(call.arguments, dict) else {"raw": call.arguments}
+        raw_args = call.arguments if isinstance(call.arguments, dict) else {"raw": call.arguments}
+        shown_args = self._redact_value(raw_args)  # what the thread, the store and the audit see
         yield ToolCall(run_id, call_id, call.name, shown_args)
         actor = f"{request.platform}:{request.user_id}"
 
@@ -288,8 +306,12 @@ class Agent:
 
         approval_id: int | None = None
         if plan.risk is not Risk.READ:
+            # the approver sees the exact action with secrets masked; the fingerprint binds the real one
+            shown = dataclasses.replace(
+                plan, summary=self.policy.redact(plan.summary), detail=self.policy.redact(plan.detail)
+            )
             approval = await self.gate.request(
-                request=request, run_id=run_id, tool=spec.name, args=args, plan=plan, fingerprint=fp
+                request=request, run_id=run_id, tool=spec.name, args=args, plan=shown, fingerprint=fp
             )
             assert approval.id is not None
             try:
@@ -298,8 +320,8 @@ class Agent:
                     approval_id=approval.id,
                     tool=spec.name,
                     risk=plan.risk,
-                    summary=plan.summary,
-                    detail=plan.detail,
+                    summary=shown.summary,
+                    detail=shown.detail,
                     detail_kind=plan.detail_kind,
                     host=plan.host,
                     expires_at=approval.expires_at,
@@ -348,13 +370,13 @@ class Agent:
                 action="tool_run",
                 actor=actor,
                 tool=spec.name,
-                args_json=canonical_json(args),
+                args_json=canonical_json(self._redact_value(args)),
                 fingerprint=fp,
                 decision="auto" if plan.risk is Risk.READ else "approved",
                 exit_status=exit_status if exit_status is not None else (0 if ok else 1),
                 output_size=len(text),
                 run_id=run_id,
-                detail=plan.summary[:2000],
+                detail=self.policy.redact(plan.summary)[:2000],
             )
         )
         yield ToolResult(run_id, call_id, spec.name, ok, clean, truncated)
