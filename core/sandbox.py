@@ -45,6 +45,7 @@ HIDDEN_DIRS: tuple[str, ...] = ("/root", "/home", "/etc/sudoers.d", "/var/lib/su
 _READONLY_EMPTY: tuple[str, ...] = ("/var/tmp", "/dev/shm")
 _PRIVATE_DIRS: tuple[str, ...] = ("/tmp", *_READONLY_EMPTY)
 _PLAIN_LOCALE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_PLAIN_TZ = re.compile(r":?[A-Za-z0-9_+\-:/.,<>]{1,128}")  # Europe/Paris, :/etc/localtime, CET-1CEST,M3.5.0
 _PROBE_TIMEOUT = 10.0
 
 
@@ -166,7 +167,7 @@ class Sandbox:
         if lang and _PLAIN_LOCALE.fullmatch(lang):
             env["LANG"] = lang
         tz = os.environ.get("TZ", "")
-        if tz and _PLAIN_LOCALE.fullmatch(tz.lstrip(":")):
+        if tz and _PLAIN_TZ.fullmatch(tz):
             env["TZ"] = tz
         env.update(dict(self.config.extra_env))
         args: list[str] = ["--clearenv"]
@@ -183,7 +184,10 @@ class Sandbox:
             "--ro-bind", "/proc/sys", "/proc/sys",
             *(arg for d in _PRIVATE_DIRS for arg in ("--tmpfs", d)),
             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--new-session", "--die-with-parent",
+            # No --new-session: run_process already starts bwrap in a session of its own with no
+            # terminal, and a second session would put the command's children out of reach of the
+            # timeout's process-group kill (and their open pipes would keep run_process waiting).
+            "--die-with-parent",
             "--cap-drop", "ALL",
         ]  # fmt: skip
         if os.path.exists("/proc/sysrq-trigger"):
@@ -202,6 +206,9 @@ class Sandbox:
         # the roots are bound back into them).
         for empty in [*_READONLY_EMPTY, *(str(h) for h in hidden_dirs)]:
             args += ["--remount-ro", empty]
+        # The fresh /dev tmpfs and /proc are writable as bwrap mounts them: /dev would be a second
+        # writable place, and /proc/<pid>/oom_score_adj and friends of the bot would be writable.
+        args += ["--remount-ro", "/dev", "--remount-ro", "/proc"]
         args += self._env()
         args += ["--chdir", str(cwd)]
         return args

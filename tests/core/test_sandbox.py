@@ -6,7 +6,9 @@ skip with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -182,3 +184,82 @@ async def test_without_a_sandbox_every_command_asks(world: tuple[Sandbox, Path, 
     for command in ("df -h", "cat app.log", "uptime"):
         risk, out = await _call(spec, command)
         assert risk == "exec" and out is None, command
+
+
+# ---- regressions: what bwrap leaves writable or reachable unless told -----------------------
+
+
+@pytest.mark.parametrize("target", ["/dev/orch-test", "/run/orch-test", "/proc/orch-test"])
+async def test_the_fresh_dev_and_proc_are_not_writable(world: tuple[Sandbox, Path, Path], target: str) -> None:
+    sandbox, root, _ = world
+    out = await run(sandbox, root, "touch", target)
+    assert "Read-only file system" in out or "No such file" in out or "Permission denied" in out, out
+
+
+async def test_the_bots_proc_files_and_sysctls_cannot_be_written(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, _ = world
+    mine = Path(f"/proc/{os.getpid()}/oom_score_adj")
+    before = mine.read_text()
+    hostname = Path("/proc/sys/kernel/hostname").read_text()
+    try:
+        out = await run(sandbox, root, "sh", "-c", f"echo 900 > {mine}; echo orch-x > /proc/sys/kernel/hostname")
+        assert out.count("Read-only file system") == 2, out
+        assert mine.read_text() == before
+        assert Path("/proc/sys/kernel/hostname").read_text() == hostname
+    finally:
+        mine.write_text(before)
+
+
+async def test_every_mount_but_the_private_tmp_is_read_only(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, _ = world
+    top: dict[str, str] = {}
+    for line in reversed((await run(sandbox, root, "cat", "/proc/self/mountinfo")).splitlines()):
+        fields = line.split()
+        top.setdefault(fields[4], fields[5])  # the last mount on a path is the one that shows
+    devices = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/pts"}
+    writable = {point for point, options in top.items() if "rw" in options.split(",")}
+    assert writable - devices == {"/tmp"}, writable
+
+
+async def test_the_host_tz_and_locale_pass_through(
+    world: tuple[Sandbox, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, root, _ = world
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    monkeypatch.setenv("LANG", "fr_FR.UTF-8")
+    env = dict(line.split("=", 1) for line in (await run(sandbox, root, "env")).splitlines() if "=" in line)
+    assert env["TZ"] == "Europe/Paris" and env["LANG"] == "fr_FR.UTF-8"
+    monkeypatch.setenv("LANG", "en_US.UTF-8; rm -rf /")
+    env = dict(line.split("=", 1) for line in (await run(sandbox, root, "env")).splitlines() if "=" in line)
+    assert env["LANG"] == "C.UTF-8"
+
+
+async def test_a_timeout_also_kills_what_the_command_started(world: tuple[Sandbox, Path, Path]) -> None:
+    import time
+
+    import psutil
+
+    sandbox, root, _ = world
+    started = time.monotonic()
+    result = await sandbox.run(["sh", "-c", "sleep 47.25 & sleep 48.25"], cwd=root, timeout=1, output_cap=1000)
+    assert result.timed_out
+    assert time.monotonic() - started < 10  # not held open by a child keeping the pipes
+    await asyncio.sleep(0.3)
+    sleepers = (["sleep", "47.25"], ["sleep", "48.25"])
+    left = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] in sleepers]
+    assert not left, left
+
+
+async def test_the_host_network_namespace_is_kept(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, _ = world
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = f":{server.getsockname()[1]:04X} "
+        assert port in await run(sandbox, root, "cat", "/proc/net/tcp")
+
+
+async def test_argv_that_looks_like_a_bwrap_option_is_the_command(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, _ = world
+    result = await sandbox.run(["--help"], cwd=root, timeout=5, output_cap=1000)
+    assert not result.ok and "--ro-bind" not in result.stdout + result.stderr
