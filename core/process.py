@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_OUTPUT_CAP = 64 * 1024
+_REAP_GRACE = 2.0  # seconds to wait for a killed child before closing its pipes
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,17 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
             pass
 
 
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Wait for the killed child; a descendant that left the process group (setsid) may still
+    hold its pipes open, and asyncio's wait() waits for those too: close them instead."""
+    try:
+        await asyncio.wait_for(proc.wait(), _REAP_GRACE)
+    except TimeoutError:
+        transport = getattr(proc, "_transport", None)  # asyncio keeps no public handle on the pipes
+        if transport is not None:
+            transport.close()
+
+
 async def run_process(
     argv: Sequence[str],
     *,
@@ -109,7 +121,7 @@ async def run_process(
         (out, out_cut), (err, err_cut) = await asyncio.wait_for(communicate(), timeout)
     except TimeoutError:
         _kill_group(proc)
-        await proc.wait()
+        await _reap(proc)
         return ProcessResult(argv, proc.returncode, "", f"timed out after {timeout:g} s and was killed", timed_out=True)
     except asyncio.CancelledError:
         _kill_group(proc)

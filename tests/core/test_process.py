@@ -54,3 +54,10 @@ async def test_subprocesses_do_not_block_the_loop() -> None:
     await asyncio.gather(*(run_process(["sleep", "0.5"]) for _ in range(10)))
     task.cancel()
     assert ticks > 10  # the loop kept turning while ten processes ran
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_returns_even_when_a_descendant_keeps_the_pipes_open() -> None:
+    # `setsid` moves the sleeper out of the process group the timeout kills; it still holds stdout.
+    result = await asyncio.wait_for(run_process(["sh", "-c", "setsid sleep 60 & sleep 60"], timeout=0.5), timeout=30)
+    assert result.timed_out
