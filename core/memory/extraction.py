@@ -6,7 +6,9 @@ starts the extraction in a background task and returns, so the next message in t
 thread never waits for it.  The model answers JSON that must validate as a whole
 against `Extraction`; anything else is discarded and nothing is stored (no partial
 parsing).  Regexes are never the extraction method: the gate below only decides whether
-asking the model is worth a call.
+asking the model is worth a call.  The facts are stored like `memory_store`'s, through
+`MemoryService.remember_many`: secrets redacted, a fact that is only a secret refused, and
+never merged into a memory another person wrote (nobody approves an extraction).
 """
 
 from __future__ import annotations

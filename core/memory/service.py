@@ -18,8 +18,9 @@ from typing import Any, Final
 from core.events import Request
 from core.memory import texts
 from core.memory.incidents import SimilarIncident
-from core.memory.sources import describe_source, read_scopes, source_of, write_scope
-from core.memory.store import SHARED_SCOPE, Memory, MemoryStore, NewMemory
+from core.memory.sources import author_of, describe_source, owns, read_scopes, source_of, write_scope
+from core.memory.store import SHARED_SCOPE, SYSTEM_AUTHOR, Memory, MemoryStore, MergeRefused, NewMemory
+from core.redact import Redactor, only_secret
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class MemoryService:
 
     ``token_budget`` caps (in tokens, about 4 characters each) the remembered lines placed
     in the system prompt; ``context_k`` caps their number.  ``redact`` removes configured
-    secrets from anything before it is stored.
+    secrets from anything before it is stored (by default: every secret shape).
     """
 
     def __init__(
@@ -49,41 +50,120 @@ class MemoryService:
         self.token_budget = token_budget
         self.context_k = context_k
         self.recall_k = recall_k
-        self._redact = redact or (lambda text: text)
+        self._redact = redact or Redactor()  # without configured values, still every secret shape
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ---- facts ------------------------------------------------------------------------------
-    async def remember(self, text: str, request: Request, *, via: str = "told") -> Memory:
-        """Store a fact told in ``request``: private in a DM, shared in a channel."""
-        [memory] = await self.remember_many([(text, {})], request, via=via)
+    def clean_fact(self, text: str) -> str:
+        """``text`` as it would be stored (one line, secrets redacted), or ValueError saying why it
+        cannot be: empty, too long, or nothing but a secret (never kept, not even redacted)."""
+        text = " ".join(text.split())
+        if not text:
+            raise ValueError(texts.FACT_EMPTY)
+        if len(text) > MAX_FACT_CHARS:
+            raise ValueError(texts.FACT_TOO_LONG.format(limit=MAX_FACT_CHARS))
+        clean = " ".join(self._redact(text).split())
+        if only_secret(clean):
+            raise ValueError(texts.FACT_ONLY_SECRET)
+        return clean
+
+    def redact(self, text: str) -> str:
+        """``text`` with its secrets masked (for what was stored before the redactor knew a shape)."""
+        return self._redact(text)
+
+    async def twin(self, clean: str, request: Request | None) -> Memory | None:
+        """The stored memory that remembering ``clean`` (from `clean_fact`) for ``request`` would update.
+
+        Without a requester (a plan made before the requester is known) only a shared memory
+        is looked for: a private one is never described to anyone but its author.
+        """
+        scope = write_scope(request) if request is not None else SHARED_SCOPE
+        return await asyncio.to_thread(self.store.find_twin, clean, kind="fact", scope=scope)
+
+    async def remember(
+        self, text: str, request: Request, *, via: str = "told", may_merge: Callable[[Memory], bool] | None = None
+    ) -> Memory:
+        """Store a fact told in ``request``: private in a DM, shared in a channel; by its requester.
+
+        ValueError when it cannot be stored (see `clean_fact`). A restatement updates its
+        near-duplicate only if the requester wrote it, or ``may_merge`` allows it (an approved
+        call); otherwise `MergeRefused`, and nothing is written.
+        """
+        item = self._item(self.clean_fact(text), {}, request, via=via)
+
+        def allowed(twin: Memory) -> bool:
+            return owns(twin, request) or (may_merge is not None and may_merge(twin))
+
+        [memory] = await asyncio.to_thread(self.store.add_many, [item], may_merge=allowed)
         return memory
 
     async def remember_many(
         self, facts: Iterable[tuple[str, Mapping[str, Any]]], request: Request, *, via: str
     ) -> builtins.list[Memory]:
-        """Store several facts of one request in one batch; ``facts`` are (text, extra) pairs."""
-        scope = write_scope(request)
-        source = source_of(request)
-        items = [
-            NewMemory(self._redact(text), kind="fact", scope=scope, source=source, extra={**extra, "via": via})
-            for text, extra in facts
-        ]
-        if not items:
-            return []
-        return await asyncio.to_thread(self.store.add_many, items)
+        """Store several facts of one request in one batch (extraction); ``facts`` are (text, extra) pairs.
+
+        Secrets are redacted first; a fact that is nothing but a secret is not stored at all,
+        nor one that would update a memory someone else wrote (that takes an approval, and
+        nobody approves an extraction): the memory already says it.
+        """
+        items: builtins.list[NewMemory] = []
+        for text, extra in facts:
+            try:
+                clean = self.clean_fact(text)
+            except ValueError as exc:
+                log.info("an extracted fact was not remembered: %s", exc)
+                continue
+            items.append(self._item(clean, extra, request, via=via))
+        while items:
+            try:
+                return await asyncio.to_thread(self.store.add_many, items, may_merge=lambda twin: owns(twin, request))
+            except MergeRefused as refused:
+                log.info(
+                    "an extracted fact was not remembered: it restates memory %s of another author", refused.twin.id
+                )
+                del items[refused.index]
+        return []
+
+    def _item(self, clean: str, extra: Mapping[str, Any], request: Request, *, via: str) -> NewMemory:
+        author = author_of(request)
+        return NewMemory(
+            clean,
+            kind="fact",
+            scope=write_scope(request),
+            source=source_of(request),
+            extra={**{k: self._redact(v) if isinstance(v, str) else v for k, v in extra.items()}, "via": via},
+            author=author,
+            author_name=request.user_name if author != SYSTEM_AUTHOR else "",
+        )
+
+    async def forget_candidates(
+        self, request: Request | None, *, memory_id: str | None = None, query: str | None = None
+    ) -> builtins.list[Memory]:
+        """What forgetting by id or by ``query`` would delete for ``request`` (at most one memory).
+
+        Without a requester (a plan made before the requester is known) only shared memories
+        are considered: a private one is never described to anyone but its author.
+        """
+        scopes = read_scopes(request) if request is not None else [SHARED_SCOPE]
+        return await asyncio.to_thread(self.store.forget_candidates, memory_id, query=query, scopes=scopes, limit=1)
+
+    async def forget_exactly(self, memories: Sequence[Memory]) -> builtins.list[Memory] | None:
+        """Delete these memories as they were read; None (nothing deleted) if one changed meanwhile."""
+        return await asyncio.to_thread(self.store.remove_unchanged, memories)
 
     async def recall(
         self, query: str, request: Request, *, k: int | None = None, kinds: Sequence[str] | None = None
     ) -> builtins.list[Memory]:
-        """The memories the requester may see that are closest to ``query``, best first."""
-        return await asyncio.to_thread(
-            self.store.recall,
-            query,
-            scopes=read_scopes(request),
-            kinds=kinds,
-            k=k or self.recall_k,
-            identifier_leeway=True,
+        """The memories the requester may see that are closest to ``query``, best first.
+
+        In a channel that is the shared memories only; in a private conversation also the
+        requester's own private ones, never another person's.
+        """
+        scopes = read_scopes(request)
+        found = await asyncio.to_thread(
+            self.store.recall, query, scopes=scopes, kinds=kinds, k=k or self.recall_k, identifier_leeway=True
         )
+        return [memory for memory in found if memory.scope in scopes]  # the store filters; so does this
 
     async def recent(self, request: Request, *, limit: int = 20) -> builtins.list[Memory]:
         """The requester's most recently told or updated memories (for "what do you remember?")."""
@@ -93,12 +173,6 @@ class MemoryService:
             return sorted(found, key=lambda m: m.updated_at, reverse=True)[:limit]
 
         return await asyncio.to_thread(work)
-
-    async def forget(
-        self, request: Request, *, memory_id: str | None = None, query: str | None = None
-    ) -> builtins.list[Memory]:
-        """Delete a memory the requester may see, by id or by the closest match to ``query``."""
-        return await asyncio.to_thread(self.store.remove, memory_id, query=query, scopes=read_scopes(request), limit=1)
 
     # ---- the system prompt ------------------------------------------------------------------
     async def context(self, request: Request) -> str:
@@ -115,7 +189,8 @@ class MemoryService:
             source = describe_source(memory)
             if memory.scope != SHARED_SCOPE and not request.is_private:
                 source = texts.PRIVATE_ELSEWHERE.format(who=memory.source.get("user_name") or "the user")
-            line = texts.REMEMBERED_LINE.format(text=" ".join(memory.text.split()), source=source)
+            text = self.redact(memory.text)  # stored before the redactor knew its shape
+            line = texts.REMEMBERED_LINE.format(text=" ".join(text.split()), source=source)
             if len(line) > budget:
                 if not lines and budget > 40:  # one long memory: better cut than nothing
                     lines.append(line[: budget - 1] + "…")

@@ -1,13 +1,17 @@
-"""Scopes and sources: who may see a memory, and who said it where and when."""
+"""Scopes, authors and sources: who may see a memory, who may change it, who said it where and when."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Final
 
 from core.events import Request
 from core.memory import texts
-from core.memory.store import SHARED_SCOPE, Memory, private_scope
+from core.memory.store import SHARED_SCOPE, SYSTEM_AUTHOR, Memory, private_scope
+
+# Requesters that are not people: the scheduled checks (core.health.monitor.SCHEDULER_USER).
+SYSTEM_USERS: Final = frozenset({"scheduler"})
 
 
 def requester_scope(request: Request) -> str | None:
@@ -33,6 +37,30 @@ def read_scopes(request: Request) -> list[str]:
     only in a private conversation. In a channel everyone reads the answer, so DM memories stay out."""
     private = requester_scope(request) if request.is_private else None
     return [SHARED_SCOPE] if private is None else [SHARED_SCOPE, private]
+
+
+def author_of(request: Request) -> str:
+    """Who a memory stored for ``request`` is written by: ``platform:user``, or ``system`` for the scheduler."""
+    if request.user_id in SYSTEM_USERS:
+        return SYSTEM_AUTHOR
+    return f"{request.platform}:{request.user_id}"
+
+
+def owns(memory: Memory, request: Request) -> bool:
+    """Whether the requester may change ``memory`` without an approval: they wrote it."""
+    return bool(memory.owner) and memory.owner == author_of(request)
+
+
+def author_label(memory: Memory) -> str:
+    """``Alice (slack:U-alice)``, ``the system``, or ``nobody recorded`` for memories older than authors."""
+    if not memory.owner:
+        return texts.AUTHOR_UNKNOWN
+    if memory.owner == SYSTEM_AUTHOR:
+        return texts.AUTHOR_SYSTEM
+    name = memory.author_name
+    if not name and memory.source.get("user") and memory.owner.endswith(":" + memory.source["user"]):
+        name = memory.source.get("user_name", "")
+    return texts.AUTHOR_NAMED.format(name=name, author=memory.owner) if name else memory.owner
 
 
 def source_of(request: Request) -> dict[str, str]:

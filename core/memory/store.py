@@ -23,8 +23,8 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Collection as Collection_
-from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -51,12 +51,14 @@ __all__ = [
     "INCIDENT_FIELDS",
     "KINDS",
     "SHARED_SCOPE",
+    "SYSTEM_AUTHOR",
     "CollectionInfo",
     "EmbeddingModelMismatch",
     "Kind",
     "Memory",
     "MemoryStore",
     "MemoryStoreError",
+    "MergeRefused",
     "NewMemory",
     "incident_text",
     "private_scope",
@@ -65,6 +67,8 @@ __all__ = [
 Kind = Literal["fact", "incident", "summary"]
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
 SHARED_SCOPE: Final = "shared"
+# The author of what no person wrote: incidents, scheduled checks.  A person's is "platform:user".
+SYSTEM_AUTHOR: Final = "system"
 INCIDENT_FIELDS: Final = ("symptom", "cause", "fix", "outcome", "audit_ids")
 DEFAULT_COLLECTION: Final = "orchestrator_memories"
 
@@ -87,6 +91,8 @@ _META_MODEL: Final = "embedding_model"
 _META_FORMAT: Final = "memory_format"
 _FORMAT_VERSION: Final = 1
 _SOURCE_PREFIX: Final = "src_"
+_META_AUTHOR: Final = "author"
+_META_AUTHOR_NAME: Final = "author_name"
 _PRIVATE_SCOPE_RE: Final = re.compile(r"^private:[^:\s]+:\S+$")
 # Host names, addresses and other identifiers: a letter followed later by a
 # digit (db1, web-02, eu-west-1) or dotted words (vpn.example.com, 10.0.0.1).
@@ -95,6 +101,15 @@ _IDENTIFIER_RE: Final = re.compile(r"[a-z][a-z0-9_-]*[0-9][a-z0-9_-]*|[a-z0-9_-]
 
 class MemoryStoreError(RuntimeError):
     """The memory store cannot be used as asked."""
+
+
+class MergeRefused(MemoryStoreError):
+    """Item ``index`` restates ``twin``, which the caller may not change; nothing of its batch was written."""
+
+    def __init__(self, index: int, twin: Memory) -> None:
+        self.index = index
+        self.twin = twin
+        super().__init__(f"the new memory would update memory {twin.id}, which the caller may not change")
 
 
 class EmbeddingModelMismatch(MemoryStoreError):
@@ -120,6 +135,10 @@ class Memory:
     ``distance`` is set by :meth:`MemoryStore.recall` (cosine distance to the
     query) and by :meth:`MemoryStore.add` when it merged into an existing
     memory (``updated`` is then true).
+
+    ``author`` is who first stored it (``platform:user``, or ``system``) and is
+    kept when a restatement updates it; ``source`` is who said it last.
+    Memories stored before authors were recorded have none: see :attr:`owner`.
     """
 
     id: str
@@ -133,6 +152,19 @@ class Memory:
     revision: int = 1
     distance: float | None = None
     updated: bool = False
+    author: str = ""
+    author_name: str = ""
+
+    @property
+    def owner(self) -> str:
+        """Who may change this memory without an approval: its author; for a private memory
+        stored before authors were recorded, the user its scope names (nobody else could have
+        written there); otherwise nobody (``""``)."""
+        if self.author:
+            return self.author
+        if self.scope != SHARED_SCOPE and _PRIVATE_SCOPE_RE.match(self.scope):
+            return self.scope.removeprefix("private:")
+        return ""
 
     @property
     def platform(self) -> str:
@@ -156,6 +188,8 @@ class NewMemory:
     scope: str
     source: Mapping[str, object] = field(default_factory=dict)
     extra: Mapping[str, Any] | None = None
+    author: str = ""
+    author_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +207,7 @@ def _prepare(item: NewMemory) -> NewMemory:
     if not text:
         raise ValueError("cannot remember an empty text")
     source = {str(k): str(v) for k, v in item.source.items() if v is not None and str(v) != ""}
-    return NewMemory(text, kind=_check_kind(item.kind), scope=_check_scope(item.scope), source=source, extra=item.extra)
+    return replace(item, text=text, kind=_check_kind(item.kind), scope=_check_scope(item.scope), source=source)
 
 
 def private_scope(platform: str, user: str) -> str:
@@ -208,6 +242,10 @@ def _identifiers(text: str) -> frozenset[str]:
     return frozenset(m.group(0).lower().strip("._-") for m in _IDENTIFIER_RE.finditer(text))
 
 
+def _version(memory: Memory) -> tuple[str, ...]:
+    return (memory.text, str(memory.revision), memory.updated_at, memory.author, memory.scope)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -239,6 +277,11 @@ def _metadata(memory: Memory) -> Metadata:
         "revision": memory.revision,
         "extra": json.dumps(dict(memory.extra), sort_keys=True, default=str),
     }
+    # Written only when known: collections from before authors were recorded simply lack them.
+    if memory.author:
+        meta[_META_AUTHOR] = memory.author
+    if memory.author_name:
+        meta[_META_AUTHOR_NAME] = memory.author_name
     for key, value in memory.source.items():
         meta[_SOURCE_PREFIX + key] = value
     return meta
@@ -265,6 +308,8 @@ def _from_record(
         extra=extra if isinstance(extra, dict) else {},
         revision=int(meta.get("revision") or 1),
         distance=distance,
+        author=str(meta.get(_META_AUTHOR) or ""),
+        author_name=str(meta.get(_META_AUTHOR_NAME) or ""),
     )
 
 
@@ -441,6 +486,9 @@ class MemoryStore:
         scope: str,
         source: Mapping[str, object],
         extra: Mapping[str, Any] | None = None,
+        author: str = "",
+        author_name: str = "",
+        may_merge: Callable[[Memory], bool] | None = None,
     ) -> Memory:
         """Remember ``text``; a near-duplicate of the same kind and scope is updated instead.
 
@@ -450,36 +498,58 @@ class MemoryStore:
         "... on db2 ...".  The returned memory has ``updated`` set when an
         existing one was rewritten (its id, created_at and ``distance`` to the
         new text are kept; text, source and updated_at are the new ones,
-        ``extra`` is merged).
-        """
-        return self.add_many([NewMemory(text, kind=kind, scope=scope, source=source, extra=extra)])[0]
+        ``extra`` is merged; its ``author`` stays).
 
-    def add_many(self, items: Iterable[NewMemory], *, batch_size: int = 128) -> builtins.list[Memory]:
+        ``may_merge`` is asked about the near-duplicate before it is updated;
+        when it says no, :class:`MergeRefused` is raised and nothing is written.
+        """
+        item = NewMemory(
+            text, kind=kind, scope=scope, source=source, extra=extra, author=author, author_name=author_name
+        )
+        return self.add_many([item], may_merge=may_merge)[0]
+
+    def add_many(
+        self,
+        items: Iterable[NewMemory],
+        *,
+        batch_size: int = 128,
+        may_merge: Callable[[Memory], bool] | None = None,
+    ) -> builtins.list[Memory]:
         """:meth:`add` for many items at once (imports): one embedding batch and one write per chunk.
 
         Items are deduplicated against the store and against each other, in
-        order; the result has one memory per item.
+        order; the result has one memory per item.  ``may_merge`` is checked
+        under the store's lock, so what it approved is what is updated; a
+        refusal (:class:`MergeRefused`, with the item's index) leaves that
+        item's chunk unwritten.
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         prepared = [_prepare(item) for item in items]
         added: builtins.list[Memory] = []
         for start in range(0, len(prepared), batch_size):
-            added.extend(self._add_chunk(prepared[start : start + batch_size]))
+            try:
+                added.extend(self._add_chunk(prepared[start : start + batch_size], may_merge))
+            except MergeRefused as refused:
+                raise MergeRefused(start + refused.index, refused.twin) from None
         return added
 
-    def _add_chunk(self, chunk: Sequence[NewMemory]) -> builtins.list[Memory]:
+    def _add_chunk(
+        self, chunk: Sequence[NewMemory], may_merge: Callable[[Memory], bool] | None = None
+    ) -> builtins.list[Memory]:
         vectors = self.embedding([item.text for item in chunk])
         now = _now()
         results: builtins.list[Memory] = []
         with self._lock:
             # id -> (memory as it will be written, its vector, not yet in the collection)
             staged: dict[str, tuple[Memory, Any, bool]] = {}
-            for item, vector in zip(chunk, vectors, strict=True):
+            for index, (item, vector) in enumerate(zip(chunk, vectors, strict=True)):
                 kind = _check_kind(item.kind)
                 twin = self._staged_twin(item, vector, staged) or self._near_duplicate(
                     item.text, vector, kind, item.scope, skip=staged.keys()
                 )
+                if twin is not None and may_merge is not None and not may_merge(twin):
+                    raise MergeRefused(index, twin)
                 if twin is not None:
                     memory = replace(
                         twin,
@@ -501,6 +571,8 @@ class MemoryStore:
                         created_at=now,
                         updated_at=now,
                         extra=dict(item.extra or {}),
+                        author=item.author,
+                        author_name=item.author_name,
                     )
                     is_new = True
                 staged[memory.id] = (memory, vector, is_new)
@@ -543,6 +615,7 @@ class MemoryStore:
         outcome: str = "",
         audit_ids: Iterable[str | int] = (),
         held: bool | None = None,
+        author: str = SYSTEM_AUTHOR,
     ) -> Memory:
         """Remember a failure with what caused it and what fixed it (kind ``incident``).
 
@@ -557,7 +630,16 @@ class MemoryStore:
             "held": held,
         }
         text = incident_text(symptom=symptom, cause=cause, fix=fix, outcome=outcome)
-        return self.add(text, kind="incident", scope=scope, source=source, extra=extra)
+        return self.add(text, kind="incident", scope=scope, source=source, extra=extra, author=author)
+
+    def find_twin(self, text: str, *, kind: str, scope: str) -> Memory | None:
+        """The stored memory :meth:`add` would update with ``text`` (a near-duplicate), if any."""
+        text = text.strip()
+        if not text:
+            return None
+        vector = self.embedding([text])[0]
+        with self._lock:
+            return self._near_duplicate(text, vector, _check_kind(kind), _check_scope(scope))
 
     def _near_duplicate(
         self, text: str, vector: Any, kind: Kind, scope: str, *, skip: Collection_[str] = ()
@@ -648,24 +730,50 @@ class MemoryStore:
         identifier the query names, so "forget the postgres port on db2" never
         touches db1's.  Safest for an agent: recall first, then forget by id.
         """
-        if (memory_id is None) == (query is None):
-            raise ValueError("forget needs exactly one of memory_id or query")
         with self._lock:
-            if memory_id is not None:
-                found = self.get(memory_id)
-                if found is None or (scopes is not None and found.scope not in scopes):
-                    return []
-                self._collection.delete(ids=[memory_id])
-                return [found]
-            assert query is not None
-            if not scopes:
-                raise ValueError("forgetting by query needs the scopes the requester may change")
-            named = _identifiers(query)
-            candidates = self.recall(query, scopes=scopes, kinds=kinds, k=max(5, 3 * limit), max_distance=max_distance)
-            doomed = [m for m in candidates if named <= _identifiers(m.text)][:limit]
+            doomed = self.forget_candidates(
+                memory_id, query=query, scopes=scopes, kinds=kinds, max_distance=max_distance, limit=limit
+            )
             if doomed:
                 self._collection.delete(ids=[m.id for m in doomed])
             return doomed
+
+    def forget_candidates(
+        self,
+        memory_id: str | None = None,
+        *,
+        query: str | None = None,
+        scopes: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        max_distance: float = DEFAULT_FORGET_DISTANCE,
+        limit: int = 1,
+    ) -> builtins.list[Memory]:
+        """What :meth:`remove` would delete with these arguments, without deleting it."""
+        if (memory_id is None) == (query is None):
+            raise ValueError("forget needs exactly one of memory_id or query")
+        if memory_id is not None:
+            found = self.get(memory_id)
+            if found is None or (scopes is not None and found.scope not in scopes):
+                return []
+            return [found]
+        assert query is not None
+        if not scopes:
+            raise ValueError("forgetting by query needs the scopes the requester may change")
+        named = _identifiers(query)
+        candidates = self.recall(query, scopes=scopes, kinds=kinds, k=max(5, 3 * limit), max_distance=max_distance)
+        return [m for m in candidates if named <= _identifiers(m.text)][:limit]
+
+    def remove_unchanged(self, memories: Sequence[Memory]) -> builtins.list[Memory] | None:
+        """Delete exactly these memories, if none changed since they were read (text, revision,
+        last update, author, scope); None, and nothing deleted, when one did or is gone."""
+        with self._lock:
+            for memory in memories:
+                now = self.get(memory.id)
+                if now is None or _version(now) != _version(memory):
+                    return None
+            if memories:
+                self._collection.delete(ids=[m.id for m in memories])
+            return list(memories)
 
     # -- reading ----------------------------------------------------------------
 

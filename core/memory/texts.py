@@ -13,7 +13,8 @@ GUIDE: Final = (
     "or preference (what a host runs, a port, a rule to follow, how they want answers), call memory_store "
     "with it as one self-contained sentence that names the host, service or person. When asked what you "
     "remember, call memory_recall. When asked to forget something, call memory_forget (memory_recall first "
-    "gives the id). Do not store secrets or passing states (the current load, a one-off error)."
+    "gives the id). Forgetting or replacing a memory someone else wrote asks a person to approve it first. "
+    "Do not store secrets (they are refused) or passing states (the current load, a one-off error)."
 )
 REMEMBERED_HEADER: Final = "What you remember (it may be outdated: check with tools before acting on it):"
 REMEMBERED_LINE: Final = "- {text} ({source})"
@@ -31,6 +32,9 @@ WHO_UNKNOWN: Final = "someone"
 WHEN_UNKNOWN: Final = "at an unrecorded time"
 SCOPE_SHARED: Final = "shared"
 SCOPE_PRIVATE: Final = "private to its author"
+AUTHOR_NAMED: Final = "{name} ({author})"
+AUTHOR_SYSTEM: Final = "the system (a scheduled check)"
+AUTHOR_UNKNOWN: Final = "nobody recorded (stored before authors were kept)"
 
 # ---- tool answers -------------------------------------------------------------------------
 STORED: Final = "Remembered ({visibility}): {text}\nid: {id}"
@@ -39,7 +43,7 @@ VISIBLE_SHARED: Final = "shared with everyone who talks to me in channels"
 VISIBLE_PRIVATE: Final = "private to you, because you told me in a direct message"
 RECALLED_HEADER: Final = "Memories matching {query!r}, best match first:"
 RECENT_HEADER: Final = "The most recent memories:"
-RECALLED_ITEM: Final = "- id {id}: {text}\n  {kind}, {scope}; {source}"
+RECALLED_ITEM: Final = "- id {id}: {text}\n  {kind}, {scope}, written by {author}; {source}"
 PRIVATE_IN_CHANNEL: Final = (
     "Memories marked private were told to you in a direct message: do not quote them in this channel; "
     "offer to answer in a direct message instead."
@@ -54,9 +58,34 @@ NOTHING_FORGOTTEN_QUERY: Final = (
     "Call memory_recall to find it, then memory_forget with its id."
 )
 FORGET_NEEDS_ONE: Final = "give exactly one of memory_id or query"
-NO_REQUESTER: Final = "the memory tools work only inside a conversation"
 FACT_TOO_LONG: Final = "a memory is at most {limit} characters: store one short self-contained fact"
 FACT_EMPTY: Final = "there is nothing to remember: give the fact as a sentence"
+FACT_ONLY_SECRET: Final = "not remembered: it is only a secret, and secrets are never stored"
+STORE_NOT_YOURS: Final = (
+    "not remembered: it would replace memory {id} ({text!r}), which {author} wrote, and changing "
+    "another person's memory needs an approval this call did not get. Call memory_store again to ask for one."
+)
+FORGET_NOT_YOURS: Final = (
+    "not forgotten: memory {id} ({text!r}) was written by {author}, and forgetting another person's memory "
+    "needs an approval this call did not get. Call memory_forget again with its id to ask for one."
+)
+MEMORY_CHANGED: Final = (
+    "not run: the memory changed after the approval was requested; call memory_recall to see it as it is now"
+)
+
+# ---- what an approver reads (plans) -----------------------------------------------------
+PLAN_STORE: Final = "remember a new memory: {text!r}"
+PLAN_STORE_UPDATE_OWN: Final = "update a memory of the requester's own: {old!r} -> {new!r}"
+PLAN_REPLACE_SUMMARY: Final = "replace a memory written by {author}: {old!r} -> {new!r}"
+PLAN_REPLACE_DETAIL: Final = (
+    "memory_store would replace memory {id} ({kind}, {scope}), written by {author}, with a restatement:\n"
+    "  now: {old}\n"
+    "  new: {new}"
+)
+PLAN_FORGET_NOTHING: Final = "forget: no memory the requester may change matches"
+PLAN_FORGET_OWN: Final = "forget a memory of the requester's own: {text!r} (id {id})"
+PLAN_FORGET_SUMMARY: Final = "forget a memory written by {author}: {text!r}"
+PLAN_FORGET_DETAIL: Final = "memory_forget would delete memory {id} ({kind}, {scope}), written by {author}:\n  {text}"
 
 # ---- incidents ----------------------------------------------------------------------------
 SIMILAR_HEADER: Final = "Similar past incidents:"

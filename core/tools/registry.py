@@ -94,8 +94,8 @@ class ToolContext:
             raise ToolError(f"not run: {TARGET_CHANGED}")
 
 
-PlanFn = Callable[[dict[str, Any]], Awaitable[Plan]]
-FreshFn = Callable[[dict[str, Any]], Awaitable[tuple[str, ...]]]
+PlanFn = Callable[..., Awaitable[Plan]]  # (args) or (args, ctx)
+FreshFn = Callable[..., Awaitable[tuple[str, ...]]]  # (args) or (args, ctx)
 
 
 def canonical_json(value: Any) -> str:
@@ -141,6 +141,10 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return " ".join(d for d in description if d).strip(), params
 
 
+def _takes_context(fn: Callable[..., Any]) -> bool:
+    return len(inspect.signature(fn).parameters) >= 2
+
+
 @dataclass
 class ToolSpec:
     name: str
@@ -184,17 +188,20 @@ class ToolSpec:
             raise ToolError(f"invalid arguments for {self.name}: {problems}. Expected: {expected}") from exc
         return model.model_dump()
 
-    async def make_plan(self, args: dict[str, Any]) -> Plan:
+    async def make_plan(self, args: dict[str, Any], ctx: ToolContext | None = None) -> Plan:
+        """The plan for these arguments; a hook that takes a second parameter also gets the
+        context (who asks), for tools whose risk depends on the requester (memory ownership)."""
         if self.plan_fn is not None:
-            return await self.plan_fn(args)
+            return await (self.plan_fn(args, ctx) if _takes_context(self.plan_fn) else self.plan_fn(args))
         shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
         return Plan(risk=self.risk, summary=f"{self.name}({shown})", detail=f"{self.name}({shown})")
 
-    async def fresh_parts(self, args: dict[str, Any]) -> tuple[str, ...]:
+    async def fresh_parts(self, args: dict[str, Any], ctx: ToolContext | None = None) -> tuple[str, ...]:
         """The fingerprint parts as they are now; raises when the call may no longer run."""
         if self.fresh_fn is not None:
-            return tuple(await self.fresh_fn(args))
-        return (await self.make_plan(args)).fingerprint_parts
+            hook = self.fresh_fn
+            return tuple(await (hook(args, ctx) if _takes_context(hook) else hook(args)))
+        return (await self.make_plan(args, ctx)).fingerprint_parts
 
     async def run(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         """Call the tool's own function with validated arguments (and the context, if it takes one)."""

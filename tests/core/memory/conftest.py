@@ -53,6 +53,8 @@ def memory_settings(tmp_path: Path, fake_ollama: Any, workspace: Path) -> Any:
         OLLAMA_HOST=fake_ollama.url,
         ORCHESTRATOR_FILE_ROOTS=str(workspace),
         ORCHESTRATOR_CONSOLE_APPROVERS="tester",
+        SLACK_APPROVERS="U-carol",  # decides on the approvals of Alice's and Bob's Slack requests
+        ORCHESTRATOR_APPROVAL_TIMEOUT=30,  # a test that did not expect an approval fails fast
         ORCHESTRATOR_MEMORY=True,
         ORCHESTRATOR_MEMORY_EXTRACT=True,
         ORCHESTRATOR_EMBEDDING="offline",

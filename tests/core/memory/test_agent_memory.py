@@ -196,30 +196,34 @@ async def test_invalid_extraction_output_stores_nothing(services: Services, fake
 
 @pytest.mark.asyncio
 async def test_restatements_collapse_into_one_memory(services: Services, fake_ollama: FakeOllama) -> None:
+    # Alice restates her own memory (another person's restatement asks first: test_ownership.py).
     fake_ollama.script(call("memory_store", fact=DB1), Reply(content="Noted."))
-    await run(services, alice("postgres on db1 listens on port 5433"))
+    await run(services, alice("postgres on db1 listens on port 5433", private=True))
     fake_ollama.script(call("memory_store", fact="PostgreSQL on db1 listens on port 5433."), Reply(content="Noted."))
-    events = await run(services, bob("remember: PostgreSQL on db1 listens on port 5433.", thread="t2"))
+    events = await run(services, alice("remember: PostgreSQL on db1 listens on port 5433.", thread="t2", private=True))
     assert tool_output(events, "memory_store").startswith("Updated what I remembered")
     # The same fact extracted from a third conversation does not pile up either.
     fake_ollama.script(
         Reply(content="Yes."),
         Reply(content='{"facts": [{"text": "The postgres server on db1 is listening on port 5433", "about": "db1"}]}'),
     )
-    await run(services, bob("The postgres server on db1 is listening on port 5433, as before.", thread="t3"))
+    await run(
+        services, alice("The postgres server on db1 is listening on port 5433, as before.", thread="t3", private=True)
+    )
     [kept] = memory_of(services).store.list()
     assert kept.revision == 3 and kept.text == "The postgres server on db1 is listening on port 5433"
 
 
 @pytest.mark.asyncio
 async def test_forget_by_id_after_recall(services: Services, fake_ollama: FakeOllama) -> None:
-    stored = await memory_of(services).remember(DB1, alice("…"))
+    # Alice's own memory (another person's asks first: test_ownership.py).
+    stored = await memory_of(services).remember(DB1, alice("…", private=True))
     fake_ollama.script(call("memory_forget", memory_id=stored.id), Reply(content="Forgotten."))
-    events = await run(services, alice("forget what you know about the db1 port"))
+    events = await run(services, alice("forget what you know about the db1 port", private=True))
     assert tool_output(events, "memory_forget") == f"Forgot 1 memory: {DB1!r} (id {stored.id})"
     assert memory_of(services).store.count() == 0
     fake_ollama.script(call("memory_forget", memory_id=stored.id, query="db1"), Reply(content="?"))
-    events = await run(services, alice("forget it again", thread="t2"))
+    events = await run(services, alice("forget it again", thread="t2", private=True))
     [result] = [ev for ev in events if isinstance(ev, ToolResult)]
     assert not result.ok and texts.FORGET_NEEDS_ONE in result.output
 

@@ -158,4 +158,9 @@ async def test_memory_tools_need_a_requester_and_a_sane_fact(memory: MemoryServi
     joke = await specs["memory_recall"].fn(query="tell me a joke", ctx=ctx)
     assert joke == "I remember nothing about 'tell me a joke'."
     assert "Nothing forgotten" in await specs["memory_forget"].fn(memory_id="no-such-id", ctx=ctx)
-    assert {spec.risk.value for spec in specs.values()} == {"read"}
+    # declared with the risk they carry; the plan lowers it when the memory is the requester's own
+    assert {name: spec.risk.value for name, spec in specs.items()} == {
+        "memory_store": "write",
+        "memory_recall": "read",
+        "memory_forget": "write",
+    }
