@@ -31,6 +31,8 @@ async def reaction_note(
             text = texts.NOT_AN_APPROVER.format(user=user)
         case Outcome.SELF_APPROVAL:
             text = texts.SELF_APPROVAL.format(user=user)
+        case Outcome.OWNER_GONE:
+            text = texts.OWNER_GONE.format(user=user, id=approval.id)
         case Outcome.ALREADY_DECIDED:
             # Re-read: when the gate has just expired it, the row it returned is the stale one.
             now = await store.get_approval(approval.id or 0)

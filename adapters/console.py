@@ -4,14 +4,23 @@ Shows what the chat adapters show: thinking, each tool call with a short result,
 approval prompt for every risky action, and the answer. The approver is the local
 user; a line `y`/`yes` approves, anything else or end of input denies. When stdin is
 not a terminal the same lines are read from it.
+
+SIGTERM while a question runs stops it the way the bot stops its runs (`Agent.stop_runs`):
+the run ends with the line saying so, an approval prompt is given up (not denied), and the
+command exits with status 143. Input is read without a thread where it can be (terminals,
+pipes), so nothing is left blocked on stdin when the command exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import os
+import signal
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from typing import IO
 
 from adapters import texts
@@ -28,8 +37,12 @@ from core.events import (
     ToolCall,
     ToolResult,
 )
+from core.runs import INTERRUPTION_LINES
+from core.store.models import Run
 
 PLATFORM = "console"
+EXIT_STOPPED = 128 + signal.SIGTERM  # what a shell reports for a command ended by SIGTERM
+INTERRUPTED_ON_START = "Your question “{text}” (run #{id}) was interrupted: {line}"
 
 
 class ConsoleAdapter:
@@ -51,6 +64,11 @@ class ConsoleAdapter:
         self.inp = inp or sys.stdin
         self.user = user or getpass.getuser()
         self.color = self.out.isatty() if color is None else color
+        self.stopped = False  # SIGTERM arrived: what runs ends, nothing new starts
+        self._stop = asyncio.Event()
+        self._pending = b""  # bytes read from a descriptor after the last full line
+        self._eof = False
+        self._on_sigterm = False  # the handler is installed (chat() around ask())
 
     # ---- output --------------------------------------------------------------
     def _style(self, text: str, code: str) -> str:
@@ -60,12 +78,82 @@ class ConsoleAdapter:
         print(text, file=stream or self.out, flush=True)
 
     async def _readline(self, prompt: str) -> str | None:
+        """A line, or None at the end of input or once stopped."""
         self.out.write(prompt)
         self.out.flush()
-        line = await asyncio.to_thread(self.inp.readline)
+        line = await self._read_line()
+        if self.stopped:
+            return None
         if not self.inp.isatty() and line:
             self._print(line.rstrip("\n"))  # echo piped answers so a transcript reads naturally
         return line if line else None
+
+    async def _read_line(self) -> str:
+        """Like `readline()`: a line with its newline, the last one without, "" at the end."""
+        try:
+            fd = self.inp.fileno()
+        except (AttributeError, OSError, ValueError):
+            return self.inp.readline()  # in memory (tests): never blocks
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self._pending and not self._eof:
+            got: asyncio.Future[object] = loop.create_future()
+
+            def readable(got: asyncio.Future[object] = got) -> None:
+                chunk = os.read(fd, 4096)
+                self._pending += chunk
+                self._eof = not chunk
+                if (self._eof or b"\n" in chunk) and not got.done():
+                    got.set_result(None)
+
+            try:
+                loop.add_reader(fd, readable)
+            except (OSError, ValueError, NotImplementedError):  # a regular file: reading it cannot hang
+                return await asyncio.to_thread(self.inp.readline)
+            stop: asyncio.Future[object] = asyncio.ensure_future(self._stop.wait())
+            try:
+                await asyncio.wait([got, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                loop.remove_reader(fd)
+                stop.cancel()
+            if self.stopped:
+                return ""
+        if b"\n" in self._pending:
+            raw, _, self._pending = self._pending.partition(b"\n")
+            return raw.decode(errors="replace") + "\n"
+        raw, self._pending = self._pending, b""
+        return raw.decode(errors="replace")
+
+    # ---- stopping ------------------------------------------------------------------
+    def stop(self) -> None:
+        """SIGTERM: the run in flight ends with its line; the prompt waiting for input gives up."""
+        self.stopped = True
+        self._stop.set()
+        self.agent.stop_runs()
+
+    @contextlib.contextmanager
+    def _stop_on_sigterm(self) -> Iterator[None]:
+        if self._on_sigterm:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGTERM, self.stop)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            yield
+            return
+        self._on_sigterm = True
+        try:
+            yield
+        finally:
+            self._on_sigterm = False
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    def announce_interrupted(self, runs: Sequence[Run]) -> None:
+        """At start-up: the console questions a crash interrupted (other platforms tell their threads)."""
+        for run in runs:
+            if run.platform == PLATFORM:
+                text = texts.short(" ".join(run.request_text.split()), lines=1, chars=60)
+                self._print(INTERRUPTED_ON_START.format(text=text, id=run.id, line=run.error), stream=self.err)
 
     async def render(self, ev: Event) -> None:
         match ev:
@@ -83,6 +171,8 @@ class ConsoleAdapter:
             case Answer(text=text):
                 self._print()
                 self._print(text)
+            case Failed(error=error) if error in INTERRUPTION_LINES:
+                self._print(error, stream=self.err)
             case Failed(error=error):
                 self._print(f"error: {error}", stream=self.err)
 
@@ -94,6 +184,9 @@ class ConsoleAdapter:
         else:
             self._print(ev.detail)
         line = await self._readline("Approve? [y/N] ")
+        if self.stopped:
+            self._print()
+            return  # given up, not denied: the run ends as stopped and the approval expires with it
         approve = line is not None and line.strip().lower() in {"y", "yes"}
         result = await self.gate.decide(
             ev.approval_id,
@@ -113,13 +206,14 @@ class ConsoleAdapter:
         )  # fmt: skip
 
     async def ask(self, text: str, *, thread: str | None = None) -> int:
-        """One question; returns the exit status (0 answered, 1 failed)."""
+        """One question; returns the exit status (0 answered, 1 failed, 143 stopped by SIGTERM)."""
         status = 1
-        async for ev in self.agent.run(self.request(text, thread or f"ask-{time.time_ns()}")):
-            await self.render(ev)
-            if isinstance(ev, Answer):
-                status = 0
-        return status
+        with self._stop_on_sigterm():
+            async for ev in self.agent.run(self.request(text, thread or f"ask-{time.time_ns()}")):
+                await self.render(ev)
+                if isinstance(ev, Answer):
+                    status = 0
+        return EXIT_STOPPED if self.stopped else status
 
     async def chat(self) -> int:
         thread = f"chat-{time.time_ns()}"
@@ -127,8 +221,10 @@ class ConsoleAdapter:
         if interactive:
             self._print("AI Orchestrator — ask about this host. Empty line or Ctrl-D to leave.")
         status = 0
-        while True:
-            line = await self._readline("you> " if interactive else "")
-            if line is None or not line.strip() or line.strip() in {"exit", "quit", "/exit"}:
-                return status
-            status = await self.ask(line.strip(), thread=thread)
+        with self._stop_on_sigterm():
+            while not self.stopped:
+                line = await self._readline("you> " if interactive else "")
+                if line is None or not line.strip() or line.strip() in {"exit", "quit", "/exit"}:
+                    break
+                status = await self.ask(line.strip(), thread=thread)
+        return EXIT_STOPPED if self.stopped else status

@@ -1,17 +1,19 @@
 """One progress message per run, edited as steps arrive, within platform rate limits.
 
-Both chat adapters use this: `Pacer` spaces calls per channel (Slack: ~1 post per
-second; Discord: 5 creates-or-edits per 5 s), and `ProgressView` coalesces steps so a
-busy run never waits on its own edits. The view may condense (it shows the latest
-steps); the store keeps every step in full.
+Both chat adapters use this: `Pacer` spaces calls per channel (Discord: 5 creates-or-edits
+per 5 s), and `ProgressView` coalesces steps so a busy run never waits on its own edits.
+The view may condense (it shows the latest steps); the store keeps every step in full.
+The view's sink is the outbox, which delivers (and coalesces again) at the platform's pace;
+a sink that fails does not stop the view: it tries again with the newest text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 from adapters import texts
@@ -25,6 +27,9 @@ from core.events import (
     ToolCall,
     ToolResult,
 )
+from core.runs import INTERRUPTION_LINES
+
+log = logging.getLogger(__name__)
 
 
 class Pacer:
@@ -83,23 +88,29 @@ def step_line(ev: Event) -> str | None:
         case Answer():
             return "🏁 done"
         case Failed(error=error):
-            return f"❌ {error[:200]}"
+            return f"{'⏹️' if error in INTERRUPTION_LINES else '❌'} {error[:200]}"
     return None
 
 
 class ProgressView:
-    """Coalesced edits of one message; `finish()` waits for the last edit to land."""
+    """Coalesced edits of one message; `finish()` waits for the last edit to be handed over.
+
+    The flusher survives a failing sink: it logs, waits (`retry_delay`, doubling up to
+    `max_retry_delay`) and tries again with the newest text. Once closed it gives up after
+    `final_attempts` failures in a row, so a run can always end."""
 
     def __init__(
         self,
         sink: ThreadSink,
-        pacer: Pacer,
         channel: str,
         *,
+        pacer: Pacer | None = None,
         header: str = texts.WORKING,
         limit: int = 1800,
         max_lines: int = 15,
-        on_visible: Callable[[int], Awaitable[None] | None] | None = None,
+        retry_delay: float = 0.5,
+        max_retry_delay: float = 30.0,
+        final_attempts: int = 3,
     ) -> None:
         self.sink = sink
         self.pacer = pacer
@@ -107,13 +118,15 @@ class ProgressView:
         self.header = header
         self.limit = limit
         self.max_lines = max_lines
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.final_attempts = final_attempts
         self.lines: list[str] = []
         self.message_id: str | None = None
-        self._shown = 0  # how many lines the platform has
+        self._shown = 0  # how many lines the sink has
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self.on_visible = on_visible
 
     def render(self) -> str:
         shown = self.lines[-self.max_lines :]
@@ -135,25 +148,40 @@ class ProgressView:
             self._task = asyncio.create_task(self._flusher(), name=f"progress-{self.channel}")
 
     async def _flusher(self) -> None:
+        failures = 0
         while True:
             await self._dirty.wait()
+            if self.pacer is not None:
+                await self.pacer.acquire(self.channel)
             self._dirty.clear()
-            await self.pacer.acquire(self.channel)
             count = len(self.lines)
-            text = self.render()
-            if self.message_id is None:
-                self.message_id = await self.sink.post(text)
-            else:
-                await self.sink.edit(self.message_id, text)
+            try:
+                await self._show(self.render())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                self._dirty.set()  # still to show: next time, with the newest text
+                if self._closed and failures >= self.final_attempts:
+                    log.error("progress in %s: giving up after %d failures", self.channel, failures, exc_info=True)
+                    return
+                delay = min(self.max_retry_delay, self.retry_delay * 2 ** (failures - 1))
+                log.warning("progress in %s: update failed; trying again in %.1f s", self.channel, delay, exc_info=True)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
             self._shown = count
-            if self.on_visible is not None:
-                result = self.on_visible(count)
-                if result is not None:
-                    await result
             if self._closed and not self._dirty.is_set():
                 return
 
+    async def _show(self, text: str) -> None:
+        if self.message_id is None:
+            self.message_id = await self.sink.post(text)
+        else:
+            await self.sink.edit(self.message_id, text)
+
     async def finish(self) -> None:
+        """Close the view: the last lines are handed to the sink before this returns (safe twice)."""
         self._closed = True
         if self._task is None:
             return

@@ -8,11 +8,16 @@ from typing import Any
 
 from core.access import Admit, Asker, Decision, Pair, Refusal, Refuse
 from core.events import ApprovalRequested, ApprovalResolved
+from core.runs import INTERRUPTION_LINES
 
 NOT_AN_APPROVER = "<@{user}> you are not an approver for this action, so your reaction was ignored."
 SELF_APPROVAL = "<@{user}> self-approval is disabled here: another approver has to decide."
 ALREADY_DECIDED = "<@{user}> approval #{id} is already {status}; your reaction changed nothing."
 VOTE_RECORDED = "Approval from <@{user}> noted; {remaining} more approver(s) needed."
+OWNER_GONE = (
+    "<@{user}> approval #{id} expired: the bot that asked for it restarted before it could run, so nothing ran. "
+    "Ask again if it is still needed."
+)
 EXPIRED_ON_RESTART = (
     "Approval #{id} ({summary}) expired: the bot restarted before anyone decided. Ask again if it is still needed."
 )
@@ -44,6 +49,17 @@ ALLOW_SETTING = {
     "slack": "SLACK_ALLOWED_USERS",
     "discord": "DISCORD_ALLOWED_USERS (or a role in DISCORD_ALLOWED_ROLES)",
 }
+
+CANNOT_SAVE = (
+    "I cannot save anything right now (my database is locked or its disk is full), so I did not start on this. "
+    "Please send it again in a few minutes. "
+    "(FR : je ne peux rien enregistrer pour l'instant, rien n'a été lancé ; renvoyez votre demande dans "
+    "quelques minutes.)"
+)
+CANNOT_SAVE_VOTE = (
+    "<@{user}> I cannot save your reaction right now (my database is locked or its disk is full), so it did not "
+    "count. Please react again in a few minutes."
+)
 
 WORKING = "Working on it…"
 RUN_FAILED = "Sorry, that failed: {error}"
@@ -80,8 +96,11 @@ def access_outcome(decision: Decision) -> str:
 
 
 def failure_text(error: str, *, limit: int = 300) -> str:
-    """A run's error as one readable line, however long or multi-line the error."""
+    """A run's error as one readable line, however long or multi-line the error. A run the bot's
+    stop or restart interrupted did not fail: its line is said as it is."""
     first = " ".join(error.split())
+    if first in INTERRUPTION_LINES:
+        return first
     if len(first) > limit:
         first = first[: limit - 1] + "…"
     return RUN_FAILED.format(error=first)

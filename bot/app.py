@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from bot.memory_cmd import open_memory
-from bot.settings import Settings
+from bot.settings import Settings, where_set
 from core.agent import Agent, AgentConfig, ContextProvider, RunHook
 from core.approval import ApprovalGate, ApprovalRules
+from core.errors import ConfigurationError
 from core.events import Risk
 from core.hosts import Inventory
+from core.instance import ProcessIdentity
 from core.llm import LLM, OllamaLLM
 from core.policy import Policy, PolicyConfig
 from core.redact import Redactor
+from core.runs import interrupt_orphaned_runs
 from core.sandbox import Sandbox, SandboxConfig
 from core.store import Store
-from core.store.models import Approval
+from core.store.models import Approval, Run
 from core.tools.builtin import builtin_tools
 from core.tools.infra import infra_tools
 from core.tools.registry import ToolRegistry
@@ -40,11 +45,13 @@ class Services:
     agent: Agent
     expired_on_start: list[Approval] = field(default_factory=list)
     memory: MemoryService | None = None
+    interrupted_on_start: list[Run] = field(default_factory=list)  # runs a crash left behind, to be told
 
     async def close(self) -> None:
         if self.memory is not None:
             await self.memory.aclose()
         await self.store.close()
+        self.gate.identity.close()
 
 
 def approval_rules(settings: Settings) -> ApprovalRules:
@@ -84,10 +91,21 @@ def make_sandbox(settings: Settings) -> Sandbox:
     return Sandbox(SandboxConfig(file_roots=tuple(settings.roots), hidden=tuple(settings.sandbox_hidden()), mode=mode))
 
 
+DATA_DIR_UNUSABLE = "cannot use the data directory {path} ({reason}): set {setting} to a directory this user can write"
+
+
 def prepare_dirs(settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if not settings.file_roots:  # the default root is ours to create; configured ones are the operator's
-        (settings.data_dir / "workspace").mkdir(parents=True, exist_ok=True)
+    """The data directory exists and takes files, or a `ConfigurationError` says which setting to change."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not settings.file_roots:  # the default root is ours to create; configured ones are the operator's
+            (settings.data_dir / "workspace").mkdir(parents=True, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=settings.data_dir).close()  # an existing directory may still refuse files
+    except OSError as exc:
+        reason = "a file, not a directory" if settings.data_dir.is_file() else exc.strerror or type(exc).__name__
+        raise ConfigurationError(
+            DATA_DIR_UNUSABLE.format(path=settings.data_dir, reason=reason, setting=where_set("data_dir"))
+        ) from None
 
 
 async def build_services(
@@ -97,10 +115,14 @@ async def build_services(
     extra_tools: ToolRegistry | None = None,
     context_providers: list[ContextProvider] | None = None,
     after_run: list[RunHook] | None = None,
+    platforms: Sequence[str] | None = None,
 ) -> Services:
+    """`platforms`: where this process can post, so only their approvals and runs left behind by
+    a crash are closed at start-up (and told); None closes them all."""
     prepare_dirs(settings)
     store = Store(settings.db_url)
     await store.init()
+    identity = ProcessIdentity.start(settings.data_dir)
     policy = make_policy(settings)
     sandbox = make_sandbox(settings)
     await sandbox.probe()  # says once, in the log, when nothing can run freely here
@@ -109,12 +131,18 @@ async def build_services(
     tools.extend(infra_tools(policy, inventory))
     if extra_tools is not None:
         tools.extend(extra_tools.get(n) for n in extra_tools.names())  # type: ignore[misc]
-    gate = ApprovalGate(store, approval_rules(settings))
-    expired = await gate.expire_stale()
+    gate = ApprovalGate(store, approval_rules(settings), identity=identity)
+    expired = await gate.expire_stale(platforms=platforms)
+    interrupted = await interrupt_orphaned_runs(store, identity, platforms=platforms)
     for row in expired:
         log.warning("approval #%s (%s) expired: the bot restarted before a decision", row.id, row.summary)
     model: LLM = llm or OllamaLLM(
-        host=settings.ollama_host, model=settings.model, timeout=settings.llm_timeout, think=settings.think or None
+        host=settings.ollama_host,
+        model=settings.model,
+        timeout=settings.llm_timeout,
+        first_token_timeout=settings.llm_first_token_timeout,
+        idle_timeout=settings.llm_idle_timeout,
+        think=settings.think or None,
     )
     memory = await open_memory(settings, llm=model, redact=policy.redact)  # None when off or unavailable (logged)
     if memory is not None:
@@ -131,7 +159,9 @@ async def build_services(
         context_providers=context_providers or [],
         after_run=after_run or [],
     )
-    return Services(settings, store, policy, tools, gate, model, agent, expired, memory.service if memory else None)
+    return Services(
+        settings, store, policy, tools, gate, model, agent, expired, memory.service if memory else None, interrupted
+    )
 
 
 def data_path(settings: Settings, *parts: str) -> Path:

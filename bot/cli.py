@@ -5,39 +5,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
 from adapters import texts
 from adapters.console import ConsoleAdapter
-from bot.app import build_services
+from bot.app import build_services, prepare_dirs
 from bot.doctor import run_checks
 from bot.logs import setup_logging
 from bot.memory_cmd import register as register_memory
 from bot.pairing_cmd import register as register_pairing
-from bot.settings import Settings
+from bot.settings import Settings, load_settings
+from core.errors import ConfigurationError, ServiceUnavailable
 from core.redact import Redactor
 from core.store import Store
 
+EXIT_FAILED = 1  # something the bot needs does not answer (a database server, Discord)
+EXIT_MISTAKE = 2  # the operator's to fix: a setting, a file, a directory
+EXIT_PIPE = 128 + 13  # what a program killed by SIGPIPE reports: `orchestrator audit | head -1`
+
 
 def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise SystemExit("invalid configuration:\n" + "\n".join(lines) + "\n(see docs/configuration.md)") from None
+    return load_settings()  # a ConfigurationError is said once, by main()
 
 
 async def _console(settings: Settings, question: str | None) -> int:
-    services = await build_services(settings)
+    services = await build_services(settings, platforms=["console"])
     try:
         console = ConsoleAdapter(services.agent, services.gate)
         for row in services.expired_on_start:
             console._print(texts.EXPIRED_ON_RESTART.format(id=row.id, summary=row.summary), stream=sys.stderr)
+        console.announce_interrupted(services.interrupted_on_start)
         if question is None:
             return await console.chat()
         return await console.ask(question)
@@ -72,7 +73,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _store(settings: Settings) -> Store:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_dirs(settings)
     store = Store(settings.db_url)
     store.migrate_sync()
     return store
@@ -132,7 +133,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot.runner import ConfigurationError, serve
+    from bot.runner import serve
 
     settings = _settings()
     platforms = ["slack", "discord"] if args.platform == "all" else [args.platform]
@@ -151,7 +152,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return asyncio.run(serve(settings, platforms))
     except (ConfigurationError, AdapterSetupError) as exc:
         print(f"orchestrator run {args.platform}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_MISTAKE
+    except ServiceUnavailable as exc:
+        print(f"orchestrator run {args.platform}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -216,18 +220,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. What goes wrong is said in one line on stderr: `orchestrator: …`, exit status 2
+    for a mistake in the configuration, 1 for a service that does not answer."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings_secrets: list[str] = []
-    try:
-        settings_secrets = Settings().secrets()
-    except ValidationError:
-        pass
     level = args.log_level or ("INFO" if getattr(args, "command", None) == "run" else "WARNING")
-    setup_logging(Redactor(settings_secrets), level=level.upper())
     func = getattr(args, "func", cmd_chat)
     try:
-        return int(func(args))
+        setup_logging(Redactor(load_settings().secrets()), level=level.upper())
+        status = int(func(args))
+        sys.stdout.flush()  # a reader that went away shows here, not as a warning at exit
+        return status
+    except ConfigurationError as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return EXIT_MISTAKE
+    except ServiceUnavailable as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # Whoever read our output has stopped (`| head`): nothing to say, and nothing more to write.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

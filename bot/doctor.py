@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 
 import ollama
 
 from bot.app import make_sandbox
-from bot.settings import Settings
+from bot.settings import Settings, where_set
+from core.errors import ConfigurationError, ServiceUnavailable
 from core.llm import LLMError, OllamaLLM
 from core.store import Store
 
@@ -35,7 +37,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     except OSError as exc:
         checks.append(
             Check("data dir", False, f"{settings.data_dir}: {exc.strerror}",
-                  "set ORCHESTRATOR_DATA_DIR to a directory you can write")
+                  f"set {where_set('data_dir')} to a directory this user can write")
         )  # fmt: skip
     # database
     try:
@@ -43,6 +45,10 @@ async def run_checks(settings: Settings) -> list[Check]:
         await store.init()
         await store.close()
         checks.append(Check("database", True, _safe_url(settings.db_url)))
+    except (ConfigurationError, ServiceUnavailable) as exc:  # the message names the database and the fix
+        checks.append(
+            Check("database", False, str(exc), "check DATABASE_URL, or unset it to use SQLite in the data dir")
+        )
     except Exception as exc:
         checks.append(
             Check("database", False, f"{_safe_url(settings.db_url)}: {type(exc).__name__}: {str(exc)[:200]}",
@@ -59,6 +65,8 @@ async def run_checks(settings: Settings) -> list[Check]:
         checks.append(Check("file roots", True, ", ".join(str(r) for r in settings.roots)))
     checks.append(await _sandbox_check(settings))
     checks.append(await _memory_check(settings))
+    checks.append(await _docker_check(settings))
+    checks.append(_systemd_check(settings))
     checks.extend(_access_checks(settings))
     # ollama and the model
     llm = OllamaLLM(host=settings.ollama_host, model=settings.model, timeout=min(settings.llm_timeout, 10))
@@ -113,30 +121,80 @@ def _safe_url(url: str) -> str:
 
 
 async def _memory_check(settings: Settings) -> Check:
-    """The memory store opens, and was built by the embedding model the settings name."""
+    """The memory store opens, takes writes, and was built by the embedding model the settings name.
+
+    A memory that fails here is switched off when the bot starts (with one line in the log):
+    the bot runs, without memory, so the detail says so."""
     if not settings.memory:
         return Check("memory", True, "off (ORCHESTRATOR_MEMORY=off)")
-    from bot.memory_cmd import _model_name, memory_path
+    from bot.memory_cmd import FIX_UNWRITABLE, UNWRITABLE, memory_path, memory_problem, model_name, unwritable
     from core.memory.store import MemoryStore
 
     host = settings.chroma_host or None
+    path = memory_path(settings)
+    if not host and (reason := unwritable(path)):
+        return Check("memory", False, UNWRITABLE.format(path=path, reason=reason) + MEMORY_OFF, FIX_UNWRITABLE)
     try:
-        info = await asyncio.to_thread(
-            MemoryStore.inspect, None if host else memory_path(settings), host=host, port=settings.chroma_port
-        )
-    except Exception as exc:  # chromadb raises several kinds for an unreachable server
-        where = f"Chroma at {settings.chroma_host}:{settings.chroma_port}" if host else str(memory_path(settings))
-        return Check("memory", False, f"{where}: {str(exc)[:200]}",
-                     "start the Chroma server or unset CHROMA_HOST to use the embedded store")  # fmt: skip
-    wanted = _model_name(settings)
+        where = None if host else path
+        info = await asyncio.to_thread(MemoryStore.inspect, where, host=host, port=settings.chroma_port)
+    except Exception as exc:  # chromadb raises several kinds for a damaged store or an unreachable server
+        problem = memory_problem(settings, exc)
+        return Check("memory", False, problem.detail + MEMORY_OFF, problem.fix)
+    wanted = model_name(settings)
     if not info.exists:
         return Check("memory", True, f"{info.location} (empty; embedding model {wanted})")
     if info.model and info.model != wanted:
         return Check(
-            "memory", False, f"{info.location} was built with {info.model}, the settings name {wanted}",
+            "memory", False, f"{info.location} was built with {info.model}, the settings name {wanted}" + MEMORY_OFF,
             "set ORCHESTRATOR_EMBEDDING back, or run `orchestrator memory reset` to start a new memory",
         )  # fmt: skip
     return Check("memory", True, f"{info.location} ({info.count} memories, embedding model {wanted})")
+
+
+MEMORY_OFF = " (the bot starts without memory)"
+
+
+async def _docker_check(settings: Settings) -> Check:
+    """The local Docker engine: optional, so a host without one passes, and one that does not answer warns
+    (Docker tools then fail with that reason, and the health check reports it), unless it is required."""
+    from core.health.engine import DockerEngineProbe
+
+    mode = settings.reports.checks.docker
+    if mode == "off":
+        return Check("docker", True, "off (ORCHESTRATOR_DOCKER_CHECK=off): not checked")
+    probe = DockerEngineProbe()
+    where = probe.describe()
+    if not probe.configured():
+        detail = f"no Docker engine on this host (no DOCKER_HOST, no {where}): the Docker tools have nothing to manage"
+        if mode == "required":
+            return Check("docker", False, detail, "start Docker, or set DOCKER_HOST, or ORCHESTRATOR_DOCKER_CHECK=auto")
+        return Check("docker", True, detail)
+    try:
+        await asyncio.wait_for(probe.ping(), probe.timeout + 5)
+    except Exception as exc:  # the SDK raises requests', urllib3's and its own errors
+        error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160] or type(exc).__name__
+        return Check(
+            "docker", mode != "required", f"{where} does not answer ({error}): Docker tools fail until it does",
+            "start the Docker daemon or fix DOCKER_HOST; ORCHESTRATOR_DOCKER_CHECK=off if this host has none",
+            warning=mode != "required",
+        )  # fmt: skip
+    return Check("docker", True, f"answers at {where}")
+
+
+def _systemd_check(settings: Settings) -> Check:
+    """systemd: optional too; without it the failed-units check is skipped and local service tools fail."""
+    from core.health.checks import SystemdCheck
+
+    if settings.reports.checks.systemd == "off":
+        return Check("systemd", True, "off (ORCHESTRATOR_SYSTEMD_CHECK=off): not checked")
+    check = SystemdCheck()
+    if not check.marker.exists():
+        return Check("systemd", True, f"not running on this host (no {check.marker}): failed units are not checked")
+    if shutil.which(check.systemctl) is None:
+        return Check("systemd", True, f"runs, but {check.systemctl} is not on PATH: failed units cannot be checked",
+                     "install systemctl or add it to PATH; ORCHESTRATOR_SYSTEMD_CHECK=off stops the check",
+                     warning=True)  # fmt: skip
+    return Check("systemd", True, "runs: failed units are checked")
 
 
 def _access_checks(settings: Settings) -> list[Check]:

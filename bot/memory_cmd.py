@@ -12,12 +12,13 @@ import asyncio
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.settings import Settings
+from bot.settings import Settings, load_settings
 from core.agent import ContextProvider, RunHook
 from core.llm import LLM
 
@@ -32,7 +33,18 @@ MEMORY_DIR = "memory"
 # Runs the health monitor starts (core.health.monitor.SCHEDULER_USER): no person states facts there.
 NOT_A_PERSON = frozenset({"scheduler"})
 
-UNAVAILABLE = "memory is off for this run: {error}"
+UNAVAILABLE = "memory is off for this run: {problem}"
+# Why a memory cannot open, and what to do (start-up warning, `orchestrator doctor`, `orchestrator memory`).
+UNWRITABLE = "{path} cannot be written ({reason})"
+FIX_UNWRITABLE = (
+    "make it writable by this user, set ORCHESTRATOR_DATA_DIR to a directory it can write, or ORCHESTRATOR_MEMORY=off"
+)
+UNREADABLE = "{path} is not a memory store this version can read ({error})"
+FIX_UNREADABLE = "move it aside (mv {path} {path}.broken) to start a new memory there, or set ORCHESTRATOR_MEMORY=off"
+SERVER_DOWN = "the Chroma server at {where} does not answer ({error})"
+FIX_SERVER = "start the Chroma server, or unset CHROMA_HOST to use the embedded store"
+OTHER = "{where}: {error}"
+FIX_OTHER = "set ORCHESTRATOR_MEMORY=off to run without memory"
 RESET_PROMPT = "This deletes all {count} memories at {location} (built with {model}). Type 'yes' to continue: "
 RESET_DONE = "deleted {count} memories at {location}; the next start builds a new store with {model}"
 RESET_EMPTY = "the memory store at {location} holds nothing; it starts over with {model}"
@@ -62,10 +74,58 @@ def open_store(settings: Settings) -> MemoryStore:
     return MemoryStore(memory_path(settings), embedding=embedding)
 
 
-def _model_name(settings: Settings) -> str:
+def model_name(settings: Settings) -> str:
+    """The embedding model the settings name, as a store records it."""
     from core.memory.embeddings import OFFLINE_MODEL_NAME
 
     return f"ollama:{settings.embed_model}" if settings.embedding == "ollama" else OFFLINE_MODEL_NAME
+
+
+@dataclass(frozen=True)
+class MemoryProblem:
+    """Why the memory cannot open, and how to fix it, in the operator's words."""
+
+    detail: str
+    fix: str = ""  # empty when the detail already says it
+
+    def __str__(self) -> str:
+        return f"{self.detail}; {self.fix}" if self.fix else self.detail
+
+
+def unwritable(path: Path) -> str | None:
+    """Why the embedded store at `path` (or the directory it would be made in) refuses files; None if it takes them."""
+    target = path
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    try:
+        if not target.is_dir():
+            return f"{target} is a file, not a directory"
+        tempfile.NamedTemporaryFile(dir=target).close()
+        database = path / "chroma.sqlite3"
+        if database.is_file():
+            database.open("r+b").close()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def memory_problem(settings: Settings, exc: BaseException) -> MemoryProblem:
+    from core.memory.embeddings import EmbeddingError
+    from core.memory.store import EmbeddingModelMismatch
+
+    error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    if isinstance(exc, EmbeddingModelMismatch):
+        return MemoryProblem(str(exc))  # it names `orchestrator memory reset`
+    if settings.chroma_host:
+        return MemoryProblem(SERVER_DOWN.format(where=f"{settings.chroma_host}:{settings.chroma_port}", error=error),
+                             FIX_SERVER)  # fmt: skip
+    path = memory_path(settings)
+    if reason := unwritable(path):
+        return MemoryProblem(UNWRITABLE.format(path=path, reason=reason), FIX_UNWRITABLE)
+    if type(exc).__module__.startswith("chromadb") and not isinstance(exc, EmbeddingError):
+        # chromadb read the directory and refused it: a damaged file, or a store of another version
+        return MemoryProblem(UNREADABLE.format(path=path, error=error), FIX_UNREADABLE.format(path=path))
+    return MemoryProblem(OTHER.format(where=path, error=f"{type(exc).__name__}: {error}"), FIX_OTHER)
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
@@ -89,9 +149,9 @@ class MemoryParts:
 async def open_memory(settings: Settings, *, llm: LLM, redact: Callable[[str], str]) -> MemoryParts | None:
     """The memory, its tools, context provider and extraction hook; None when it is off or cannot open.
 
-    A memory that cannot open (another embedding model built it, the Chroma server is down)
-    does not stop the bot: the reason is logged once, without a traceback, and the agent
-    runs without memory.
+    A memory that cannot open (another embedding model built it, the Chroma server is down,
+    the directory is damaged or cannot be written) does not stop the bot: the reason and the
+    fix are logged once, without a traceback, and the agent runs without memory.
     """
     if not settings.memory:
         return None
@@ -101,8 +161,9 @@ async def open_memory(settings: Settings, *, llm: LLM, redact: Callable[[str], s
 
     try:
         store = await asyncio.to_thread(open_store, settings)
-    except _known_errors() as exc:
-        log.error(UNAVAILABLE.format(error=exc))
+    except Exception as exc:  # memory is optional: whatever chromadb raises, the bot starts without it
+        problem = memory_problem(settings, exc)
+        log.error(UNAVAILABLE.format(problem=problem))
         return None
     service = MemoryService(store, token_budget=settings.memory_tokens, redact=redact)
     hooks: list[RunHook] = []
@@ -201,7 +262,7 @@ def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
     host = settings.chroma_host or None
     path = None if host else memory_path(settings)
     info = MemoryStore.inspect(path, host=host, port=settings.chroma_port)
-    new_model = _model_name(settings)
+    new_model = model_name(settings)
     if not info.count:
         MemoryStore.drop(path, host=host, port=settings.chroma_port)
         print(RESET_EMPTY.format(location=info.location, model=new_model))
@@ -221,20 +282,22 @@ def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bot.cli import _settings
-
-    settings = _settings()
+    settings = load_settings()
     try:
         if args.memory_command == "reset":
             return cmd_reset(settings, args)
         store = open_store(settings)
-        try:
-            return int(args.memory_func(store, args))
-        finally:
-            store.close()
+    except Exception as exc:  # chromadb raises many kinds for a store it cannot open
+        problem = memory_problem(settings, exc)
+        print(f"orchestrator memory {args.memory_command}: {problem}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.memory_func(store, args))
     except _known_errors() as exc:
         print(f"orchestrator memory {args.memory_command}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        store.close()
 
 
 def register(subparsers: Any) -> None:

@@ -16,9 +16,8 @@ import sys
 import time
 from typing import Any
 
-from pydantic import ValidationError
-
-from bot.settings import Settings
+from bot.app import prepare_dirs
+from bot.settings import Settings, load_settings
 from core.access import normalise_code
 from core.store import Store
 from core.store.models import Pairing, PairingStatus
@@ -36,15 +35,11 @@ NOTHING = "no pending codes and nobody paired (--all shows used, expired and rev
 
 
 def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise SystemExit("invalid configuration:\n" + "\n".join(lines) + "\n(see docs/configuration.md)") from None
+    return load_settings()  # a ConfigurationError is said once, by bot.cli.main()
 
 
 def _store(settings: Settings) -> Store:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_dirs(settings)
     store = Store(settings.db_url)
     store.migrate_sync()
     return store

@@ -181,7 +181,7 @@ async def post_to_channels(settings: Settings, report: Report, out: IO[str]) -> 
         )
         return 1
     factories = adapter_factories()
-    services = await build_services(settings)
+    services = await build_services(settings, platforms=())  # posts only: leaves what a crash left to the bot
     failed = 0
     try:
         for platform, channel in channels.items():
@@ -255,7 +255,14 @@ async def daily_command(
     await store.close()
     from bot.app import make_policy
 
-    llm = OllamaLLM(host=settings.ollama_host, model=settings.model, timeout=settings.llm_timeout, think=None)
+    llm = OllamaLLM(
+        host=settings.ollama_host,
+        model=settings.model,
+        timeout=settings.llm_timeout,
+        first_token_timeout=settings.llm_first_token_timeout,
+        idle_timeout=settings.llm_idle_timeout,
+        think=None,
+    )
     daily = build_daily(settings, llm, redact=make_policy(settings).redact)
     if hours:
         daily.window_hours = hours

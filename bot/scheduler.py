@@ -12,8 +12,9 @@ clients, the scheduler and the database together: each runner closes over exactl
 service it needs, and the registry only maps ids to those callables.
 
 Exactly one scheduler across processes: a lease row (core.health.lock). The holder renews
-it every `lease / 3`; another process takes over once it has expired. The others log
-"not the scheduler: <owner> holds the lock" and keep waiting.
+it every `lease / 3`; another process takes over once it has expired, or at its next check
+when the holder is known to be gone (a crashed process of the same instance, `core.instance`).
+The others log "not the scheduler: <owner> holds the lock" and keep waiting.
 
 Nothing blocks the loop: APScheduler reads jobs from memory (`WriteBehindJobStore`); each
 change is written to the table by one worker thread, in order; jobs run their own
@@ -46,6 +47,7 @@ from adapters.base import ChatAdapter
 from bot.app import Services
 from bot.settings import ReportSettings, Settings
 from core.health.lock import LeaseLock, make_owner_id
+from core.instance import ProcessIdentity
 from core.store.db import make_engine
 
 log = logging.getLogger(__name__)
@@ -387,9 +389,11 @@ async def run_scheduler(settings: Settings, services: Services, adapters: Sequen
         samples, files = await prune(settings, recorder)
         log.info("retention: removed %d samples and %d report files", samples, files)
 
+    identity = services.gate.identity
     host = SchedulerHost(
         db_url=settings.db_url,
-        lock=LeaseLock(services.store),
+        lock=LeaseLock(services.store, holder_gone=identity.is_dead),
+        owner=identity.owner,
         specs=job_specs(settings.reports),
         runners={"metrics": recorder.record, "health": monitor.run_pass, "daily": daily_report, "prune": retention},
         lease=settings.reports.scheduler_lease,
@@ -417,9 +421,12 @@ def jobs_command(settings: Settings, *, as_json: bool = False, out: Any = None) 
     store.engine.dispose()
     jobs = list_jobs(settings.db_url)
     now = time.time()
+    observer = ProcessIdentity.observer(settings.data_dir)
+    gone = holder is not None and holder.expires_at > now and observer.is_dead(holder.owner)
     if as_json:
         print(json.dumps({
-            "scheduler": holder.model_dump() | {"active": holder.expires_at > now} if holder else None,
+            "scheduler": holder.model_dump() | {"active": holder.expires_at > now and not gone, "holder_gone": gone}
+            if holder else None,
             "jobs": [{"id": j.id, "name": j.name, "next_run": j.next_run.isoformat() if j.next_run else None,
                       "trigger": j.trigger} for j in jobs],
         }, indent=2), file=out)  # fmt: skip
@@ -430,6 +437,9 @@ def jobs_command(settings: Settings, *, as_json: bool = False, out: Any = None) 
 
     if holder is None:
         print("scheduler: no process has run the scheduler on this database yet", file=out)
+    elif gone:
+        print(f"scheduler: not running: {holder.owner} ({observer.describe(holder.owner)}) held the lock and is gone; "
+              "the next bot process takes over at its next check", file=out)  # fmt: skip
     elif holder.expires_at > now:
         print(f"scheduler: running in {holder.owner} (lease valid until {when(holder.expires_at)})", file=out)
     else:

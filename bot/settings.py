@@ -16,18 +16,28 @@ from typing import Annotated, Any
 from urllib.parse import unquote
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
+from bot.config_check import CONFIG_ENV, Origins, check_keys, config_path, explain, read_toml
 from core.grammar import Program
-
-CONFIG_ENV = "ORCHESTRATOR_CONFIG"
+from core.llm import DEFAULT_FIRST_TOKEN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT
 
 
 def _env(name: str, field_name: str) -> AliasChoices:
@@ -155,7 +165,17 @@ class Settings(BaseSettings):
     ollama_host: str = Field("http://127.0.0.1:11434", validation_alias=_env("OLLAMA_HOST", "ollama_host"))
     model: str = Field("qwen3:8b", validation_alias=_env("ORCHESTRATOR_MODEL", "model"))
     think: bool = Field(True, validation_alias=_env("ORCHESTRATOR_THINK", "think"))
-    llm_timeout: float = Field(300.0, gt=0, validation_alias=_env("ORCHESTRATOR_LLM_TIMEOUT", "llm_timeout"))
+    # A model reply's limits (core/llm.py): the whole reply, the wait for its first chunk
+    # (model load and prompt included), and the longest pause between two chunks.
+    llm_timeout: float = Field(DEFAULT_TIMEOUT, gt=0, validation_alias=_env("ORCHESTRATOR_LLM_TIMEOUT", "llm_timeout"))
+    llm_first_token_timeout: float = Field(
+        DEFAULT_FIRST_TOKEN_TIMEOUT,
+        gt=0,
+        validation_alias=_env("ORCHESTRATOR_LLM_FIRST_TOKEN_TIMEOUT", "llm_first_token_timeout"),
+    )
+    llm_idle_timeout: float = Field(
+        DEFAULT_IDLE_TIMEOUT, gt=0, validation_alias=_env("ORCHESTRATOR_LLM_IDLE_TIMEOUT", "llm_idle_timeout")
+    )
     max_iterations: int = Field(
         15, ge=1, le=100, validation_alias=_env("ORCHESTRATOR_MAX_ITERATIONS", "max_iterations")
     )
@@ -280,6 +300,21 @@ class Settings(BaseSettings):
     def _hide_list(cls, value: Any) -> Any:
         return _split(value)
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            if value:
+                make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL; use sqlite:////path/to/orchestrator.db or postgresql+psycopg://user:password@host/db"
+            ) from None
+        return value
+
     @field_validator("commands")
     @classmethod
     def _command_entries(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -305,9 +340,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get(CONFIG_ENV, "orchestrator.toml"))
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
-        if toml_path.is_file():
+        toml_path = config_path()  # a ConfigurationError when ORCHESTRATOR_CONFIG names no file
+        if toml_path is not None:
+            check_keys(settings_cls, read_toml(toml_path))  # the syntax, and no misspelt key
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
 
@@ -367,4 +403,14 @@ def _secret_values(value: object) -> Iterator[str]:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)
+    """The settings, or a `ConfigurationError` saying which value is wrong and where it was set."""
+    try:
+        return Settings(**overrides)
+    except (ValidationError, SettingsError) as exc:
+        raise explain(exc, Settings) from None
+
+
+def where_set(name: str) -> str:
+    """Where a setting's value came from, for a message about it: `ORCHESTRATOR_DATA_DIR`, or
+    `data_dir in /etc/orchestrator.toml line 3`."""
+    return Origins.load().where(Settings, name)

@@ -6,6 +6,13 @@ never loses a step. Risky calls wait on the approval gate, then the tool's fresh
 re-checks what the approval was bound to; only then does the tool's own function run,
 with a `ToolContext` (who asked, which plan was approved) the model never sees. Tool
 failures, unknown tools and bad arguments become observations the model can correct.
+
+Every run ends in a final state (`RunStatus`): answered, failed (the model, a limit, or an
+internal error, shown as a `Failed` event) or interrupted. `stop_runs()` is the orderly stop
+(SIGTERM): each run in flight is cut where it waits and ends with one `Failed` event saying
+so, rendered like any other, before the process exits. A run whose consumer is cancelled
+outright keeps its `running` row with its heartbeat stopped: the next start marks it
+interrupted and tells its thread (`core.runs`).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from core.approval import ApprovalGate
+from core.errors import ServiceUnavailable
 from core.events import (
     Answer,
     ApprovalRequested,
@@ -39,8 +47,10 @@ from core.events import (
 from core.llm import LLM, LLMError, LLMToolCall
 from core.parsing import extract_tool_calls, split_think
 from core.policy import Policy, PolicyError
+from core.runs import RUN_LEASE, STOPPED
 from core.store import Store
-from core.store.models import AuditEntry, Message
+from core.store.db import is_unavailable
+from core.store.models import ApprovalStatus, AuditEntry, Message, RunStatus
 from core.tools.registry import (
     TARGET_CHANGED,
     ToolContext,
@@ -76,6 +86,16 @@ How you work:
 
 
 @dataclass
+class _RunState:
+    """What the loop and its wrapper share about one run."""
+
+    run_id: int
+    conversation_id: int
+    seq: int = 0
+    final: bool = False  # the run's row has its final status
+
+
+@dataclass
 class AgentConfig:
     max_iterations: int = 15
     history_limit: int = 40
@@ -107,6 +127,8 @@ class Agent:
         context_providers: Sequence[ContextProvider] = (),
         after_run: Sequence[RunHook] = (),
         clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+        owner: str = "",
+        run_lease: float = RUN_LEASE,
     ) -> None:
         self.llm = llm
         self.tools = tools
@@ -117,7 +139,14 @@ class Agent:
         self.context_providers = list(context_providers)
         self.after_run = list(after_run)
         self.clock = clock
+        self.owner = owner or gate.instance_id  # written on each run: whose it is, for the start-up sweep
+        self.run_lease = run_lease  # its heartbeat comes every third of this
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._stop_reason: str | None = None
+        self._steps: set[asyncio.Task[Event | None]] = set()
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # ---- prompt ---------------------------------------------------------------
     async def system_prompt(self, request: Request) -> str:
@@ -151,25 +180,124 @@ class Agent:
             msgs.pop(0)
         return msgs
 
+    # ---- stopping ---------------------------------------------------------------
+    def stop_runs(self, reason: str = STOPPED) -> int:
+        """The orderly stop: every run in flight, and any started from now on, ends at once with
+        `reason` as its last event (status interrupted). Returns how many runs were in flight."""
+        self._stop_reason = reason
+        for step in list(self._steps):
+            step.cancel()
+        return self._active
+
+    async def wait_stopped(self) -> None:
+        """Until no run is in flight (each stopped run's last event has been taken by its consumer)."""
+        await self._idle.wait()
+
     # ---- the loop -------------------------------------------------------------
     async def run(self, request: Request) -> AsyncIterator[Event]:
-        lock = self._locks.setdefault(request.conversation_key, asyncio.Lock())
-        # aclosing: if the consumer stops early, the inner generators are closed now, not at GC
-        async with lock, contextlib.aclosing(self._run(request)) as events:
-            async for ev in events:
-                yield ev
+        """The events of one run. Each step of the loop runs as a task of its own, so `stop_runs()`
+        can cut it where it waits (the model, an approval, a tool) while the consumer is still
+        there to show the run's last line."""
+        self._active += 1
+        self._idle.clear()
+        try:
+            lock = self._locks.setdefault(request.conversation_key, asyncio.Lock())
+            async with lock:
+                conv_id = await self.store.conversation_id(*request.conversation_key)
+                state = _RunState(await self.store.start_run(request, conv_id, owner=self.owner), conv_id)
+                beat = asyncio.create_task(self._heartbeat(state.run_id), name=f"run-{state.run_id}-heartbeat")
+                try:
+                    # aclosing: if the consumer stops early, the inner generators are closed now, not at GC
+                    async with contextlib.aclosing(self._run(request, state)) as events:
+                        while True:
+                            if self._stop_reason is not None:
+                                if not state.final:
+                                    yield await self._interrupted(state, self._stop_reason)
+                                return
+                            step = asyncio.create_task(_next(events), name=f"run-{state.run_id}-step")
+                            self._steps.add(step)
+                            try:
+                                ev = await step
+                            except asyncio.CancelledError:
+                                if self._stop_reason is None or _being_cancelled():
+                                    raise  # the consumer itself is cancelled: the start-up sweep finishes it
+                                continue  # stop_runs() cut the step: the top of the loop ends the run
+                            except Exception as exc:
+                                if state.final:
+                                    log.exception("run #%s failed after its end", state.run_id)
+                                    return
+                                yield await self._internal_error(state, exc)
+                                return
+                            finally:
+                                self._steps.discard(step)
+                            if ev is None:
+                                return
+                            yield ev
+                finally:
+                    beat.cancel()
+                    if not state.final and not _being_cancelled():
+                        # The consumer let go early (no shutdown): nobody is left to tell.
+                        await asyncio.shield(self._finish(state, RunStatus.INTERRUPTED, error="stopped by its caller"))
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
 
-    async def _run(self, request: Request) -> AsyncGenerator[Event, None]:
-        conv_id = await self.store.conversation_id(*request.conversation_key)
+    async def _heartbeat(self, run_id: int) -> None:
+        while True:
+            await asyncio.sleep(self.run_lease / 3)
+            try:
+                await self.store.heartbeat_run(run_id, time.time())
+            except Exception:
+                log.warning("run #%s: its heartbeat could not be written", run_id, exc_info=True)
+
+    async def _record(self, state: _RunState, ev: Event) -> Event:
+        state.seq += 1
+        await self.store.add_step(state.run_id, state.seq, ev)
+        return ev
+
+    async def _finish(self, state: _RunState, status: RunStatus, *, answer: str = "", error: str = "") -> None:
+        state.final = True
+        await self.store.finish_run(state.run_id, status=status, answer=answer, error=error)
+
+    async def _interrupted(self, state: _RunState, reason: str) -> Event:
+        """The last event of a stopped run, stored with its final state; its open approvals expire
+        with it, so nobody can approve what will never run."""
+        ev = Failed(state.run_id, reason)
+        try:
+            await self._finish(state, RunStatus.INTERRUPTED, error=reason)
+            await self._record(state, ev)
+            await self.gate.expire_for_run(state.run_id, reason="the bot was stopped before a decision")
+        except Exception:  # the thread is told all the same
+            log.exception("run #%s: its interruption could not be stored", state.run_id)
+        return ev
+
+    async def _internal_error(self, state: _RunState, exc: Exception) -> Event:
+        """A bug or an unexpected failure inside the loop: the run fails with a readable line."""
+        log.error("run #%s failed with an internal error", state.run_id, exc_info=exc)
+        detail = self.policy.redact(" ".join(str(exc).split()))[:200]
+        if isinstance(exc, ServiceUnavailable):
+            error = f"{detail}; ask again in a moment"
+        elif is_unavailable(exc):
+            error = f"the database refused to save this run ({type(exc).__name__}); ask again in a moment"
+        else:
+            error = (
+                f"internal error ({type(exc).__name__}{': ' + detail if detail else ''}); the bot's log has the details"
+            )
+        ev = Failed(state.run_id, error)
+        try:
+            await self._finish(state, RunStatus.FAILED, error=error)
+            await self._record(state, ev)
+        except Exception:
+            log.exception("run #%s: its failure could not be stored", state.run_id)
+        return ev
+
+    async def _run(self, request: Request, state: _RunState) -> AsyncGenerator[Event, None]:
+        conv_id, run_id = state.conversation_id, state.run_id
         history = self._history_messages(await self.store.history(conv_id, limit=self.config.history_limit))
-        run_id = await self.store.start_run(request, conv_id)
-        seq = 0
 
         async def record(ev: Event) -> Event:
-            nonlocal seq
-            seq += 1
-            await self.store.add_step(run_id, seq, ev)
-            return ev
+            return await self._record(state, ev)
 
         user_msg = {"role": "user", "content": request.text}
         new_messages: list[dict[str, Any]] = [user_msg]
@@ -184,8 +312,9 @@ class Agent:
             try:
                 reply = await self.llm.chat(messages, self.tools.schemas())
             except LLMError as exc:
-                yield await record(Failed(run_id, str(exc)))
-                await self.store.finish_run(run_id, status="failed", error=str(exc))
+                failed = await record(Failed(run_id, str(exc)))
+                await self._finish(state, RunStatus.FAILED, error=str(exc))
+                yield failed
                 return
             thinking, content = split_think(reply.content)
             thinking = "\n\n".join(t for t in (reply.thinking.strip(), thinking) if t)
@@ -229,18 +358,20 @@ class Agent:
                     error = (
                         "the model returned an empty reply twice; try again or use another model (ORCHESTRATOR_MODEL)"
                     )
-                    yield await record(Failed(run_id, error))
-                    await self.store.finish_run(run_id, status="failed", error=error)
+                    failed = await record(Failed(run_id, error))
+                    await self._finish(state, RunStatus.FAILED, error=error)
+                    yield failed
                     return
                 messages.append(
                     {"role": "user", "content": "Your last reply was empty. Answer the question, or call a tool."}
                 )
                 continue
             answer = self.policy.redact(content)
-            yield await record(Answer(run_id, answer))
+            final = await record(Answer(run_id, answer))
             new_messages.append({"role": "assistant", "content": answer})
             await self.store.add_messages(conv_id, new_messages)
-            await self.store.finish_run(run_id, status="answered", answer=answer)
+            await self._finish(state, RunStatus.ANSWERED, answer=answer)
+            yield final
             for hook in self.after_run:
                 try:
                     await hook(request, new_messages, answer)
@@ -251,9 +382,10 @@ class Agent:
             f"stopped after {self.config.max_iterations} model turns without a final answer "
             "(the model kept calling tools); ask a narrower question or raise ORCHESTRATOR_MAX_ITERATIONS"
         )
-        yield await record(Failed(run_id, error))
+        failed = await record(Failed(run_id, error))
         await self.store.add_messages(conv_id, [user_msg])
-        await self.store.finish_run(run_id, status="failed", error=error)
+        await self._finish(state, RunStatus.FAILED, error=error)
+        yield failed
 
     def _redact_value(self, value: Any) -> Any:
         """The same JSON-like value with every string redacted (arguments shown or stored)."""
@@ -298,7 +430,7 @@ class Agent:
             return
         try:
             args = spec.validate(call.arguments)
-            plan = await spec.make_plan(args)
+            plan = await spec.make_plan(args, ToolContext(request=request, run_id=run_id, call_id=call_id))
         except (ToolError, PolicyError) as exc:
             yield await refuse(f"error: {exc}", audit_action="refused")
             return
@@ -331,7 +463,7 @@ class Agent:
                 self.gate.abandon(approval.id)  # the run was stopped before it waited
                 raise
             final = await self.gate.wait(approval.id)
-            approved = final.status == "approved"
+            approved = final.status == ApprovalStatus.APPROVED
             yield ApprovalResolved(run_id, approval.id, approved, final.decided_by, final.reason)
             if not approved:
                 why = "no decision before the timeout" if final.status == "expired" else (final.reason or "denied")
@@ -343,7 +475,9 @@ class Agent:
             # Approved: the tool's fresh hook checks the policy again and re-derives the facts the
             # approval was bound to; the body runs only if they are still the ones approved.
             try:
-                parts = await spec.fresh_parts(args)
+                parts = await spec.fresh_parts(
+                    args, ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan)
+                )
             except (ToolError, PolicyError) as exc:
                 yield await refuse(f"not run: {exc}", audit_action="refused")
                 return
@@ -384,3 +518,17 @@ class Agent:
 
 def _now() -> float:
     return time.time()
+
+
+async def _next(events: AsyncGenerator[Event, None]) -> Event | None:
+    """The next event, None at the end (a task's result, so the step can be cancelled on its own)."""
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+def _being_cancelled() -> bool:
+    """True when the current task has been asked to stop (it must not be kept busy)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from enum import Enum
+from typing import Any, Protocol, cast
 
 import httpx
 import ollama
@@ -27,22 +31,61 @@ class LLMReply:
 
 
 class LLMError(Exception):
-    """The model could not be reached or refused the request. The message is for people."""
+    """The model could not be reached, refused the request or sent a broken reply. The message is for people."""
 
 
 class LLM(Protocol):
     async def chat(self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> LLMReply: ...
 
 
-class OllamaLLM:
-    """Streams a chat from Ollama with native tool calling and, where supported, thinking."""
+# Defaults of the three reply limits (docs/configuration.md, "Model").
+DEFAULT_TIMEOUT = 300.0  # a whole reply
+DEFAULT_FIRST_TOKEN_TIMEOUT = 180.0  # request sent -> first streamed chunk (model load and prompt included)
+DEFAULT_IDLE_TIMEOUT = 60.0  # between two streamed chunks
+CONNECT_TIMEOUT = 15.0
 
-    def __init__(self, *, host: str, model: str, timeout: float = 300.0, think: bool | None = True) -> None:
+# What the ollama client raises when a line of the reply is not its JSON: json's
+# JSONDecodeError and pydantic's ValidationError are ValueErrors; a JSON line that is not
+# an object fails in `part.get` or `ChatResponse(**part)`.
+_GARBAGE = (ValueError, AttributeError, TypeError)
+
+
+class _Limit(Enum):
+    FIRST_TOKEN = "first token"
+    IDLE = "between tokens"
+    WHOLE = "whole reply"
+
+
+class OllamaLLM:
+    """Streams a chat from Ollama with native tool calling and, where supported, thinking.
+
+    A reply has three limits: `first_token_timeout` from the request to the first streamed
+    chunk, `idle_timeout` between two chunks, and `timeout` for the whole reply. A reply
+    counts only once Ollama marks it `done`; anything else is an `LLMError`, never a fragment.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        model: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        first_token_timeout: float = DEFAULT_FIRST_TOKEN_TIMEOUT,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        think: bool | None = True,
+    ) -> None:
         self.host = host
         self.model = model
         self.timeout = timeout
+        self.first_token_timeout = first_token_timeout
+        self.idle_timeout = idle_timeout
         self.think = think
-        self._client = ollama.AsyncClient(host=host, timeout=timeout)
+        # httpx's per-read limit stays as a backstop; the limits above are enforced around
+        # each chunk in `_next` and never outlast `timeout`. A host that does not accept the
+        # connection is a wrong OLLAMA_HOST, not a slow model: say so soon.
+        self._client = ollama.AsyncClient(
+            host=host, timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT))
+        )
 
     async def chat(self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> LLMReply:
         try:
@@ -59,10 +102,7 @@ class OllamaLLM:
                 "(raise ORCHESTRATOR_LLM_TIMEOUT, or use a smaller model)"
             ) from exc
         except (httpx.HTTPError, ConnectionError, OSError) as exc:
-            raise LLMError(
-                f"cannot reach Ollama at {self.host} ({type(exc).__name__}); start it with "
-                "`ollama serve` or point OLLAMA_HOST at it"
-            ) from exc
+            raise self._unreachable(exc) from exc
 
     async def _chat(
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], think: bool | None
@@ -70,22 +110,115 @@ class OllamaLLM:
         content: list[str] = []
         thinking: list[str] = []
         calls: list[LLMToolCall] = []
-        stream = await self._client.chat(
-            model=self.model,
-            messages=list(messages),
-            tools=list(tools) or None,
-            stream=True,
-            think=think,
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        # The client sends nothing until the first chunk is asked for, so the first-token
+        # limit covers connecting, loading the model and reading the prompt.
+        stream = cast(
+            AsyncGenerator[ollama.ChatResponse, None],
+            await self._client.chat(
+                model=self.model,
+                messages=list(messages),
+                tools=list(tools) or None,
+                stream=True,
+                think=think,
+            ),
         )
-        async for chunk in stream:
-            msg = chunk.message
-            if msg.content:
-                content.append(msg.content)
-            if msg.thinking:
-                thinking.append(msg.thinking)
-            for call in msg.tool_calls or ():
-                calls.append(LLMToolCall(call.function.name, dict(call.function.arguments or {})))
-        return LLMReply("".join(content), "".join(thinking), tuple(calls))
+        received = 0
+        async with contextlib.aclosing(stream):
+            while (chunk := await self._next(stream, received=received, deadline=deadline)) is not None:
+                received += 1
+                msg = chunk.message
+                if msg.content:
+                    content.append(msg.content)
+                if msg.thinking:
+                    thinking.append(msg.thinking)
+                for call in msg.tool_calls or ():
+                    calls.append(LLMToolCall(call.function.name, dict(call.function.arguments or {})))
+                if chunk.done:
+                    return LLMReply("".join(content), "".join(thinking), tuple(calls))
+        if not received:
+            raise LLMError(
+                f"Ollama at {self.host} sent an empty reply for model {self.model!r}; "
+                "check that OLLAMA_HOST points at Ollama itself, not at a proxy or another service"
+            )
+        raise LLMError(
+            f"the model's reply was cut off: Ollama at {self.host} ended the stream before {self.model} "
+            "finished; ask again, and see Ollama's log if it keeps happening"
+        )
+
+    async def _next(
+        self, stream: AsyncGenerator[ollama.ChatResponse, None], *, received: int, deadline: float
+    ) -> ollama.ChatResponse | None:
+        """The next chunk of the reply, or None at the end of the stream, within the limit that applies."""
+        kind, limit = (_Limit.IDLE, self.idle_timeout) if received else (_Limit.FIRST_TOKEN, self.first_token_timeout)
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= limit:
+            kind, limit = _Limit.WHOLE, remaining
+        timer = asyncio.timeout(limit)
+        try:
+            async with timer:
+                return await anext(stream)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError as exc:
+            if not timer.expired():
+                raise
+            raise self._stalled(kind, limit) from exc
+        except httpx.TimeoutException as exc:  # the backstop fired first
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise self._unreachable(exc) from exc
+            raise self._stalled(_Limit.IDLE if received else _Limit.FIRST_TOKEN, self.timeout) from exc
+        except ollama.ResponseError:
+            raise
+        except _GARBAGE as exc:
+            # INFO: the run's Failed step already says it, and `ask` must stay one line.
+            log.info("unreadable reply from Ollama at %s after %d chunk(s): %s", self.host, received, exc)
+            raise self._garbage(exc, received=received) from exc
+        except (httpx.HTTPError, ConnectionError, OSError) as exc:
+            if not received:
+                raise
+            raise LLMError(
+                f"the model's reply was cut off: the connection to Ollama at {self.host} broke in the middle "
+                f"of it ({type(exc).__name__}); check that Ollama is still running, then ask again"
+            ) from exc
+
+    def _stalled(self, kind: _Limit, limit: float) -> LLMError:
+        match kind:
+            case _Limit.FIRST_TOKEN:
+                return LLMError(
+                    f"Ollama at {self.host} sent nothing for {limit:g} s after the question (model {self.model!r} "
+                    "still loading, or a prompt too long for this machine); raise "
+                    "ORCHESTRATOR_LLM_FIRST_TOKEN_TIMEOUT or use a smaller model"
+                )
+            case _Limit.IDLE:
+                return LLMError(
+                    f"the model's reply stalled: Ollama at {self.host} sent nothing for {limit:g} s in the middle "
+                    f"of {self.model}'s reply; ask again, or raise ORCHESTRATOR_LLM_IDLE_TIMEOUT"
+                )
+            case _Limit.WHOLE:
+                return LLMError(
+                    f"{self.model} did not finish its reply within {self.timeout:g} s (Ollama at {self.host}); "
+                    "raise ORCHESTRATOR_LLM_TIMEOUT or use a smaller model"
+                )
+
+    def _garbage(self, exc: Exception, *, received: int) -> LLMError:
+        line = exc.doc if isinstance(exc, json.JSONDecodeError) else ""
+        if received or line.startswith('{"model"'):  # Ollama's own line, broken off
+            return LLMError(
+                f"the model's reply was cut off: Ollama at {self.host} sent a broken line in the middle of "
+                f"{self.model}'s reply; ask again, and see Ollama's log if it keeps happening"
+            )
+        seen = f" (it began {line[:40]!r})" if line.strip() else ""
+        return LLMError(
+            f"Ollama at {self.host} answered with something that is not Ollama's JSON{seen}; "
+            "check that OLLAMA_HOST points at Ollama itself, not at a proxy or another service"
+        )
+
+    def _unreachable(self, exc: BaseException) -> LLMError:
+        return LLMError(
+            f"cannot reach Ollama at {self.host} ({type(exc).__name__}); start it with "
+            "`ollama serve` or point OLLAMA_HOST at it"
+        )
 
     def _explain(self, exc: ollama.ResponseError) -> LLMError:
         if exc.status_code == 404:
@@ -93,7 +226,10 @@ class OllamaLLM:
                 f"model {self.model!r} is not available on Ollama at {self.host}: "
                 f"run `ollama pull {self.model}` or set ORCHESTRATOR_MODEL"
             )
-        return LLMError(f"Ollama at {self.host} answered {exc.status_code}: {exc.error}")
+        said = _one_line(str(exc.error))
+        if exc.status_code < 0:  # an {"error": …} line inside a streamed reply
+            return LLMError(f"Ollama at {self.host} stopped {self.model}'s reply with an error: {said}")
+        return LLMError(f"Ollama at {self.host} answered {exc.status_code}: {said}")
 
     async def list_models(self) -> list[str]:
         try:
@@ -101,8 +237,13 @@ class OllamaLLM:
         except ollama.ResponseError as exc:
             raise self._explain(exc) from exc
         except (httpx.HTTPError, ConnectionError, OSError) as exc:
-            raise LLMError(
-                f"cannot reach Ollama at {self.host} ({type(exc).__name__}); start it with "
-                "`ollama serve` or point OLLAMA_HOST at it"
-            ) from exc
+            raise self._unreachable(exc) from exc
+        except _GARBAGE as exc:
+            raise self._garbage(exc, received=0) from exc
         return [m.model or "" for m in listing.models]
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """What a server said (an HTML error page, a Go panic), as one short line."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

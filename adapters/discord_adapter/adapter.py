@@ -10,29 +10,39 @@ failures to `on_error` (logged here with the traceback); each run has its own bo
 that logs and posts one readable line; and each event of a run is rendered on its own,
 so a failed post does not stop the run (every step is in the store anyway).
 `CancelledError` always passes through.
+
+Nothing is lost on the way: a message the store cannot take (locked, disk full) is retried
+a few times (`adapters.intake`), then answered with one line saying so; everything the bot
+posts goes through the outbox (`adapters.outbox`), so a 429 storm that outlasts
+discord.py's own five tries delays a post but never drops it, also across a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal, Protocol
 
+import aiohttp
 import discord
 import discord.http
 
 from adapters import texts
+from adapters.intake import Intake, StoreUnavailable
+from adapters.outbox import Outbox, until_done
 from adapters.progress import Pacer, split_message
 from core.access import Admit, Asker, Gatekeeper
 from core.approval import ApprovalGate
+from core.errors import ServiceUnavailable
 from core.events import Event, Report, Request
 from core.store import Store
+from core.store.db import is_unavailable
 from core.store.models import Approval
 
 from . import messages as m
-from .api import MAX_FILES, DiscordApi, read_upload
+from .api import MAX_FILES, DiscordApi, DiscordDelivery, as_files, read_upload
 from .approvals import ReactionDecider
 from .config import DiscordConfig, DiscordSetupError, intents, invite_url
 from .payloads import PLATFORM, Incoming, normalise, to_request
@@ -44,6 +54,8 @@ log = logging.getLogger(__name__)
 # create_thread would make a private one); it archives itself after a day of silence.
 THREAD_ARCHIVE_MINUTES: Literal[1440] = 1440
 THREAD_ALREADY_EXISTS = 160004  # Discord's error code when a message has a thread already
+#: How long a claimed outbox entry is this process's: discord.py's own five 429 retries fit in it.
+DELIVERY_LEASE = 300.0
 
 
 class AgentRunner(Protocol):
@@ -101,8 +113,14 @@ class DiscordAdapter:
         self.client = _Client(self, config)
         self.pacer = Pacer(config.pace_ops, config.pace_window + config.pace_margin)
         self.api = DiscordApi(self.client, self.pacer)
-        self.decider = ReactionDecider(self.api, gate, store, config)
         self.ready = asyncio.Event()
+        self.delivery = DiscordDelivery(self.api)
+        #: Every post, edit and reaction: kept in the store until Discord has it (sent once connected).
+        self.outbox = Outbox(
+            store, self.delivery, backoff=config.delivery_backoff, lease=DELIVERY_LEASE, ready=self.ready
+        )
+        self.intake = Intake(store, delays=config.store_retry_delays)
+        self.decider = ReactionDecider(self.api, gate, store, config, outbox=self.outbox)
         self._tasks: set[asyncio.Task[None]] = set()
         self._expired: list[Approval] = []  # announced once connected
 
@@ -126,39 +144,54 @@ class DiscordAdapter:
             raise DiscordSetupError(
                 "Discord rejected DISCORD_TOKEN: reset the token under Developer Portal → Bot and set it again"
             ) from exc
+        except (aiohttp.ClientError, OSError) as exc:  # the login; after it discord.py reconnects by itself
+            raise ServiceUnavailable(
+                f"cannot reach Discord at {discord.http.Route.BASE} ({exc}); check the network or proxy, "
+                "and DISCORD_API_URL"
+            ) from exc
         finally:
             await self.close()
 
     async def close(self) -> None:
-        """Stop the runs in flight and disconnect (safe to call twice)."""
+        """Stop the runs in flight and the deliveries (what is left stays in the outbox for the next
+        start), and disconnect (safe to call twice)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.outbox.close()
         if not self.client.is_closed():
             await self.client.close()
 
     async def post_report(self, channel: str, report: Report) -> str:
+        """Queue the report and wait until Discord has all of it (through a 429 storm, however long);
+        returns the id of its first message. `DeliveryFailed` when Discord refused it for good."""
         await self._wait_ready()
         text = f"**{report.title}**\n{report.text}" if report.title else report.text
         uploads = [await read_upload(a.path) for a in report.attachments]
-        target = int(channel)
         parts = split_message(text, m.LIMIT) if text else []
         if not parts and not uploads:
             return ""  # Discord refuses an empty message
-        first = await self.api.send(target, parts[0] if parts else "", files=uploads[:MAX_FILES])
-        for part in parts[1:]:
-            await self.api.send(target, part)
-        for start in range(MAX_FILES, len(uploads), MAX_FILES):
-            await self.api.send(target, "", files=uploads[start : start + MAX_FILES])
-        return str(first)
+        payloads = [{"text": parts[0] if parts else "", "files": as_files(uploads[:MAX_FILES])}]
+        payloads += [{"text": part} for part in parts[1:]]
+        payloads += [{"files": as_files(uploads[i : i + MAX_FILES])} for i in range(MAX_FILES, len(uploads), MAX_FILES)]
+        keys = [await self.outbox.post(channel, "", payload) for payload in payloads]
+        return (await self.outbox.sent(keys))[0]
 
     async def post_in_thread(self, channel: str, thread: str, text: str) -> str:
         """In Discord a thread is a channel of its own. `thread` may also be the id of a message in
-        `channel` with no thread yet (a report just posted): the thread is opened on it."""
+        `channel` with no thread yet (a report just posted): the thread is opened on it. Waits until
+        Discord has the text; returns the id of its first part."""
         await self._wait_ready()
-        target = await self._thread_for(channel, thread, name=text)
-        ids = [await self.api.send(target, part) for part in split_message(text, m.LIMIT)]
-        return str(ids[0])
+        keys = await self._queue_in_thread(channel, thread, text)
+        return (await self.outbox.sent(keys))[0]
+
+    async def _queue_in_thread(self, channel: str, thread: str, text: str, *, key: str = "") -> list[str]:
+        lane = str(await self._thread_for(channel, thread, name=text))
+        parts = split_message(text, m.LIMIT)
+        return [
+            await self.outbox.post(lane, "", {"text": part}, key=f"{key}:{n}" if key else "")
+            for n, part in enumerate(parts)
+        ]
 
     async def run_request(self, request: Request) -> list[Event]:
         """A run no chat message started (an incident from a scheduled check), shown like a conversation.
@@ -170,7 +203,7 @@ class DiscordAdapter:
         """
         await self._wait_ready()
         target = await self._thread_for(request.channel, request.thread, name=request.text)
-        run = ThreadRun(self.api, self.store, self.config, target=target, thread=request.thread)
+        run = ThreadRun(self.outbox, self.config, target=target, thread=request.thread)
         events: list[Event] = []
         try:
             async with _closing(self.agent.run(request)) as stream:
@@ -179,6 +212,7 @@ class DiscordAdapter:
                     await self._render(run, ev)
         finally:
             await run.close()
+        await self.outbox.drained(run.lane, "")  # returns once what the run showed has reached Discord
         return events
 
     async def announce_expired(self, approvals: Sequence[Approval]) -> None:
@@ -186,12 +220,14 @@ class DiscordAdapter:
         if not self.ready.is_set():
             self._expired.extend(approvals)
             return
+        keys: list[str] = []
         for row in approvals:
             text = texts.EXPIRED_ON_RESTART.format(id=row.id, summary=row.summary)
             try:
-                await self.post_in_thread(row.channel, row.thread, text)
+                keys += await self._queue_in_thread(row.channel, row.thread, text, key=f"{PLATFORM}:expired:{row.id}")
             except discord.HTTPException as exc:  # the thread may be gone; the row says expired anyway
                 log.warning("cannot announce expired approval #%s in %s: %s", row.id, row.thread or row.channel, exc)
+        await self.outbox.attempted(keys)  # tried once; a 429 storm does not hold up the start
 
     # ---- gateway events --------------------------------------------------------------
     async def on_ready(self) -> None:
@@ -201,6 +237,10 @@ class DiscordAdapter:
         if not guilds and self.client.application_id is not None:
             log.warning("the bot is in no server yet; invite it with %s", invite_url(self.client.application_id))
         self.ready.set()
+        try:
+            await self.outbox.start()  # what a previous process left undelivered goes out first
+        except Exception as exc:
+            log.warning("Discord: cannot look for undelivered posts now (%s); the outbox will look again", exc)
         expired, self._expired = self._expired, []
         if expired:
             await self.announce_expired(expired)
@@ -216,10 +256,12 @@ class DiscordAdapter:
         incoming = normalise(message, me, channel=channel)
         if incoming is None or not incoming.for_bot:
             return
-        # A message handled once, even if the gateway delivers it again or another process sees it.
-        if not await self.store.first_time(f"{PLATFORM}:message:{message.id}"):
+        # A message handled once, even if the gateway delivers it again or another process sees it:
+        # in memory at once, then in the store (`_conversation`).
+        key = f"{PLATFORM}:message:{message.id}"
+        if not self.intake.first_sight(key):
             return
-        self._spawn(self._conversation(message, incoming), name=f"discord-run-{message.channel.id}-{message.id}")
+        self._spawn(self._conversation(message, incoming, key), name=f"discord-run-{message.channel.id}-{message.id}")
 
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         if self._from_a_bot(payload):
@@ -227,10 +269,16 @@ class DiscordAdapter:
         await self.decider.handle(payload)
 
     # ---- one conversation turn -----------------------------------------------------------
-    async def _conversation(self, message: discord.Message, incoming: Incoming) -> None:
+    async def _conversation(self, message: discord.Message, incoming: Incoming, key: str) -> None:
         target = incoming.channel_id  # where to say something went wrong, until there is a thread
         working = self.config.working_reaction
         try:
+            try:
+                if not await self.intake.claim(key):
+                    return  # another process, or an earlier delivery, has it
+            except StoreUnavailable:  # the gateway delivered it: say so rather than drop it
+                await self._tell(incoming, texts.CANNOT_SAVE)
+                return
             asker = Asker(
                 PLATFORM, str(incoming.user_id), channel=str(incoming.parent_id), is_dm=incoming.is_dm,
                 user_name=incoming.user_name,
@@ -239,7 +287,7 @@ class DiscordAdapter:
                 return
             if not incoming.text:  # just a mention: say how to ask
                 me = self.client.user.id if self.client.user else ""
-                await self.api.send(incoming.channel_id, m.HELP.format(bot=me))
+                await self.outbox.post(str(incoming.channel_id), "", {"text": m.HELP.format(bot=me)})
                 return
             if self.access.busy(asker):  # it waits for a turn: say so rather than look ignored
                 await self._tell(incoming, texts.QUEUED)
@@ -247,7 +295,7 @@ class DiscordAdapter:
                 # Cosmetic: a server that forbids reactions still gets its answer.
                 await self._quietly(self.api.react(incoming.channel_id, incoming.message_id, working), "adding 👀")
                 target, thread_id = await self._open_thread(message, incoming)
-                run = ThreadRun(self.api, self.store, self.config, target=target, thread=str(thread_id or ""))
+                run = ThreadRun(self.outbox, self.config, target=target, thread=str(thread_id or ""))
                 try:
                     # A cancelled or failed turn closes the agent's generator at once, so its clean-up
                     # (the conversation's lock) runs now, not whenever the generator is collected.
@@ -283,7 +331,7 @@ class DiscordAdapter:
     async def _tell(self, incoming: Incoming, text: str) -> None:
         """A word for the author, where they wrote (Discord has no message only they would see)."""
         line = text if incoming.is_dm else f"<@{incoming.user_id}> {text}"
-        await self.api.send(incoming.channel_id, line, notify=[incoming.user_id])
+        await self.outbox.post(str(incoming.channel_id), "", {"text": line, "notify": [incoming.user_id]})
 
     async def _roles_anywhere(self, user_id: int) -> list[str]:
         roles: list[str] = []
@@ -304,8 +352,31 @@ class DiscordAdapter:
         if incoming.thread_id is not None:
             return incoming.thread_id, incoming.thread_id
         name = m.thread_name(incoming.text, fallback=f"question from {incoming.user_name}")
-        thread = await message.create_thread(name=name, auto_archive_duration=THREAD_ARCHIVE_MINUTES)
-        return thread.id, thread.id
+        thread_id = await self._create_thread(
+            lambda: message.create_thread(name=name, auto_archive_duration=THREAD_ARCHIVE_MINUTES),
+            parent=incoming.channel_id, message_id=message.id,
+        )  # fmt: skip
+        return thread_id, thread_id
+
+    async def _create_thread(
+        self, create: Callable[[], Awaitable[discord.Thread]], *, parent: int, message_id: int
+    ) -> int:
+        """Open a thread on a message, through 429s and 5xx for as long as it takes (the run has
+        nowhere to go without it). A thread opened meanwhile (a retry whose first try went through,
+        or another post) is the one: Discord gives it the message's id."""
+        try:
+            thread = await until_done(
+                create, sort=lambda exc: self._sorted(str(parent), exc), backoff=self.config.delivery_backoff,
+                what=f"opening a thread on message {message_id}",
+            )  # fmt: skip
+        except discord.HTTPException as exc:
+            if exc.code == THREAD_ALREADY_EXISTS:
+                return message_id
+            raise
+        return thread.id
+
+    def _sorted(self, channel: str, exc: Exception) -> Exception | None:
+        return self.delivery.sorted(channel, exc) if isinstance(exc, discord.HTTPException) else None
 
     async def _thread_for(self, channel: str, thread: str, *, name: str) -> int:
         """Where the application's posts and runs go: the thread, opened on the message `thread`
@@ -324,15 +395,11 @@ class DiscordAdapter:
             name = (await message.fetch()).content.splitlines()[0].strip("*_ ") or name
         except (discord.HTTPException, IndexError):
             pass
-        try:
-            opened = await message.create_thread(
-                name=m.thread_name(name, fallback="incident"), auto_archive_duration=THREAD_ARCHIVE_MINUTES
-            )
-        except discord.HTTPException as exc:
-            if exc.code == THREAD_ALREADY_EXISTS:  # opened meanwhile by another post; same id
-                return thread_id
-            raise
-        return opened.id
+        title = m.thread_name(name, fallback="incident")
+        return await self._create_thread(
+            lambda: message.create_thread(name=title, auto_archive_duration=THREAD_ARCHIVE_MINUTES),
+            parent=int(channel), message_id=thread_id,
+        )  # fmt: skip
 
     async def _channel(self, channel_id: int) -> object:
         """A channel from the cache, or from Discord (threads of a previous run may not be cached)."""
@@ -355,9 +422,12 @@ class DiscordAdapter:
             await self._say_failed(run.target, exc)
 
     async def _say_failed(self, channel_id: int, exc: Exception) -> None:
-        kind = f"{type(exc).__name__}: {exc}" if isinstance(exc, discord.HTTPException) else type(exc).__name__
-        line = m.failure_line(m.INTERNAL_ERROR.format(kind=kind))
-        await self._quietly(self.api.send(channel_id, line), "posting a failure line")
+        if is_unavailable(exc):  # the store refused a write: say so, not "internal error"
+            line = texts.CANNOT_SAVE
+        else:
+            kind = f"{type(exc).__name__}: {exc}" if isinstance(exc, discord.HTTPException) else type(exc).__name__
+            line = m.failure_line(m.INTERNAL_ERROR.format(kind=kind))
+        await self._quietly(self.outbox.post(str(channel_id), "", {"text": line}), "posting a failure line")
 
     # ---- plumbing ----------------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
@@ -366,9 +436,13 @@ class DiscordAdapter:
         task.add_done_callback(self._tasks.discard)
 
     async def wait_idle(self) -> None:
-        """Wait for the runs in flight (tests, benchmarks and a graceful stop use it)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Wait for the runs in flight and their deliveries (tests, benchmarks and a graceful stop use it)."""
+        while True:
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await self.outbox.wait_idle()
+            if not self._tasks:
+                return
 
     def _from_a_bot(self, payload: discord.RawReactionActionEvent) -> bool:
         """Our own ✅ / ❌ come back as events, and other bots' reactions never decide anything."""

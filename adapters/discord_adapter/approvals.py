@@ -13,9 +13,12 @@ import logging
 
 import discord
 
+from adapters import texts
 from adapters.approval_notes import reaction_note
+from adapters.outbox import Outbox
 from core.approval import ApprovalGate, DecideResult
 from core.store import Store
+from core.store.db import is_unavailable
 from core.store.models import Approval
 
 from .api import DiscordApi
@@ -26,11 +29,20 @@ log = logging.getLogger(__name__)
 
 
 class ReactionDecider:
-    def __init__(self, api: DiscordApi, gate: ApprovalGate, store: Store, config: DiscordConfig) -> None:
+    def __init__(
+        self,
+        api: DiscordApi,
+        gate: ApprovalGate,
+        store: Store,
+        config: DiscordConfig,
+        *,
+        outbox: Outbox,
+    ) -> None:
         self.api = api
         self.gate = gate
         self.store = store
         self.config = config
+        self.outbox = outbox
         self._approve = {emoji_name(e) for e in config.approve_reactions}
         self._deny = {emoji_name(e) for e in config.deny_reactions}
 
@@ -53,7 +65,14 @@ class ReactionDecider:
             return  # a reaction on some other message
         user = str(payload.user_id)
         roles = await self._roles_of(payload)
-        result = await self.gate.decide(approval.id, platform=PLATFORM, user_id=user, approve=approve, roles=roles)
+        try:
+            result = await self.gate.decide(approval.id, platform=PLATFORM, user_id=user, approve=approve, roles=roles)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.error("approval #%s: %s's reaction could not be saved (%s)", approval.id, user, exc)
+            await self._say(payload.channel_id, texts.CANNOT_SAVE_VOTE.format(user=user), user=payload.user_id)
+            return
         log.info("approval #%s: %s reacted %s → %s", approval.id, user, payload.emoji, result.outcome)
         await self._explain(approval, payload.channel_id, payload.user_id, result)
 
@@ -78,4 +97,7 @@ class ReactionDecider:
     async def _explain(self, approval: Approval, channel_id: int, user_id: int, result: DecideResult) -> None:
         note = await reaction_note(self.store, self.gate, approval, platform=PLATFORM, user=str(user_id), result=result)
         if note is not None:
-            await self.api.send(channel_id, note, notify=[user_id])
+            await self._say(channel_id, note, user=user_id)
+
+    async def _say(self, channel_id: int, text: str, *, user: int) -> None:
+        await self.outbox.post(str(channel_id), "", {"text": text, "notify": [user]})

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import discord
 
 from adapters.base import AdapterSetupError
+from adapters.intake import RETRY_DELAYS
+from adapters.outbox import DEFAULT_BACKOFF, Backoff
 from core.access import AccessRules, DmPolicy
 
 from .payloads import PLATFORM
@@ -81,6 +83,10 @@ class DiscordConfig:
     dm_policy: DmPolicy = DmPolicy.PAIR  # what a stranger's DM gets
     rate_limit: int = 10  # requests per minute per person (0: no limit)
     runs_per_user: int = 2  # runs at once per person; a further one waits its turn
+    #: Posts Discord refused for a reason that may pass, and gave no delay for (5xx, network).
+    delivery_backoff: Backoff = DEFAULT_BACKOFF
+    #: Waits between attempts to store a new request before telling the person to try again.
+    store_retry_delays: tuple[float, ...] = RETRY_DELAYS
 
     def access_rules(self) -> AccessRules:
         return AccessRules(

@@ -4,11 +4,17 @@ Bolt acknowledges each event before our listener runs (Slack wants an answer wit
 3 s); the listener only filters and de-duplicates, then starts a named background
 task per run. Each listener and each run has its own error boundary (`on_error`), so
 one failure never touches another conversation; `CancelledError` always passes.
+
+Since Slack was already acknowledged, a request is never dropped silently: one the store
+cannot take (locked, disk full) is retried a few times (`adapters.intake`), then answered
+with one line saying so. Everything the bot posts goes through the outbox
+(`adapters.outbox`): in order per thread, through 429 storms, and across restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -24,15 +30,18 @@ from sqlmodel import select
 
 from adapters import texts
 from adapters.base import AdapterSetupError
+from adapters.intake import Intake, StoreUnavailable
+from adapters.outbox import Outbox
 from adapters.progress import split_message
 from core.access import Admit, Asker, Gatekeeper
 from core.approval import ApprovalGate
 from core.events import Event, Report, Request
 from core.store import Store
+from core.store.db import is_unavailable
 from core.store.models import Approval, Conversation
 
 from . import messages as m
-from .api import Identity, SlackApi, make_client, read_bytes
+from .api import Identity, SlackApi, SlackDelivery, make_client, read_bytes
 from .approvals import ReactionDecider
 from .config import Mode, SlackConfig
 from .payloads import PLATFORM, Incoming, as_message, as_reaction, from_a_bot, normalise, to_request
@@ -96,8 +105,11 @@ class SlackAdapter:
         self.store = store
         #: Who may ask, judged per message before anything runs (built from the config by default).
         self.access = access or Gatekeeper(store, config.access_rules())
-        self.api = SlackApi(make_client(config), pace=config.pace)
-        self.decider = ReactionDecider(self.api, gate, store, config)
+        self.api = SlackApi(make_client(config), pace=config.pace, sender=make_client(config, max_retries=0))
+        #: Every post, edit, reaction and upload: kept in the store until Slack has it.
+        self.outbox = Outbox(store, SlackDelivery(self.api), backoff=config.delivery_backoff)
+        self.intake = Intake(store, delays=config.store_retry_delays)
+        self.decider = ReactionDecider(self.api, gate, store, config, outbox=self.outbox, intake=self.intake)
         # `client` carries the token, base URL and retry handlers. The verification
         # middleware checks HTTP requests and lets Socket Mode envelopes through.
         with _quiet_token_warning():
@@ -127,6 +139,7 @@ class SlackAdapter:
                 "check the network or proxy, and SLACK_API_URL"
             ) from exc
         try:
+            await self.outbox.start()  # what a previous process left undelivered goes out first
             if self.config.mode is Mode.SOCKET:
                 await self._serve_socket(identity)
             else:
@@ -181,17 +194,25 @@ class SlackAdapter:
         )
 
     async def close(self) -> None:
-        """Stop the runs in flight (their pending approvals expire on the next start)."""
+        """Stop the runs in flight (their pending approvals expire on the next start) and the
+        deliveries (what is left stays in the outbox for the next start). Safe to call twice."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.outbox.close()
 
     async def wait_idle(self, *, runs: bool = True) -> None:
-        """Until the work started so far has finished (tests, the bench); `runs=False` skips
-        agent runs, which may be waiting for an approval, and waits for reactions only."""
-        while pending := [t for t in self._tasks if runs or not t.get_name().startswith(RUN_TASK)]:
-            await asyncio.gather(*pending, return_exceptions=True)
+        """Until the work started so far has finished and been delivered (tests, the bench);
+        `runs=False` skips agent runs, which may be waiting for an approval."""
+        while True:
+            pending = [t for t in self._tasks if runs or not t.get_name().startswith(RUN_TASK)]
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+                continue
+            await self.outbox.wait_idle()
+            if not [t for t in self._tasks if runs or not t.get_name().startswith(RUN_TASK)]:
+                return
 
     # ---- listeners (bolt has already acknowledged) --------------------------------------
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -199,11 +220,14 @@ class SlackAdapter:
             msg = normalise(as_message(event), await self._bot_user(context))
             if msg is None or not await self._for_us(msg):
                 return
-            if not await self._first_delivery(body, f"msg:{msg.channel}:{msg.ts}"):
+            # A mention arrives twice, as app_mention and as message: one of them goes on.
+            message_key = f"{PLATFORM}:msg:{msg.channel}:{msg.ts}"
+            if not self.intake.first_sight(message_key):
                 return
             # Slack Connect: a person from another organisation carries their own team id.
             team = str(event.get("user_team") or event.get("team") or "")
-            self._spawn(self._serve_message(msg, team=team), name=f"{RUN_TASK}{msg.channel}-{msg.ts}")
+            work = self._take(msg, event_id=str(body.get("event_id") or ""), message_key=message_key, team=team)
+            self._spawn(work, name=f"{RUN_TASK}{msg.channel}-{msg.ts}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -250,13 +274,24 @@ class SlackAdapter:
 
         return await self.store.run(lookup)
 
-    async def _first_delivery(self, body: dict[str, Any], message_key: str) -> bool:
-        # bolt does not drop Slack's retries (X-Slack-Retry-Num), and a mention arrives
-        # twice, as app_mention and as message: both keys are claimed in the store.
-        event_id = body.get("event_id")
-        if event_id and not await self.store.first_time(f"{PLATFORM}:{event_id}"):
-            return False
-        return await self.store.first_time(f"{PLATFORM}:{message_key}")
+    async def _take(self, msg: Incoming, *, event_id: str, message_key: str, team: str) -> None:
+        """Claim the message in the store, then serve it. bolt does not drop Slack's retries
+        (X-Slack-Retry-Num), and another process may have it: both keys are claimed. A store that
+        keeps refusing gets the person one line instead of silence."""
+        keys = [f"{PLATFORM}:{event_id}"] if event_id else []
+        try:
+            if not await self.intake.claim(*keys, message_key):
+                return
+        except StoreUnavailable:
+            await self._post(msg.channel, msg.thread, m.escape(texts.CANNOT_SAVE))
+            return
+        try:
+            await self._serve_message(msg, team=team)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            self.on_error(f"message {msg.channel}/{msg.ts}", exc)  # before the run: the access checks' writes
+            await self._post(msg.channel, msg.thread, m.escape(texts.CANNOT_SAVE))
 
     def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
         task = asyncio.create_task(self._guard(work, name), name=name)
@@ -285,7 +320,7 @@ class SlackAdapter:
                 await self._tell(msg, reply)
             return
         if not msg.text:  # just "@orchestrator": say how to ask
-            await self.api.post(msg.channel, m.HELP.format(bot=await self._bot_user_id()), thread=msg.thread)
+            await self._post(msg.channel, msg.thread, m.HELP.format(bot=await self._bot_user_id()))
             await self._join_thread(msg.channel, msg.thread)
             return
         if self.access.busy(asker):  # it waits for a turn: say so rather than look ignored
@@ -297,7 +332,7 @@ class SlackAdapter:
                 log.warning("could not add :%s: (%s)", self.config.working_reaction, exc.response.get("error"))
             request = to_request(msg, user_name=await self.api.user_name(msg.user))
             try:
-                await self.run_request(request)
+                await self._run(request)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -307,13 +342,15 @@ class SlackAdapter:
     async def _tell(self, msg: Incoming, text: str) -> None:
         """A word for the author alone: in a channel only they see it (ephemeral), in a DM it stays."""
         if msg.is_dm:
-            await self.api.post(msg.channel, m.escape(text), thread=msg.thread)
+            await self._post(msg.channel, msg.thread, m.escape(text))
             return
-        thread = msg.thread if msg.in_thread else None  # a top-level post: right under it, in the channel
-        async with self.api.turn(msg.channel):
-            await self.api.client.chat_postEphemeral(
-                channel=msg.channel, user=msg.user, text=m.escape(text), thread_ts=thread
-            )
+        thread = msg.thread if msg.in_thread else ""  # a top-level post: right under it, in the channel
+        payload = {"text": m.escape(text), "ephemeral_to": msg.user, "thread_ts": thread}
+        await self.outbox.post(msg.channel, msg.thread, payload)
+
+    async def _post(self, channel: str, thread: str, text: str, *, key: str = "") -> str:
+        """Queue a message (already mrkdwn) in a thread; returns its outbox key."""
+        return await self.outbox.post(channel, thread, {"text": text}, key=key)
 
     async def _groups_of(self, user: str) -> list[str]:
         """The approver groups this person is in (approvers may always ask); looked up only when needed."""
@@ -321,8 +358,14 @@ class SlackAdapter:
 
     async def run_request(self, request: Request) -> list[Event]:
         """Run the agent and show it in `request.thread` (a message ts, e.g. what `post_report`
-        returned): progress, approvals and answer, exactly like a conversation. Returns its events."""
-        run = ThreadRun(self.api, self.store, self.config, channel=request.channel, thread=request.thread)
+        returned): progress, approvals and answer, exactly like a conversation. Returns its events
+        once everything it showed has reached Slack."""
+        events = await self._run(request)
+        await self.outbox.drained(request.channel, request.thread)
+        return events
+
+    async def _run(self, request: Request) -> list[Event]:
+        run = ThreadRun(self.api, self.outbox, self.config, channel=request.channel, thread=request.thread)
         events: list[Event] = []
         try:
             # aclosing: leaving early must still release the agent's per-conversation lock.
@@ -341,8 +384,11 @@ class SlackAdapter:
 
     async def _say_failed(self, msg: Incoming, exc: Exception) -> None:
         try:
-            line = m.failure_line(m.INTERNAL_ERROR.format(kind=type(exc).__name__))
-            await self.api.post(msg.channel, line, thread=msg.thread)
+            if is_unavailable(exc):  # the store refused a write: say so, not "internal error"
+                line = m.escape(texts.CANNOT_SAVE)
+            else:
+                line = m.failure_line(m.INTERNAL_ERROR.format(kind=type(exc).__name__))
+            await self._post(msg.channel, msg.thread, line)
         except Exception as second:
             self.on_error("posting the failure line", second)
 
@@ -355,31 +401,37 @@ class SlackAdapter:
 
     # ---- ChatAdapter: posts started by the application ---------------------------------------
     async def post_report(self, channel: str, report: Report) -> str:
+        """Queue the report and wait until Slack has all of it (through a 429 storm, however long);
+        returns the ts of its first message. `DeliveryFailed` when Slack refused it for good."""
         parts = split_message(m.mrkdwn(f"**{report.title}**\n{report.text}"), ANSWER_LIMIT)
-        first = ""
-        for part in parts:
-            ts = await self.api.post(channel, part)
-            first = first or ts
+        keys = [await self._post(channel, "", part) for part in parts]
         for att in report.attachments:
             name = att.path.rsplit("/", 1)[-1]
-            await self.api.upload(channel, await read_bytes(att.path), filename=name, title=att.title or name)
+            data = base64.b64encode(await read_bytes(att.path)).decode()
+            upload = {"content_b64": data, "filename": name, "title": att.title or name}
+            keys.append(await self.outbox.post(channel, "", {"upload": upload}))
+        first = (await self.outbox.sent(keys))[0]
         await self._join_thread(channel, first)
         return first
 
     async def post_in_thread(self, channel: str, thread: str, text: str) -> str:
-        first = ""
-        for part in split_message(m.mrkdwn(text), ANSWER_LIMIT):
-            ts = await self.api.post(channel, part, thread=thread)
-            first = first or ts
+        """Queue `text` in a thread and wait until Slack has it; returns the ts of its first part."""
+        keys = [await self._post(channel, thread, part) for part in split_message(m.mrkdwn(text), ANSWER_LIMIT)]
+        first = (await self.outbox.sent(keys))[0]
         await self._join_thread(channel, thread)
         return first
 
     async def announce_expired(self, approvals: Sequence[Approval]) -> None:
+        """Queue one notice per thread; waits only for each to be tried once, so a 429 storm does not
+        hold up the start (the outbox keeps trying)."""
+        keys: list[str] = []
         for approval in approvals:
             if approval.platform != PLATFORM or not approval.channel:
                 continue
             text = texts.EXPIRED_ON_RESTART.format(id=approval.id, summary=approval.summary)
             try:
-                await self.api.post(approval.channel, m.escape(text), thread=approval.thread)
+                key = f"{PLATFORM}:expired:{approval.id}"
+                keys.append(await self._post(approval.channel, approval.thread, m.escape(text), key=key))
             except Exception as exc:
                 self.on_error(f"announcing expired approval #{approval.id}", exc)
+        await self.outbox.attempted(keys)

@@ -3,13 +3,18 @@
 Slack allows about one message post per second per channel. Every post, edit and
 file share in a channel takes that channel's turn: calls run one after another, and
 the next starts `pace` seconds after the previous one was answered, so Slack never
-sees two within a second, whatever the network latency. A 429 is retried by slack_sdk
-after `Retry-After` while the turn is held, so nothing queued behind it jumps ahead.
+sees two within a second, whatever the network latency.
+
+Posts, edits, reactions and uploads are made by the outbox (`adapters.outbox`) through
+`SlackDelivery`, on a client that does not retry 429s itself: a 429 goes back to the
+outbox, which retries after Slack's `Retry-After` for as long as it takes, and holds the
+channel's turn meanwhile. Lookups (auth.test, users.info, …) keep slack_sdk's own retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -26,9 +32,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.progress import Pacer
+from adapters.outbox import Delivery, Payload, RetryLater, Undeliverable
 
+from . import messages as m
 from .config import SlackConfig
+from .payloads import PLATFORM
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +44,21 @@ GROUP_CACHE_SECONDS = 60.0
 USER_CACHE_SECONDS = 3600.0
 
 
+#: Errors after which trying again later may work (besides HTTP 429 and 5xx).
+RETRYABLE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+#: Refusals that mean the bot cannot post in that place at all: no point saying so there.
+CANNOT_POST_HERE = frozenset(
+    {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive", "token_revoked",
+     "not_authed", "missing_scope", "restricted_action", "thread_not_found"}
+)  # fmt: skip
+
+
 def make_client(config: SlackConfig, *, max_retries: int = 6) -> AsyncWebClient:
-    """slack_sdk retries only connection errors by default; 429s must be retried too."""
-    handlers: list[AsyncRetryHandler] = [
-        AsyncConnectionErrorRetryHandler(max_retry_count=2),
-        AsyncRateLimitErrorRetryHandler(max_retry_count=max_retries),
-    ]
+    """slack_sdk retries only connection errors by default; 429s are retried too unless `max_retries`
+    is 0 (the outbox's client: it retries them itself)."""
+    handlers: list[AsyncRetryHandler] = [AsyncConnectionErrorRetryHandler(max_retry_count=2)]
+    if max_retries:
+        handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=max_retries))
     return AsyncWebClient(token=config.bot_token, base_url=config.api_url, retry_handlers=handlers)
 
 
@@ -58,12 +75,11 @@ class Identity:
 
 
 class SlackApi:
-    def __init__(self, client: AsyncWebClient, *, pace: float) -> None:
+    def __init__(self, client: AsyncWebClient, *, pace: float, sender: AsyncWebClient | None = None) -> None:
         self.client = client
+        #: Posts, edits, reactions and uploads (the outbox's calls); by default the same client.
+        self.sender = sender or client
         self.pace = pace
-        #: For ProgressView: it waits for its slot before rendering, which is what
-        #: coalesces a burst of steps into one edit.
-        self.pacer = Pacer(1, pace)
         self._turns: dict[str, asyncio.Lock] = {}
         self._last_answer: dict[str, float] = {}
         self._identity: Identity | None = None
@@ -83,23 +99,32 @@ class SlackApi:
             finally:
                 self._last_answer[channel] = time.monotonic()
 
+    def hold(self, channel: str, seconds: float) -> None:
+        """After a 429: the channel's next call waits `seconds` (Slack's Retry-After)."""
+        self._last_answer[channel] = max(self._last_answer.get(channel, 0.0), time.monotonic() + seconds - self.pace)
+
     async def post(self, channel: str, text: str, *, thread: str = "") -> str:
         """Post a message (in `thread` when given); returns its ts."""
         args: dict[str, Any] = {"channel": channel, "text": text, "unfurl_links": False, "unfurl_media": False}
         if thread:
             args["thread_ts"] = thread
         async with self.turn(channel):
-            resp = await self.client.chat_postMessage(**args)
+            resp = await self.sender.chat_postMessage(**args)
         return str(resp["ts"])
+
+    async def ephemeral(self, channel: str, user: str, text: str, *, thread: str = "") -> None:
+        """A message only `user` sees (in `thread` when given, else right under their post)."""
+        async with self.turn(channel):
+            await self.sender.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread or None)
 
     async def update(self, channel: str, ts: str, text: str) -> None:
         async with self.turn(channel):
-            await self.client.chat_update(channel=channel, ts=ts, text=text)
+            await self.sender.chat_update(channel=channel, ts=ts, text=text)
 
     async def react(self, channel: str, ts: str, name: str) -> None:
         """Add a reaction; one that is already there is fine. (reactions.* are not paced per channel.)"""
         try:
-            await self.client.reactions_add(channel=channel, timestamp=ts, name=name)
+            await self.sender.reactions_add(channel=channel, timestamp=ts, name=name)
         except SlackApiError as exc:
             if exc.response.get("error") != "already_reacted":
                 raise
@@ -123,7 +148,7 @@ class SlackApi:
         if comment:
             args["initial_comment"] = comment
         async with self.turn(channel):
-            await self.client.files_upload_v2(**args)
+            await self.sender.files_upload_v2(**args)
 
     # ---- lookups -------------------------------------------------------------------
     async def identity(self) -> Identity:
@@ -175,6 +200,73 @@ class SlackApi:
             name = ""
         self._names[user] = (now + USER_CACHE_SECONDS, name)
         return name
+
+
+class SlackDelivery:
+    """The outbox's transport: one entry → one Web API call, its failure sorted into retry or refusal.
+
+    Payloads: a post has `text`, and optionally `thread_ts` (overrides the lane's thread; "" for
+    none), `ephemeral_to` (a user: only they see it) or `upload` (`content` or `content_b64`,
+    `filename`, `title`, `comment`); an update has `text`; a reaction has `name`."""
+
+    platform = PLATFORM
+
+    def __init__(self, api: SlackApi) -> None:
+        self.api = api
+
+    async def deliver(self, item: Delivery) -> str:
+        payload, channel = item.payload, item.channel
+        thread = str(payload.get("thread_ts", item.thread) or "")
+        try:
+            if item.kind == "update":
+                await self.api.update(channel, item.target_ref, str(payload["text"]))
+                return item.target_ref
+            if item.kind == "reaction":
+                await self.api.react(channel, item.target_ref, str(payload["name"]))
+                return ""
+            if upload := payload.get("upload"):
+                content = upload.get("content")
+                data: bytes | str = base64.b64decode(upload["content_b64"]) if content is None else str(content)
+                await self.api.upload(
+                    channel, data, filename=str(upload["filename"]), title=str(upload.get("title", "")),
+                    thread=thread, comment=str(upload.get("comment", "")),
+                )  # fmt: skip
+                return ""
+            if user := payload.get("ephemeral_to"):
+                await self.api.ephemeral(channel, str(user), str(payload["text"]), thread=thread)
+                return ""
+            return await self.api.post(channel, str(payload["text"]), thread=thread)
+        except SlackApiError as exc:
+            raise self._sorted(channel, exc) from exc
+        except (ClientError, OSError, TimeoutError) as exc:
+            raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
+
+    def _sorted(self, channel: str, exc: SlackApiError) -> RetryLater | Undeliverable:
+        status = int(getattr(exc.response, "status_code", 200) or 200)
+        error = str(exc.response.get("error") or f"HTTP {status}")
+        if status == 429 or error == "ratelimited":
+            after = retry_after(exc.response.headers)
+            self.api.hold(channel, after)
+            return RetryLater(f"rate limited by Slack ({error})", after=after)
+        if status >= 500 or error in RETRYABLE_ERRORS:
+            return RetryLater(f"Slack answered {error}")
+        return Undeliverable(error)
+
+    def notice(self, item: Delivery, reason: str) -> Payload | None:
+        if reason in CANNOT_POST_HERE:
+            return None
+        return {"text": m.failure_line(m.NOT_DELIVERED.format(error=reason))}
+
+
+def retry_after(headers: Any) -> float:
+    """Slack's Retry-After in seconds (whole seconds in practice; a fraction is taken as given)."""
+    try:
+        value = headers.get("Retry-After") or headers.get("retry-after")
+        if isinstance(value, list):
+            value = value[0]
+        return max(0.0, float(value))
+    except (AttributeError, TypeError, ValueError):
+        return 1.0
 
 
 async def read_bytes(path: str) -> bytes:

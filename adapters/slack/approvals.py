@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import logging
 
+from adapters import texts
 from adapters.approval_notes import reaction_note
+from adapters.intake import Intake, StoreUnavailable
+from adapters.outbox import Outbox
 from core.approval import ApprovalGate, DecideResult
 from core.store import Store
+from core.store.db import is_unavailable
 from core.store.models import Approval
 
 from .api import SlackApi
@@ -28,11 +32,15 @@ def reaction_name(raw: str) -> str:
 
 
 class ReactionDecider:
-    def __init__(self, api: SlackApi, gate: ApprovalGate, store: Store, config: SlackConfig) -> None:
+    def __init__(
+        self, api: SlackApi, gate: ApprovalGate, store: Store, config: SlackConfig, *, outbox: Outbox, intake: Intake
+    ) -> None:
         self.api = api
         self.gate = gate
         self.store = store
         self.config = config
+        self.outbox = outbox
+        self.intake = intake
 
     def vote(self, reaction: str) -> bool | None:
         """True approves, False denies, None is any other reaction."""
@@ -52,11 +60,18 @@ class ReactionDecider:
         approval = await self.store.approval_for_message(PLATFORM, channel, ts)
         if approval is None or approval.id is None:
             return  # a reaction on some other message
-        if event_id and not await self.store.first_time(f"{PLATFORM}:{event_id}"):
-            return  # Slack redelivered the event
-        result = await self.gate.decide(
-            approval.id, platform=PLATFORM, user_id=user, approve=approve, roles=await self._groups_of(user)
-        )
+        try:
+            if event_id and not await self.intake.claim(f"{PLATFORM}:{event_id}"):
+                return  # Slack redelivered the event
+            result = await self.gate.decide(
+                approval.id, platform=PLATFORM, user_id=user, approve=approve, roles=await self._groups_of(user)
+            )
+        except Exception as exc:
+            if not (isinstance(exc, StoreUnavailable) or is_unavailable(exc)):
+                raise
+            log.error("approval #%s: %s's reaction could not be saved (%s)", approval.id, user, exc)
+            await self._say(approval, texts.CANNOT_SAVE_VOTE.format(user=user))
+            return
         log.info("approval #%s: %s reacted %s → %s", approval.id, user, event.get("reaction"), result.outcome)
         await self._explain(approval, user, result)
 
@@ -68,4 +83,7 @@ class ReactionDecider:
     async def _explain(self, approval: Approval, user: str, result: DecideResult) -> None:
         note = await reaction_note(self.store, self.gate, approval, platform=PLATFORM, user=user, result=result)
         if note is not None:
-            await self.api.post(approval.channel, note, thread=approval.thread)
+            await self._say(approval, note)
+
+    async def _say(self, approval: Approval, text: str) -> None:
+        await self.outbox.post(approval.channel, approval.thread, {"text": text})

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from adapters.intake import RETRY_DELAYS
+from adapters.outbox import DEFAULT_BACKOFF, Backoff
 from core.access import AccessRules, DmPolicy
 
 from .payloads import PLATFORM
@@ -41,6 +43,10 @@ class SlackConfig:
     dm_policy: DmPolicy = DmPolicy.PAIR  # what a stranger's DM gets
     rate_limit: int = 10  # requests per minute per person (0: no limit)
     runs_per_user: int = 2  # runs at once per person; a further one waits its turn
+    #: Posts Slack refused for a reason that may pass, and gave no Retry-After for (5xx, network).
+    delivery_backoff: Backoff = DEFAULT_BACKOFF
+    #: Waits between attempts to store a new request before telling the person to try again.
+    store_retry_delays: tuple[float, ...] = RETRY_DELAYS
 
     @property
     def mode(self) -> Mode:

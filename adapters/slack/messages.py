@@ -26,6 +26,7 @@ RESULT = "*Result:* {line}"
 ANSWER_ATTACHED = "The answer is long ({chars} characters), so here it is as a file."
 OUTPUT_ATTACHED = "Full output of `{tool}` ({lines} lines):"
 INTERNAL_ERROR = "the Slack adapter hit an internal error ({kind}); the bot's log has the details"
+NOT_DELIVERED = "Slack refused one of my messages here ({error}), so something above may be missing"
 
 _WHAT = {"argv": "command", "diff": "diff", "text": "action"}
 

@@ -1,9 +1,12 @@
 """One agent run rendered in its Slack thread.
 
-The thread gets one progress message (edited, coalesced and paced by `ProgressView`),
-one message per approval request (with the ✅/❌ reactions, its ts stored on the
-approval row), and the final answer or a one-line failure. Nothing is cut silently:
-long answers are split or attached, long tool output is attached as a file.
+The thread gets one progress message (edited and coalesced by `ProgressView`), one
+message per approval request (with the ✅/❌ reactions, its ts stored on the approval row
+as soon as Slack has it), and the final answer or a one-line failure. Nothing is cut
+silently: long answers are split or attached, long tool output is attached as a file.
+
+Nothing here waits for Slack: every post, edit, reaction and upload is queued in the
+outbox (`adapters.outbox`), which delivers them in order, at Slack's pace, through 429s.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import logging
 from dataclasses import replace
 
+from adapters.outbox import Outbox
 from adapters.progress import ProgressView, split_message
 from core.events import (
     Answer,
@@ -23,12 +27,11 @@ from core.events import (
     ToolCall,
     ToolResult,
 )
-from core.store import Store
 
 from . import messages as m
 from .api import SlackApi
 from .config import SlackConfig
-from .payloads import slack_user
+from .payloads import PLATFORM, slack_user
 
 log = logging.getLogger(__name__)
 
@@ -42,31 +45,36 @@ OUTPUT_ATTACH_CHARS = 2000
 
 
 class _ProgressSink:
-    """Where ProgressView posts and edits (escaped: steps quote model and tool text)."""
+    """Where ProgressView posts and edits: the outbox (escaped: steps quote model and tool text)."""
 
-    def __init__(self, api: SlackApi, channel: str, thread: str) -> None:
-        self.api = api
+    def __init__(self, outbox: Outbox, channel: str, thread: str) -> None:
+        self.outbox = outbox
         self.channel = channel
         self.thread = thread
 
     async def post(self, text: str) -> str:
-        return await self.api.post(self.channel, m.escape(text), thread=self.thread)
+        return await self.outbox.post(self.channel, self.thread, {"text": m.escape(text)})
 
     async def edit(self, message_id: str, text: str) -> None:
-        await self.api.update(self.channel, message_id, m.escape(text))
+        await self.outbox.edit(self.channel, self.thread, message_id, {"text": m.escape(text)})
+
+
+def approval_key(approval_id: int) -> str:
+    """The outbox key of an approval's message: queued once, whoever renders it again."""
+    return f"{PLATFORM}:approval:{approval_id}"
 
 
 class ThreadRun:
-    def __init__(self, api: SlackApi, store: Store, config: SlackConfig, *, channel: str, thread: str) -> None:
+    def __init__(self, api: SlackApi, outbox: Outbox, config: SlackConfig, *, channel: str, thread: str) -> None:
         self.api = api
-        self.store = store
+        self.outbox = outbox
         self.config = config
         self.channel = channel
         self.thread = thread
         self.view = ProgressView(
-            _ProgressSink(api, channel, thread), api.pacer, channel, limit=PROGRESS_LIMIT, max_lines=PROGRESS_LINES
+            _ProgressSink(outbox, channel, thread), channel, limit=PROGRESS_LIMIT, max_lines=PROGRESS_LINES
         )
-        self._approval_messages: dict[int, tuple[str, str]] = {}  # approval id -> (ts, text)
+        self._approval_messages: dict[int, tuple[str, str]] = {}  # approval id -> (outbox key, text)
 
     async def render(self, ev: Event) -> None:
         match ev:
@@ -86,11 +94,11 @@ class ThreadRun:
                 await self._post_answer(ev.text)
             case Failed():
                 await self._close_view(ev)
-                await self.api.post(self.channel, m.failure_line(ev.error), thread=self.thread)
+                await self._post(m.failure_line(ev.error))
 
     async def close(self) -> None:
-        """Let the last progress edit land (safe to call twice). A progress message Slack kept
-        refusing is logged, not raised: the answer must still be posted."""
+        """Hand the last progress edit to the outbox (safe to call twice). A failure is logged, not
+        raised: the answer must still be posted."""
         try:
             await self.view.finish()
         except asyncio.CancelledError:
@@ -105,8 +113,12 @@ class ThreadRun:
             self.view.add(ev)
         await self.close()
 
-    async def _post(self, text: str) -> str:
-        return await self.api.post(self.channel, text, thread=self.thread)
+    async def _post(self, text: str, *, key: str = "") -> str:
+        return await self.outbox.post(self.channel, self.thread, {"text": text}, key=key)
+
+    async def _upload(self, content: str, *, filename: str, title: str, comment: str = "", key: str = "") -> None:
+        upload = {"content": content, "filename": filename, "title": title, "comment": comment}
+        await self.outbox.post(self.channel, self.thread, {"upload": upload}, key=key)
 
     async def _post_answer(self, text: str) -> None:
         parts = split_message(m.mrkdwn(text), ANSWER_LIMIT)
@@ -114,25 +126,18 @@ class ThreadRun:
             for part in parts:
                 await self._post(part)
             return
-        await self.api.upload(
-            self.channel,
-            text,
-            filename="answer.md",
-            title="Answer",
-            thread=self.thread,
-            comment=m.ANSWER_ATTACHED.format(chars=len(text)),
+        await self._upload(
+            text, filename="answer.md", title="Answer", comment=m.ANSWER_ATTACHED.format(chars=len(text))
         )
 
     async def _attach_long_output(self, ev: ToolResult) -> None:
         lines = ev.output.count("\n") + 1
         if lines <= OUTPUT_ATTACH_LINES and len(ev.output) <= OUTPUT_ATTACH_CHARS:
             return
-        await self.api.upload(
-            self.channel,
+        await self._upload(
             ev.output,
             filename=f"{ev.tool}-{ev.call_id}.txt",
             title=f"{ev.tool} output",
-            thread=self.thread,
             comment=m.OUTPUT_ATTACHED.format(tool=m.escape(ev.tool), lines=lines),
         )
 
@@ -140,34 +145,34 @@ class ThreadRun:
         text, attach = m.approval_message(
             ev, approvers=self.config.approvers, groups=self.config.approver_groups, limit=APPROVAL_LIMIT
         )
-        ts = await self._post(text)
-        # Stored before the reactions exist, so the first click can already be looked up,
-        # by this process or any other sharing the database (and after a restart).
-        await self.store.attach_approval_message(
-            ev.approval_id, channel=self.channel, thread=self.thread, message_ref=ts
-        )
-        self._approval_messages[ev.approval_id] = (ts, text)
-        await self.api.react(self.channel, ts, self.config.approve_reactions[0])
-        await self.api.react(self.channel, ts, self.config.deny_reactions[0])
+        key = approval_key(ev.approval_id)
+        # The outbox attaches the message's ts to the approval row as soon as Slack has it, before
+        # the reactions below are added, so the first click can already be looked up, by this process
+        # or any other sharing the database (and after a restart).
+        payload = {"text": text, "approval": {"id": ev.approval_id, "thread": self.thread}}
+        await self.outbox.post(self.channel, self.thread, payload, key=key)
+        self._approval_messages[ev.approval_id] = (key, text)
+        for name in (self.config.approve_reactions[0], self.config.deny_reactions[0]):
+            await self.outbox.react(self.channel, self.thread, key, {"name": name}, key=f"{key}:react:{name}")
         if attach:
             kind = "diff" if ev.detail_kind == "diff" else "txt"
-            await self.api.upload(
-                self.channel,
+            await self._upload(
                 ev.detail,
                 filename=f"approval-{ev.approval_id}.{kind}",
                 title=f"Approval #{ev.approval_id}",
-                thread=self.thread,
+                key=f"{key}:detail",
             )
 
     async def _show_resolution(self, ev: ApprovalResolved) -> None:
         line = m.resolution(ev)
         posted = self._approval_messages.pop(ev.approval_id, None)
         if posted is not None:
-            ts, text = posted
+            key, text = posted
             # The last line was "react to approve…": replace it with the outcome.
-            await self.api.update(self.channel, ts, text.rsplit("\n", 1)[0] + "\n" + line)
+            outcome = {"text": text.rsplit("\n", 1)[0] + "\n" + line}
+            await self.outbox.edit(self.channel, self.thread, key, outcome, key=f"{key}:outcome")
         if not ev.approved:  # an edit does not notify anyone; a denial or timeout should
-            await self._post(line)
+            await self._post(line, key=f"{approval_key(ev.approval_id)}:denied")
 
     async def _named(self, ev: ApprovalResolved) -> ApprovalResolved:
         """The progress line names deciders by display name (it is escaped, so no <@mention>)."""

@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from core.health.models import Incident, MetricSample
 from core.store.db import make_engine
-from core.store.models import AuditEntry
+from core.store.models import Approval, AuditEntry
 
 HOUR = 3600.0
 
@@ -34,6 +34,7 @@ class Window:
     samples: list[dict[str, Any]] = field(default_factory=list)  # oldest first; "disks" and "top" parsed
     incidents: list[dict[str, Any]] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
+    approvals: dict[int, str] = field(default_factory=dict)  # approval id -> what it was for (its summary)
 
     @property
     def hours(self) -> float:
@@ -86,9 +87,17 @@ def load_window(db_url: str, *, end: float | None = None, hours: float = 24.0, h
                     select(AuditEntry).where(col(AuditEntry.at).between(start, end)).order_by(col(AuditEntry.id))
                 ).all()
             ]
+            # A decision's audit row says who and why; what was decided is on the approval itself.
+            ids = sorted({a["approval_id"] for a in audit if a["approval_id"] is not None})
+            approvals = {
+                int(r.id): str(r.summary)
+                for r in conn.execute(
+                    select(col(Approval.id), col(Approval.summary)).where(col(Approval.id).in_(ids))
+                ).all()
+            }
     finally:
         engine.dispose()
-    return Window(host, start, end, samples, incidents, audit)
+    return Window(host, start, end, samples, incidents, audit, approvals)
 
 
 def _stats(window: Window, name: str, digits: int = 1) -> dict[str, Any]:
@@ -145,10 +154,14 @@ def _consumers(window: Window, n: int = 5) -> tuple[list[dict[str, Any]], list[d
 
 def _actions(window: Window) -> dict[str, Any]:
     counts = Counter(a["action"] for a in window.audit)
-    approved = [{"at": _when(a["at"]), "tool": a["tool"], "what": a["detail"][:160], "by": a["decider"]}
-                for a in window.audit if a["action"] == "approved"]  # fmt: skip
-    denied = [{"at": _when(a["at"]), "tool": a["tool"], "what": a["detail"][:160], "by": a["decider"]}
-              for a in window.audit if a["action"] in {"denied", "expired"}]  # fmt: skip
+
+    def decision(a: dict[str, Any]) -> dict[str, Any]:
+        what = window.approvals.get(a["approval_id"]) or a["detail"] or a["tool"]
+        return {"at": _when(a["at"]), "tool": a["tool"], "what": what[:160], "by": a["decider"],
+                "why": a["detail"][:160]}  # fmt: skip
+
+    approved = [decision(a) for a in window.audit if a["action"] == "approved"]
+    denied = [decision(a) for a in window.audit if a["action"] in {"denied", "expired"}]
     return {"counts": dict(sorted(counts.items())), "approved": approved[:20], "denied": denied[:20]}
 
 

@@ -1,8 +1,9 @@
 """A lease in the database: exactly one process runs the scheduled jobs, whatever shares the database.
 
-The holder renews the lease well before it expires; another process takes over only once
-it has expired (the holder died or hung). Every step is one conditional UPDATE (or the
-first INSERT), atomic on SQLite and PostgreSQL alike.
+The holder renews the lease well before it expires; another process takes over once it has
+expired (the holder died or hung), or at once when the holder is known to be gone (a process
+of the same instance whose lock file is free, see `core.instance`). Every step is one
+conditional UPDATE (or the first INSERT), atomic on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import case, insert, or_, select, update
@@ -21,7 +23,8 @@ from core.store import Store
 
 
 def make_owner_id() -> str:
-    """host:pid:random, so a log line says which process holds the lock."""
+    """host:pid:random, so a log line says which process holds the lock (the bot passes its
+    `core.instance` owner id instead, which other processes can probe)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
@@ -33,9 +36,12 @@ class LockState:
 
 
 class LeaseLock:
-    def __init__(self, store: Store, name: str = "scheduler") -> None:
+    def __init__(
+        self, store: Store, name: str = "scheduler", *, holder_gone: Callable[[str], bool] | None = None
+    ) -> None:
         self.store = store
         self.name = name
+        self.holder_gone = holder_gone  # True for a holder known to be dead: taken over before its lease ends
 
     def acquire_sync(self, owner: str, *, now: float, lease: float) -> LockState:
         t = SchedulerLock
@@ -52,6 +58,19 @@ class LeaseLock:
             )
             if taken.rowcount == 1:
                 return LockState(True, owner, now + lease)
+        row = self.holder_sync()
+        if row is not None and self.holder_gone is not None and row.owner != owner and self.holder_gone(row.owner):
+            with self.store.engine.begin() as conn:
+                taken = conn.execute(
+                    update(t)
+                    .where(col(t.name) == self.name, col(t.owner) == row.owner)  # still that dead holder's
+                    .values(owner=owner, heartbeat_at=now, expires_at=now + lease, acquired_at=now)
+                )
+                if taken.rowcount == 1:
+                    return LockState(True, owner, now + lease)
+        if row is not None:
+            row = self.holder_sync()
+            return LockState(False, row.owner if row else "", row.expires_at if row else 0.0)
         try:
             with self.store.engine.begin() as conn:
                 conn.execute(

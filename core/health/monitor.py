@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from core.events import ApprovalResolved, Event, Report, Request, ToolResult
+from core.events import ApprovalResolved, Event, Failed, Report, Request, ToolResult
 from core.health import texts
 from core.health.checks import Check, CheckContext, CheckResult, LoadPoint, run_check
 from core.health.incidents import Change, IncidentBook, posts_of
@@ -30,6 +30,7 @@ from core.health.metrics import MetricsRecorder, MetricsSnapshot
 from core.health.models import Incident
 from core.health.outlets import Destination
 from core.health.report import health_report, incident_report
+from core.runs import INTERRUPTION_LINES
 
 if TYPE_CHECKING:
     from core.memory.service import MemoryService
@@ -166,8 +167,9 @@ class HealthMonitor:
                 if closed is not None:
                     outcome.closed.append(closed)
                     took = texts.duration(now - closed.opened_at)
+                    # No fix was applied, so none "held": remembered as a recovery, not as a fix that worked.
                     await self._remember(
-                        incident.summary, "", "", f"recovered on its own after {took}", (), True,
+                        incident.summary, "", "", texts.RECOVERED_ON_ITS_OWN.format(duration=took), (), None,
                         {"host": self.host, "check": incident.key, "incident_id": str(incident.id)},
                     )  # fmt: skip
                     await self._in_threads(closed, texts.INCIDENT_RECOVERED.format(duration=took, summary=summary))
@@ -242,6 +244,8 @@ class HealthMonitor:
                 await dest.outlet.post_in_thread(dest.channel, ref, similar)
                 request = dataclasses.replace(request, text=f"{request.text}\n\n{similar}")
             events = await dest.outlet.run_request(request)
+            if events and isinstance(events[-1], Failed) and events[-1].error in INTERRUPTION_LINES:
+                return  # the bot stopped mid-way: nothing was learnt, and the thread was told
             run = summarize_run(events)
             if not executed_approved_action(events):
                 await self._remember(result.summary, run.cause, "", "no fix was applied", run.audit_ids, None, source)
@@ -268,7 +272,10 @@ class HealthMonitor:
         from core.memory.incidents import format_incidents
 
         try:
-            return self.redact(format_incidents(await self.memory.similar_incidents(symptom)))
+            found = await self.memory.similar_incidents(symptom)
+            # A fix that held is the most useful thing to show; otherwise the order stays memory's.
+            found = sorted(found, key=lambda incident: not (incident.held is True and incident.fix))
+            return self.redact(format_incidents(found))
         except Exception:  # memory is a help, never a reason for the incident flow to stop
             log.exception("recalling similar incidents failed")
             return ""

@@ -37,6 +37,7 @@ INCIDENT_OPENED_AGENT = "Opened {at}. The agent looks into it in this thread."
 INCIDENT_REOPENED = "🔴 Failing again: {summary}"
 INCIDENT_RECOVERED = "✅ Recovered after {duration}: {summary}"
 INCIDENT_FIXED = "✅ The fix held: {summary}"
+RECOVERED_ON_ITS_OWN = "recovered on its own after {duration}"
 RECHECK_PASSES = "✅ Re-check after the fix: {key} passes now. {summary}"
 RECHECK_FAILS = "⚠️ Re-check after the fix: {key} is still failing. {summary}"
 INCIDENT_PROMPT = (
@@ -163,7 +164,9 @@ def daily_text(figures: Mapping[str, Any], *, summary: str | None, error: str = 
     actions = figures.get("actions", {})
     counts = actions.get("counts", {})
     if counts:
-        approved = "; ".join(f"{a['what']} (by {a['by']})" for a in actions.get("approved", [])[:5])
+        approved = "; ".join(
+            f"{a['what'] or a['tool'] or 'an action'} (by {a['by']})" for a in actions.get("approved", [])[:5]
+        )
         line = "*Audited actions*: " + ", ".join(f"{n} {name}" for name, n in counts.items())
         parts.append(line + (f". Approved: {approved}" if approved else ""))
     else:

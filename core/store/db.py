@@ -11,25 +11,32 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event, insert, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlmodel import Session, col, create_engine, select
 
+from core.errors import ConfigurationError, ServiceUnavailable
 from core.events import Request
 from core.store.migrate import upgrade
 from core.store.models import (
+    OPEN_APPROVAL_STATUSES,
     Approval,
+    ApprovalStatus,
     AuditEntry,
     Conversation,
     Message,
+    Outbox,
+    OutboxStatus,
     Pairing,
     PairingStatus,
     ProcessedEvent,
     Run,
+    RunStatus,
     Step,
 )
 
@@ -43,26 +50,82 @@ PAIRING_APPROVED = "pairing_approved"
 PAIRING_REVOKED = "pairing_revoked"
 TOLD, QUIET = "told", "quiet"  # whether the refused person was answered
 
+BUSY_TIMEOUT = 10.0  # seconds a write waits for another connection's lock before it fails
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database refused for a reason that may pass: locked past the busy timeout, disk full,
+    connection lost. (A bug in a query is not that: it raises something else.)"""
+    return isinstance(exc, OperationalError)
+
 
 def default_sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'orchestrator.db'}"
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return on_connect
 
 
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout})
+            event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:  # ImportError: the URL names a driver that is not installed
+        raise ConfigurationError(_unusable_url(url, exc)) from exc
+
+
+URL_EXAMPLES = "sqlite:////path/to/orchestrator.db or postgresql+psycopg://user:password@host/db"
+
+
+def _unusable_url(url: str, exc: Exception) -> str:
+    if isinstance(exc, ImportError):
+        shown = make_url(url).render_as_string(hide_password=True)
+        if (exc.name or "").startswith("psycopg"):
+            return (f"{shown} needs the PostgreSQL driver psycopg, which is not installed: "
+                    "install the `postgres` extra: pip install -e '.[postgres]'")  # fmt: skip
+        return f"{shown} needs the Python package {exc.name}, which is not installed; use {URL_EXAMPLES}"
+    if isinstance(exc, NoSuchModuleError):
+        shown = make_url(url).render_as_string(hide_password=True)
+        return f"{shown}: {make_url(url).get_backend_name()!r} is not a database this bot knows; use {URL_EXAMPLES}"
+    return f"{url!r} is not a database URL; use {URL_EXAMPLES}"
+
+
+def _cannot_connect(engine: Engine, exc: DatabaseError) -> Exception:
+    """The first connection failed: one line naming the database, what it said and what to check."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    if engine.url.get_backend_name() == "sqlite":
+        path = engine.url.database
+        if "locked" in reason:
+            return ServiceUnavailable(f"the SQLite database {path} is locked by another program ({reason})")
+        return ConfigurationError(
+            f"cannot use the SQLite database {path} ({reason}): its directory must exist and this user must be "
+            "able to write there"
+        )
+    shown = engine.url.render_as_string(hide_password=True)
+    return ServiceUnavailable(f"cannot reach the database at {shown} ({reason}): is the server running there?")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxClaim:
+    """What `Store.outbox_claim` found at the head of a lane."""
+
+    entry: Outbox | None = None  # claimed: ours to deliver until `lease` runs out
+    due: float | None = None  # nothing claimable: when the head is due (None: the lane is empty)
+    latest: Outbox | None = None  # for an edit: the newest pending edit of the same message (sent instead)
+    covers: tuple[int, ...] = ()  # the older edits `latest` supersedes (the claimed one included)
+    target: Outbox | None = None  # for an edit or a reaction: the post it applies to
 
 
 def event_payload(ev: object) -> dict[str, Any]:
@@ -72,9 +135,9 @@ def event_payload(ev: object) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, busy_timeout=busy_timeout)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
     # ---- plumbing ---------------------------------------------------------
@@ -86,7 +149,12 @@ class Store:
         return Session(self.engine, expire_on_commit=False)
 
     def migrate_sync(self) -> None:
-        upgrade(self.engine)
+        try:
+            upgrade(self.engine)
+        except DatabaseError as exc:  # the first connection of a process: say why it failed, in one line
+            if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
+                raise  # an integrity or programming error is a bug in a migration
+            raise _cannot_connect(self.engine, exc) from exc
 
     async def init(self) -> None:
         """Create or upgrade the schema (safe to call on every start)."""
@@ -168,8 +236,9 @@ class Store:
         await self._call(work)
 
     # ---- runs and steps -----------------------------------------------------
-    async def start_run(self, request: Request, conversation_id: int) -> int:
+    async def start_run(self, request: Request, conversation_id: int, *, owner: str = "") -> int:
         def work() -> int:
+            now = time.time()
             with self._session() as s:
                 run = Run(
                     conversation_id=conversation_id,
@@ -179,7 +248,9 @@ class Store:
                     channel=request.channel,
                     thread=request.thread,
                     request_text=request.text,
-                    started_at=time.time(),
+                    started_at=now,
+                    owner=owner,
+                    heartbeat_at=now,
                 )
                 s.add(run)
                 s.flush()
@@ -211,17 +282,40 @@ class Store:
 
         await self._call(work)
 
-    async def finish_run(self, run_id: int, *, status: str, answer: str = "", error: str = "") -> None:
-        def work() -> None:
+    async def finish_run(self, run_id: int, *, status: str, answer: str = "", error: str = "") -> bool:
+        """Move a running run to its final state. False when it had one already (a sweep got there first)."""
+
+        def work() -> bool:
             with self._session() as s:
-                s.execute(
+                done = s.execute(
                     update(Run)
-                    .where(col(Run.id) == run_id)
+                    .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RUNNING)
                     .values(status=status, answer=answer, error=error, finished_at=time.time())
                 )
                 s.commit()
+                return bool(done.rowcount)  # type: ignore[attr-defined]
+
+        return await self._call(work)
+
+    async def heartbeat_run(self, run_id: int, at: float) -> None:
+        def work() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(Run)
+                    .where(col(Run.id) == run_id, col(Run.status) == RunStatus.RUNNING)
+                    .values(heartbeat_at=at)
+                )
 
         await self._call(work)
+
+    async def running_runs(self) -> list[Run]:
+        """Runs not finished yet (live ones, and those a crash left behind), oldest first."""
+        return await self.run(
+            lambda s: list(s.exec(select(Run).where(Run.status == RunStatus.RUNNING).order_by(col(Run.id))).all())
+        )
+
+    async def get_run(self, run_id: int) -> Run | None:
+        return await self.run(lambda s: s.get(Run, run_id))
 
     async def steps(self, run_id: int) -> list[Step]:
         return await self.run(
@@ -294,15 +388,24 @@ class Store:
 
         await self._call(work)
 
-    async def decide_approval(self, approval_id: int, *, status: str, decided_by: str, reason: str = "") -> bool:
-        """Move a pending approval to its final state. False when it was not pending any more."""
+    async def decide_approval(
+        self,
+        approval_id: int,
+        *,
+        status: str,
+        decided_by: str,
+        reason: str = "",
+        from_status: Sequence[str] = (ApprovalStatus.PENDING,),
+    ) -> bool:
+        """Move an approval from one of `from_status` (pending by default) to its final state, audited.
+        False when it was not in one of those any more."""
 
         def work() -> bool:
             now = time.time()
             with self._session() as s:
                 result = s.execute(
                     update(Approval)
-                    .where(col(Approval.id) == approval_id, col(Approval.status) == "pending")
+                    .where(col(Approval.id) == approval_id, col(Approval.status).in_(list(from_status)))
                     .values(status=status, decided_by=decided_by, decided_at=now, reason=reason)
                 )
                 if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -335,11 +438,38 @@ class Store:
             with self.engine.begin() as conn:
                 conn.execute(
                     update(Approval)
-                    .where(col(Approval.id) == approval_id, col(Approval.status) == "pending")
+                    .where(col(Approval.id) == approval_id, col(Approval.status).in_(OPEN_APPROVAL_STATUSES))
                     .values(heartbeat_at=at)
                 )
 
         await self._call(work)
+
+    async def grant_approval(self, approval_id: int, *, decided_by: str, reason: str = "") -> bool:
+        """Approvers said yes, from a process that is not the one waiting: pending → granted, not yet
+        audited. The waiting run takes it (granted → approved, audited) and runs the action; if that
+        run is gone it expires instead. False when it was not pending any more."""
+
+        def work() -> bool:
+            with self._session() as s:
+                done = s.execute(
+                    update(Approval)
+                    .where(col(Approval.id) == approval_id, col(Approval.status) == ApprovalStatus.PENDING)
+                    .values(status=ApprovalStatus.GRANTED, decided_by=decided_by, decided_at=time.time(), reason=reason)
+                )
+                s.commit()
+                return bool(done.rowcount)  # type: ignore[attr-defined]
+
+        return await self._call(work)
+
+    async def open_approvals(self) -> list[Approval]:
+        """Pending and granted approvals: those still waiting for their run to go on."""
+        return await self.run(
+            lambda s: list(
+                s.exec(
+                    select(Approval).where(col(Approval.status).in_(OPEN_APPROVAL_STATUSES)).order_by(col(Approval.id))
+                ).all()
+            )
+        )
 
     async def pending_approvals(self) -> list[Approval]:
         return await self.run(
@@ -539,3 +669,175 @@ class Store:
 
     async def revoke_pairing(self, platform: str, user_id: str, *, by: str, now: float) -> int:
         return await self._call(lambda: self.revoke_pairing_sync(platform, user_id, by=by, now=now))
+
+    # ---- outbox: what the bot must post (adapters.outbox drains it) ----------------------------
+    async def outbox_add(self, entry: Outbox) -> tuple[Outbox, bool]:
+        """Queue a post, edit or reaction. (row, True) when queued now; (the row queued earlier under
+        the same dedupe key, False) otherwise: queuing twice never sends twice."""
+
+        def work() -> tuple[Outbox, bool]:
+            with self._session() as s:
+                s.add(entry)
+                try:
+                    s.commit()
+                    return entry, True
+                except IntegrityError:
+                    s.rollback()
+                    row = s.exec(select(Outbox).where(Outbox.dedupe_key == entry.dedupe_key)).one()
+                    return row, False
+
+        return await self._call(work)
+
+    async def outbox_claim(self, platform: str, channel: str, thread: str, *, now: float, lease: float) -> OutboxClaim:
+        """Claim the oldest pending entry of a lane if it is due. Nothing behind it is ever claimed
+        first, so a lane is delivered in order whichever bot process drains it."""
+
+        def lane() -> Any:
+            return select(Outbox).where(
+                Outbox.platform == platform,
+                Outbox.channel == channel,
+                Outbox.thread == thread,
+                Outbox.status == OutboxStatus.PENDING,
+            )
+
+        def work() -> OutboxClaim:
+            with self._session() as s:
+                head = s.exec(lane().order_by(col(Outbox.id)).limit(1)).first()
+                if head is None:
+                    return OutboxClaim()
+                if head.next_attempt_at > now:
+                    return OutboxClaim(due=head.next_attempt_at)
+                s.expunge(head)  # a copy: the claim below is the only write
+                claimed = s.execute(
+                    update(Outbox)
+                    .where(col(Outbox.id) == head.id, col(Outbox.attempts) == head.attempts)
+                    .values(next_attempt_at=now + lease, attempts=head.attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )
+                if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                    s.rollback()  # another process claimed it a moment ago
+                    return OutboxClaim(due=now + lease)
+                head.attempts += 1
+                head.next_attempt_at = now + lease
+                latest: Outbox = head
+                covers: tuple[int, ...] = ()
+                if head.kind == "update":
+                    newer = s.exec(
+                        lane()
+                        .where(Outbox.kind == "update", Outbox.target_key == head.target_key, col(Outbox.id) > head.id)
+                        .order_by(col(Outbox.id))
+                    ).all()
+                    if newer:
+                        latest = newer[-1]
+                        covers = (head.id or 0, *[r.id or 0 for r in newer[:-1]])
+                target = None
+                if head.target_key:
+                    target = s.exec(select(Outbox).where(Outbox.dedupe_key == head.target_key)).first()
+                s.commit()
+                return OutboxClaim(entry=head, latest=latest, covers=covers, target=target)
+
+        return await self._call(work)
+
+    async def outbox_sent(
+        self,
+        entry_id: int,
+        *,
+        ref: str,
+        now: float,
+        covers: Sequence[int] = (),
+        approval: tuple[int, str, str] | None = None,
+    ) -> None:
+        """Delivered: the entry is sent (with the platform's `ref`), the edits it covers are superseded,
+        and an approval request's message is attached to its approval (id, channel, thread) at once,
+        so the first reaction on it is already found."""
+
+        def work() -> None:
+            with self._session() as s:
+                s.execute(
+                    update(Outbox)
+                    .where(col(Outbox.id) == entry_id)
+                    .values(status=OutboxStatus.SENT, ref=ref, sent_at=now, error="")
+                )
+                if covers:
+                    s.execute(
+                        update(Outbox)
+                        .where(col(Outbox.id).in_(list(covers)), col(Outbox.id) != entry_id)
+                        .values(status=OutboxStatus.SUPERSEDED, sent_at=now)
+                    )
+                if approval is not None:
+                    approval_id, channel, thread = approval
+                    s.execute(
+                        update(Approval)
+                        .where(col(Approval.id) == approval_id)
+                        .values(channel=channel, thread=thread, message_ref=ref)
+                    )
+                s.commit()
+
+        await self._call(work)
+
+    async def outbox_failed(self, entry_ids: Sequence[int], *, error: str) -> None:
+        """Refused for good: never retried (the lane goes on with the next entry)."""
+
+        def work() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(Outbox)
+                    .where(col(Outbox.id).in_(list(entry_ids)))
+                    .values(status=OutboxStatus.FAILED, error=error[:1000])
+                )
+
+        await self._call(work)
+
+    async def outbox_retry(self, entry_id: int, *, at: float, error: str) -> None:
+        """Not delivered this time: due again at `at` (the platform's Retry-After, or a backoff)."""
+
+        def work() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(Outbox)
+                    .where(col(Outbox.id) == entry_id, col(Outbox.status) == OutboxStatus.PENDING)
+                    .values(next_attempt_at=at, error=error[:1000])
+                )
+
+        await self._call(work)
+
+    async def outbox_lanes(self, platform: str) -> list[tuple[str, str]]:
+        """Lanes with something pending (a restarted bot drains what the last one left)."""
+
+        def work(s: Session) -> list[tuple[str, str]]:
+            query = (
+                select(Outbox.channel, Outbox.thread)
+                .where(Outbox.platform == platform, Outbox.status == OutboxStatus.PENDING)
+                .distinct()
+            )
+            return [(channel, thread) for channel, thread in s.exec(query).all()]
+
+        return await self.run(work)
+
+    async def outbox_entries(self, *, platform: str | None = None, keys: Sequence[str] = ()) -> list[Outbox]:
+        """Entries oldest first, of one platform or with these dedupe keys (tests, the operator)."""
+
+        def work(s: Session) -> list[Outbox]:
+            query = select(Outbox)
+            if platform is not None:
+                query = query.where(Outbox.platform == platform)
+            if keys:
+                query = query.where(col(Outbox.dedupe_key).in_(list(keys)))
+            return list(s.exec(query.order_by(col(Outbox.id))).all())
+
+        return await self.run(work)
+
+    async def outbox_prune(self, *, before: float) -> int:
+        """Forget delivered entries older than `before`; pending and failed ones stay."""
+
+        def work() -> int:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    Outbox.__table__.delete().where(  # type: ignore[attr-defined]
+                        col(Outbox.status).in_([OutboxStatus.SENT, OutboxStatus.SUPERSEDED]),
+                        col(Outbox.created_at) < before,
+                    )
+                )
+                return int(result.rowcount)
+
+        return await self._call(work)

@@ -28,6 +28,16 @@ class Message(SQLModel, table=True):
     created_at: float
 
 
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    ANSWERED = "answered"
+    FAILED = "failed"  # the model, a limit or an internal error ended it; `error` says which
+    INTERRUPTED = "interrupted"  # the bot stopped or crashed while it ran; its thread was told
+
+
+FINAL_RUN_STATUSES = frozenset({RunStatus.ANSWERED, RunStatus.FAILED, RunStatus.INTERRUPTED})
+
+
 class Run(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversation.id", index=True)
@@ -37,11 +47,13 @@ class Run(SQLModel, table=True):
     channel: str
     thread: str = ""
     request_text: str
-    status: str = "running"  # running | answered | failed
+    status: str = Field(default=RunStatus.RUNNING, index=True)  # a RunStatus
     answer: str = ""
     error: str = ""
     started_at: float = Field(index=True)
     finished_at: float | None = None
+    owner: str = ""  # the bot process running it (core.instance owner id)
+    heartbeat_at: float | None = None  # refreshed while it runs; stale = its process is gone
 
 
 class Step(SQLModel, table=True):
@@ -53,6 +65,17 @@ class Step(SQLModel, table=True):
     kind: str
     payload_json: str
     created_at: float
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    GRANTED = "granted"  # approvers said yes in another process; approved once its run takes it
+    APPROVED = "approved"  # taken by the run that asked: the action runs
+    DENIED = "denied"
+    EXPIRED = "expired"
+
+
+OPEN_APPROVAL_STATUSES = (ApprovalStatus.PENDING, ApprovalStatus.GRANTED)
 
 
 class Approval(SQLModel, table=True):
@@ -67,7 +90,7 @@ class Approval(SQLModel, table=True):
     detail_kind: str = "text"
     host: str = "local"
     fingerprint: str
-    status: str = Field(default="pending", index=True)  # pending | approved | denied | expired
+    status: str = Field(default=ApprovalStatus.PENDING, index=True)  # an ApprovalStatus
     platform: str
     channel: str = ""
     thread: str = ""
@@ -75,7 +98,7 @@ class Approval(SQLModel, table=True):
     requested_by: str
     requested_at: float
     expires_at: float
-    owner: str = ""  # the bot process waiting on it (host:pid:nonce)
+    owner: str = ""  # the bot process waiting on it (core.instance owner id)
     heartbeat_at: float | None = None  # refreshed while that process waits; stale = the run is gone
     votes_json: str = "[]"
     decided_by: str = ""
@@ -132,3 +155,35 @@ class Pairing(SQLModel, table=True):
     expires_at: float  # the code's expiry; an approved grant lasts until revoked
     decided_by: str = ""
     decided_at: float | None = None
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"  # waiting for its turn, or for the platform's Retry-After
+    SENT = "sent"  # the platform has it (`ref` says where)
+    FAILED = "failed"  # refused for good (no such channel, no permission); `error` says why
+    SUPERSEDED = "superseded"  # an edit replaced by a newer edit of the same message before it was sent
+
+
+class Outbox(SQLModel, table=True):
+    """What the bot must post, edit or react with, kept until the platform has it.
+
+    Drained in order per lane (platform, channel, thread) by `adapters.outbox`; a restarted
+    bot drains what the previous one left. `dedupe_key` makes queuing idempotent: the same
+    key is queued, and so sent, once."""
+
+    __table_args__ = (Index("ix_outbox_lane", "platform", "channel", "thread", "status"),)
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str
+    channel: str
+    thread: str = ""
+    kind: str  # post | update | reaction
+    payload_json: str
+    dedupe_key: str = Field(unique=True)
+    target_key: str = ""  # for an update or a reaction: the dedupe key of the post it applies to
+    status: str = Field(default=OutboxStatus.PENDING, index=True)  # an OutboxStatus
+    attempts: int = 0
+    next_attempt_at: float  # not before then: the platform's Retry-After, a backoff, or a claim
+    created_at: float
+    sent_at: float | None = None
+    ref: str = ""  # what the platform calls the posted message (Slack ts, Discord message id)
+    error: str = ""  # why the last attempt failed

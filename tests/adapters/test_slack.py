@@ -565,8 +565,11 @@ async def test_reaction_on_an_approval_whose_run_is_gone_never_runs_it(
     finally:
         await restarted.close()
     assert not target.exists() and await tool_runs(stand) == []
-    told = [m.text for m in stand.bot_messages(ts) if "already" in m.text]
-    assert told == ["<@UADMIN> approval #1 is already expired; your reaction changed nothing."]
+    told = [m.text for m in stand.bot_messages(ts) if "nothing ran" in m.text]
+    assert told == [
+        "<@UADMIN> approval #1 expired: the bot that asked for it restarted before it could run, so nothing ran. "
+        "Ask again if it is still needed."
+    ]
 
 
 @pytest.mark.asyncio

@@ -11,8 +11,9 @@ import sqlalchemy
 
 from core.approval import ApprovalGate, ApprovalRules, Outcome
 from core.events import Request, Risk
+from core.instance import OwnerId, ProcessIdentity
 from core.store import Store
-from core.store.models import AuditEntry
+from core.store.models import Approval, ApprovalStatus, AuditEntry
 from core.tools.registry import Plan
 
 REQ = Request(platform="slack", user_id="UASK", channel="C1", thread="1.0", text="restart nginx")
@@ -121,7 +122,7 @@ async def test_a_reaction_on_an_orphaned_approval_never_approves(tmp_path: Path)
     other = await make_gate(tmp_path)
     other.clock = lambda: time.time() + other.lease + 1  # nobody has renewed the lease
     result = await other.decide(aid, platform="slack", user_id="UADMIN", approve=True)
-    assert result.outcome is Outcome.ALREADY_DECIDED and "restarted" in result.message
+    assert result.outcome is Outcome.OWNER_GONE and "restarted" in result.message
     row = await other.store.get_approval(aid)
     assert row is not None and row.status == "expired"
 
@@ -160,3 +161,76 @@ async def test_schema_upgrade_is_idempotent_and_keeps_data(tmp_path: Path) -> No
     again = Store(url)
     await again.init()
     assert [e.detail for e in again.audit_entries_sync()] == ["kept"]
+
+
+# ---- who waits: the instance id in the data directory, not the hostname (a recreated container) ----
+async def gate_in(data_dir: Path, db: Path, **kw: object) -> ApprovalGate:
+    """A bot process: its own identity in `data_dir`, the shared database `db`."""
+    store = Store(f"sqlite:///{db}")
+    await store.init()
+    rules = ApprovalRules(approvers={"slack": frozenset({"UADMIN"})}, timeout=30.0)
+    return ApprovalGate(store, rules, poll_interval=0.05, identity=ProcessIdentity.start(data_dir), **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_a_reaction_after_a_restart_under_another_hostname_expires_the_approval(tmp_path: Path) -> None:
+    old = await gate_in(tmp_path / "data", tmp_path / "db.sqlite")
+    aid = await pending(old)
+    old.identity.close()  # the old container is gone (its process died: the kernel freed its lock)
+    # Its row was written under the old container's hostname; the new one has another.
+    row = await old.store.get_approval(aid)
+    assert row is not None
+    renamed = OwnerId.parse(row.owner)
+    assert renamed is not None
+
+    def rewrite(s: object) -> None:
+        stored = s.get(Approval, aid)  # type: ignore[attr-defined]
+        stored.owner = str(OwnerId("old-container", renamed.pid, renamed.nonce, renamed.instance))
+        s.add(stored)  # type: ignore[attr-defined]
+        s.commit()  # type: ignore[attr-defined]
+
+    await old.store.run(rewrite)
+    new = await gate_in(tmp_path / "data", tmp_path / "db.sqlite")  # well within the 30 s lease
+    try:
+        result = await new.decide(aid, platform="slack", user_id="UADMIN", approve=True)
+        assert result.outcome is Outcome.OWNER_GONE
+        final = await new.store.get_approval(aid)
+        assert final is not None and final.status == ApprovalStatus.EXPIRED and final.decided_by == "restart"
+        assert [e.action for e in new.store.audit_entries_sync()] == ["approval_requested", "expired"]
+    finally:
+        new.identity.close()
+
+
+@pytest.mark.asyncio
+async def test_a_grant_from_another_process_is_approved_by_the_run_that_takes_it(tmp_path: Path) -> None:
+    waiting = await gate_in(tmp_path / "a", tmp_path / "db.sqlite")
+    other = await gate_in(tmp_path / "b", tmp_path / "db.sqlite")
+    try:
+        aid = await pending(waiting)
+        waiter = asyncio.create_task(waiting.wait(aid))
+        result = await other.decide(aid, platform="slack", user_id="UADMIN", approve=True)
+        assert result.outcome is Outcome.APPROVED
+        final = await asyncio.wait_for(waiter, 10)
+        assert final.status == ApprovalStatus.APPROVED and final.decided_by == "slack:UADMIN"
+        approved = [e for e in waiting.store.audit_entries_sync() if e.action == "approved"]
+        assert [e.decider for e in approved] == ["slack:UADMIN"]  # audited once, when it was taken
+    finally:
+        waiting.identity.close()
+        other.identity.close()
+
+
+@pytest.mark.asyncio
+async def test_a_grant_nobody_takes_expires_and_is_never_recorded_approved(tmp_path: Path) -> None:
+    waiting = await gate_in(tmp_path / "a", tmp_path / "db.sqlite")  # alive, but its run stopped waiting
+    other = await gate_in(tmp_path / "b", tmp_path / "db.sqlite", lease=0.3)
+    try:
+        aid = await pending(waiting)
+        result = await other.decide(aid, platform="slack", user_id="UADMIN", approve=True)
+        assert result.outcome is Outcome.OWNER_GONE
+        final = await other.store.get_approval(aid)
+        assert final is not None and final.status == ApprovalStatus.EXPIRED
+        assert "approved by slack:UADMIN; nothing ran" in final.reason
+        assert "approved" not in [e.action for e in other.store.audit_entries_sync()]
+    finally:
+        waiting.identity.close()
+        other.identity.close()

@@ -195,6 +195,24 @@ class _FailRule:
 
 
 @dataclass
+class _Storm:
+    """Matching calls answered 429 until `calls` such answers were given or `until` passed."""
+
+    methods: frozenset[str]
+    pattern: re.Pattern[str]
+    retry_after: float
+    calls: int | None
+    until: float | None
+
+    def hits(self, call: RestCall, now: float) -> bool:
+        if self.calls is not None and self.calls <= 0:
+            return False
+        if self.until is not None and now >= self.until:
+            return False
+        return call.method in self.methods and self.pattern.fullmatch(call.path) is not None
+
+
+@dataclass
 class _User:
     id: int
     username: str
@@ -276,6 +294,7 @@ class FakeDiscord:
         self._calls: list[RestCall] = []
         self._calls_event = asyncio.Event()
         self._rules: list[_FailRule] = []
+        self._storms: list[_Storm] = []
 
         self._lock = asyncio.Lock()  # serialises every gateway send
         self._session: _Session | None = None
@@ -872,6 +891,52 @@ class FakeDiscord:
             )
         )
 
+    def storm(
+        self,
+        methods: Sequence[str],
+        path_regex: str,
+        *,
+        retry_after: float = 0.05,
+        calls: int | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """A 429 storm: every call with one of ``methods`` whose path full-matches ``path_regex``
+        is answered 429 (body ``retry_after``, which discord.py sleeps between its own five tries,
+        and ``X-RateLimit-Reset-After``) until ``calls`` such answers were given or ``seconds``
+        have passed (neither: until :meth:`end_storms`)."""
+        until = time.monotonic() + seconds if seconds is not None else None
+        self._storms.append(
+            _Storm(frozenset(m.upper() for m in methods), re.compile(path_regex), retry_after, calls, until)
+        )
+
+    def end_storms(self) -> None:
+        self._storms.clear()
+
+    @property
+    def storming(self) -> bool:
+        now = time.monotonic()
+        return any((s.calls is None or s.calls > 0) and (s.until is None or now < s.until) for s in self._storms)
+
+    def _storm_answer(self, call: RestCall) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        now = time.monotonic()
+        for storm in self._storms:
+            if storm.hits(call, now):
+                if storm.calls is not None:
+                    storm.calls -= 1
+                headers = {
+                    "Via": "1.1 google",  # discord.py treats a 429 without Via as a Cloudflare ban
+                    "Retry-After": str(max(1, int(storm.retry_after + 0.999))),
+                    "X-RateLimit-Limit": "5",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": f"{time.time() + storm.retry_after:.3f}",
+                    "X-RateLimit-Reset-After": f"{storm.retry_after:.3f}",
+                    "X-RateLimit-Bucket": "stormbucket",
+                    "X-RateLimit-Scope": "user",
+                }
+                body = {"message": "You are being rate limited.", "retry_after": storm.retry_after, "global": False}
+                return 429, body, headers
+        return None
+
     def fail_next(
         self,
         method: str,
@@ -960,8 +1025,11 @@ class FakeDiscord:
             auth = request.headers.get("Authorization")
             if not auth or (self.token is not None and auth != f"Bot {self.token}"):
                 raise _ApiError(401, 0, "401: Unauthorized")
-            rule = self._take_rule(call)
-            if rule is not None:
+            stormed = self._storm_answer(call)
+            rule = None if stormed is not None else self._take_rule(call)
+            if stormed is not None:
+                status, body, headers = stormed
+            elif rule is not None:
                 status, body, headers = rule.status, dict(rule.body), dict(rule.headers)
             else:
                 handler, match = self._route(call)

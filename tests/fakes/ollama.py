@@ -9,6 +9,11 @@ client (0.6.x) parses, so tests exercise the real client end to end.
         fake.script(Reply(content="hi"), Reply(tool_calls=[{"name": "ls"}]))
         client = ollama.Client(host=fake.url)
 
+Faults for the next chat request: `fail_next` (an HTTP error), `garbage_next` (HTTP 200
+with a body that is not JSON), `cut_next` (the stream ends inside a JSON line, or
+cleanly but without the `done` chunk) and `stall_next` (a pause before the first
+chunk or between two chunks).
+
 Standalone, for manual CLI tries (the URL is the first stdout line):
 
     python -m tests.fakes.ollama --port 0 --script replies.json
@@ -60,6 +65,27 @@ class Reply:
         if isinstance(data, str):
             return cls(content=data)
         return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class _Garbage:
+    body: str
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    after: int
+    mid_line: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Stall:
+    seconds: float
+    after: int
+
+
+_Fault = _Garbage | _Cut | _Stall
 
 
 # A callable gets the raw /api/chat body, so it can branch on messages/tools.
@@ -136,6 +162,8 @@ class FakeOllama:
         self._lock = threading.Lock()
         self._replies: deque[ReplySource] = deque()
         self._failures: deque[tuple[int, str]] = deque()
+        self._faults: deque[_Fault] = deque()
+        self._stalls: set[asyncio.Event] = set()  # touched only on the server's loop
         self._requests: list[dict[str, Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -155,6 +183,37 @@ class FakeOllama:
         """
         with self._lock:
             self._failures.append((status, body))
+
+    def garbage_next(
+        self, body: str = "<html><body>502 Bad Gateway</body></html>", *, content_type: str = "text/html"
+    ) -> None:
+        """Answer the next chat request with HTTP 200 and `body`, which is not Ollama's JSON
+        (a proxy's error page, say).  Scripted replies are left untouched."""
+        with self._lock:
+            self._faults.append(_Garbage(body, content_type))
+
+    def cut_next(self, *, after: int = 1, mid_line: bool = True) -> None:
+        """Stream the next reply's first `after` chunks, then end the stream without `done`:
+        inside the next JSON line (`mid_line`) or cleanly between two lines.  Consumes the
+        scripted reply; a non-streamed reply is cut in the middle of its JSON body."""
+        with self._lock:
+            self._faults.append(_Cut(after, mid_line))
+
+    def stall_next(self, seconds: float, *, after: int = 0) -> None:
+        """Pause the next reply for `seconds` after `after` chunks (0: before anything is
+        sent, like a model still loading), then go on.  `release()` ends a pause early."""
+        with self._lock:
+            self._faults.append(_Stall(seconds, after))
+
+    def release(self) -> None:
+        """End every pause `stall_next` started (stop() and reset() do it too)."""
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._release_stalls)
+
+    def _release_stalls(self) -> None:
+        for event in self._stalls:
+            event.set()
 
     @property
     def pending_replies(self) -> int:
@@ -176,7 +235,9 @@ class FakeOllama:
         with self._lock:
             self._replies.clear()
             self._failures.clear()
+            self._faults.clear()
             self._requests.clear()
+        self.release()
 
     # -- lifecycle -------------------------------------------------------
 
@@ -203,6 +264,7 @@ class FakeOllama:
         loop, thread, runner = self._loop, self._thread, self._runner
         if loop is None or thread is None:
             return
+        self.release()
         if runner is not None:
             asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
@@ -347,6 +409,16 @@ class FakeOllama:
             }
         )
 
+    async def _pause(self, seconds: float) -> None:
+        event = asyncio.Event()
+        self._stalls.add(event)
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            pass
+        finally:
+            self._stalls.discard(event)
+
     def _next_reply(self, body: dict[str, Any]) -> Reply:
         with self._lock:
             source = self._replies.popleft() if self._replies else self.default_reply
@@ -362,6 +434,10 @@ class FakeOllama:
             return _error(*failure)
         if error := self._missing_model(body):
             return error
+        with self._lock:
+            fault = self._faults.popleft() if self._faults else None
+        if isinstance(fault, _Garbage):
+            return web.Response(text=fault.body, content_type=fault.content_type)
         try:
             reply = self._next_reply(body)
         except Exception as exc:
@@ -371,6 +447,8 @@ class FakeOllama:
             return _error(500, f"fake reply callable raised {exc!r}")
         if self.delay:
             await asyncio.sleep(self.delay)
+        if isinstance(fault, _Stall) and fault.after <= 0:
+            await self._pause(fault.seconds)
 
         model = body["model"]
         calls = [_tool_call(c, i) for i, c in enumerate(reply.tool_calls)]
@@ -394,6 +472,9 @@ class FakeOllama:
             if calls:
                 message["tool_calls"] = calls
             head = {"model": model, "created_at": _now(), "message": message}
+            if isinstance(fault, _Cut):
+                text = json.dumps(head | final)
+                return web.Response(text=text[: len(text) // 2], content_type="application/json")
             return web.json_response(head | final)
 
         def chunk(**fields: Any) -> dict[str, Any]:
@@ -411,13 +492,28 @@ class FakeOllama:
             chunks.append(chunk(tool_calls=calls))
         chunks.append(chunk() | final)
 
+        if isinstance(fault, _Cut):
+            # Never past the last chunk: the point is a stream without `done`.
+            cut = min(max(fault.after, 0), len(chunks) - 1)
+            tail = json.dumps(chunks[cut]).encode()
+            lines = [json.dumps(item).encode() + b"\n" for item in chunks[:cut]]
+            if fault.mid_line:
+                lines.append(tail[: len(tail) // 2])
+        else:
+            lines = [json.dumps(item).encode() + b"\n" for item in chunks]
+
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(request)
-        for item in chunks:
-            await response.write(json.dumps(item).encode() + b"\n")
-            if self.chunk_delay:
-                await asyncio.sleep(self.chunk_delay)
-        await response.write_eof()
+        try:
+            await response.prepare(request)
+            for n, line in enumerate(lines, start=1):
+                await response.write(line)
+                if isinstance(fault, _Stall) and n == fault.after:
+                    await self._pause(fault.seconds)
+                if self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client gave up (its timeout, or a test that stopped reading)
         return response
 
 

@@ -136,6 +136,21 @@ class _Failure:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class _Storm:
+    """Every call to `methods` answered 429 until `calls` such answers were given or `until` passed."""
+
+    methods: frozenset[str]
+    retry_after: float
+    calls: int | None
+    until: float | None
+
+    def active(self, now: float) -> bool:
+        if self.calls is not None and self.calls <= 0:
+            return False
+        return self.until is None or now < self.until
+
+
 class _SlackError(Exception):
     def __init__(self, error: str) -> None:
         super().__init__(error)
@@ -184,6 +199,7 @@ class FakeSlack:
         self._calls: list[Call] = []
         self._changed = asyncio.Condition()
         self._failures: dict[str, deque[_Failure]] = {}
+        self._storms: list[_Storm] = []
         self._overrides: dict[str, Handler] = {}
         self._channels: dict[str, list[Message]] = {}
         self._reactions: dict[tuple[str, str], list[tuple[str, str]]] = {}
@@ -353,6 +369,39 @@ class FakeSlack:
         for _ in range(times):
             queue.append(_Failure(429, "ratelimited", {"Retry-After": str(retry_after)}))
 
+    def storm(
+        self,
+        *methods: str,
+        retry_after: float = 1.0,
+        calls: int | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """A 429 storm: every call to ``methods`` is answered HTTP 429 with ``Retry-After:
+        retry_after`` (a fraction is sent as given, to keep tests short) until ``calls`` such
+        answers were given or ``seconds`` have passed (both: whichever ends first; neither: until
+        :meth:`end_storms`)."""
+        if not methods:
+            raise ValueError("name the methods the storm hits, e.g. 'chat.postMessage'")
+        until = time.monotonic() + seconds if seconds is not None else None
+        self._storms.append(_Storm(frozenset(methods), retry_after, calls, until))
+
+    def end_storms(self) -> None:
+        self._storms.clear()
+
+    @property
+    def storming(self) -> bool:
+        now = time.monotonic()
+        return any(s.active(now) for s in self._storms)
+
+    def _storm_failure(self, method: str) -> _Failure | None:
+        now = time.monotonic()
+        for storm in self._storms:
+            if method in storm.methods and storm.active(now):
+                if storm.calls is not None:
+                    storm.calls -= 1
+                return _Failure(429, "ratelimited", {"Retry-After": f"{storm.retry_after:g}"})
+        return None
+
     def error_next(
         self,
         method: str,
@@ -378,9 +427,11 @@ class FakeSlack:
         args = await self._read_args(request)
         token = self._token_of(request, args)
 
-        failure: _Failure | None = None
+        failure: _Failure | None = self._storm_failure(method)
         queue = self._failures.get(method)
-        if queue:
+        if failure is not None:
+            pass
+        elif queue:
             failure = queue.popleft()
         elif self._require_auth and token is None and method not in _NO_AUTH_METHODS:
             failure = _Failure(200, "not_authed")

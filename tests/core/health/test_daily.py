@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import Services
+from core.events import Request, Risk
 from core.health.analysis import compute_figures, load_window
 from core.health.checks import CheckResult
 from core.health.daily import DailyAnalysis
@@ -17,6 +18,7 @@ from core.health.incidents import IncidentBook
 from core.health.metrics import DiskReading, MetricsRecorder, MetricsSampler, MetricsSnapshot, ProcessReading
 from core.llm import OllamaLLM
 from core.store.models import AuditEntry
+from core.tools.registry import Plan
 from tests.core.health.recording import png_size
 from tests.fakes.ollama import FakeOllama, Reply
 
@@ -120,3 +122,20 @@ async def test_an_empty_window_still_makes_a_report(services: Services, tmp_path
     assert "No metrics were sampled" in report.text and "*Incidents*: none" in report.text
     assert png_size(report.attachments[0].path)[0] == 1100
     assert dataclasses.is_dataclass(report)
+
+
+@pytest.mark.asyncio
+async def test_approvals_decided_through_the_gate_are_named_in_the_report(services: Services, tmp_path: Path) -> None:
+    """The audit row of a decision says who and why; what was approved comes from the approval."""
+    asker = Request(platform="console", user_id="tester", channel="console", thread="t", text="restart it")
+    for summary, approve in (("run systemctl restart nginx", True), ("write /etc/motd", False)):
+        plan = Plan(risk=Risk.EXEC, summary=summary, detail=summary, detail_kind="argv")
+        row = await services.gate.request(request=asker, run_id=None, tool="run_command", args={"command": summary},
+                                          plan=plan, fingerprint=summary)  # fmt: skip
+        assert row.id is not None
+        await services.gate.decide(row.id, platform="console", user_id="tester", approve=approve, reason="")
+    daily = DailyAnalysis(db_url=services.store.url, out_dir=tmp_path, llm=None, notebook=None)
+    report = await daily.build(end=time.time() + 1)
+    assert "Approved: run systemctl restart nginx (by console:tester)" in report.text
+    actions = report.fields["figures"]["actions"]
+    assert [(a["what"], a["by"]) for a in actions["denied"]] == [("write /etc/motd", "console:tester")]

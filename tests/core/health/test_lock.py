@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 from core.health.lock import LeaseLock, make_owner_id
+from core.instance import ProcessIdentity
 from core.store import Store
 
 
@@ -52,3 +53,21 @@ async def test_release_hands_over_at_once(stores: tuple[Store, Store]) -> None:
 def test_owner_ids_name_the_process() -> None:
     host, pid, tag = make_owner_id().split(":")
     assert host and pid.isdigit() and len(tag) == 6
+
+
+@pytest.mark.asyncio
+async def test_a_holder_known_dead_is_taken_over_before_its_lease_ends(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    a, b = ProcessIdentity.start(tmp_path / "data"), ProcessIdentity.start(tmp_path / "data")
+    try:
+        first, second = LeaseLock(stores[0], holder_gone=a.is_dead), LeaseLock(stores[1], holder_gone=b.is_dead)
+        assert (await first.acquire(a.owner, now=1000, lease=3600)).acquired
+        assert not (await second.acquire(b.owner, now=1001, lease=3600)).acquired  # alive: it waits
+        a.close()  # the holder dies (its lock in the data directory is free)
+        taken = await second.acquire(b.owner, now=1002, lease=3600)
+        assert (taken.acquired, taken.owner) == (True, b.owner)
+        assert not (await first.acquire(a.owner, now=1003, lease=3600)).acquired
+    finally:
+        a.close()
+        b.close()

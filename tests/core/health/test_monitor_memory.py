@@ -72,3 +72,49 @@ async def test_a_similar_failure_recalls_the_past_fix_and_the_daily_report_names
     )  # fmt: skip
     report = await daily.build(end=time.time())
     assert "Recurring incidents" in report.text and "/var" in report.text
+
+
+@pytest.mark.asyncio
+async def test_a_recovery_on_its_own_is_not_remembered_as_a_fix_that_held(
+    services: Services, fake_ollama: FakeOllama, workspace: Path
+) -> None:
+    assert services.memory is not None
+    slack = RecordingAdapter(services.agent, services.gate, platform="slack")
+    big = workspace / "huge.log"
+
+    async def probe() -> MetricsSnapshot:
+        return await Disk(97.0 if big.exists() else 41.0).read()
+
+    monitor = HealthMonitor(
+        book=IncidentBook(services.store, host="box"), checks=[DiskCheck(90)], probe=probe,
+        destinations=[Destination(slack, CHANNEL["slack"])], memory=services.memory,
+    )  # fmt: skip
+
+    # First: an approved fix that held.
+    big.write_bytes(b"x" * 4096)
+    fake_ollama.script(
+        Reply(tool_calls=[{"name": "run_command", "arguments": {"command": f"rm {big}"}}]),
+        Reply(content="huge.log filled /var; removing it freed the space."),
+    )
+    monitor.clock = lambda: T + 600
+    await monitor.run_pass(now=T)
+    await monitor.drain()
+    # Later the same failure; nobody fixes it, and it goes away by itself an hour on.
+    big.write_bytes(b"x" * 4096)
+    fake_ollama.script(Reply(content="Something writes to /var again; watch it."))
+    await monitor.run_pass(now=T + 6 * 3600)
+    await monitor.drain()
+    big.unlink()
+    closed = await monitor.run_pass(now=T + 7 * 3600)
+    assert [i.resolution for i in closed.closed] == ["recovered"]
+
+    # The third time, the thread recalls both: the fix that held first, the recovery as a recovery.
+    big.write_bytes(b"x" * 4096)
+    fake_ollama.script(Reply(content="Again."))
+    await monitor.run_pass(now=T + 12 * 3600)
+    await monitor.drain()
+    recalled = next(line for line in slack.thread(slack.reports[-1].ref) if "Similar past incidents" in line)
+    lines = recalled.splitlines()[1:]
+    assert f"fixed by run rm {big}" in lines[0] and "the fix held" in lines[0]
+    on_its_own = [line for line in lines if "recovered on its own" in line]
+    assert on_its_own and all("the fix held" not in line for line in on_its_own)
