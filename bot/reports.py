@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from adapters.base import ChatAdapter
+from bot.app import prepare_dirs
 from bot.settings import Settings
 from core.events import Report
 from core.health.checks import CheckConfig, default_checks
@@ -229,7 +230,7 @@ async def post_to_channels(settings: Settings, report: Report, out: IO[str]) -> 
 
 async def health_command(settings: Settings, *, post: bool, out: IO[str] = sys.stdout) -> int:
     """Run every check once and print the result. Opens no incident and asks no model."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_dirs(settings)  # an unusable data dir is one line, not a traceback
     store = Store(settings.db_url)
     try:
         await store.init()
@@ -249,7 +250,7 @@ async def health_command(settings: Settings, *, post: bool, out: IO[str] = sys.s
 async def daily_command(
     settings: Settings, *, post: bool, hours: float | None = None, out: IO[str] = sys.stdout
 ) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_dirs(settings)  # an unusable data dir is one line, not a traceback
     store = Store(settings.db_url)
     await store.init()  # the analysis reads the health tables: make sure they exist
     await store.close()

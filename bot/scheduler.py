@@ -44,7 +44,7 @@ from apscheduler.util import datetime_to_utc_timestamp
 from sqlalchemy import inspect
 
 from adapters.base import ChatAdapter
-from bot.app import Services
+from bot.app import Services, prepare_dirs
 from bot.settings import ReportSettings, Settings
 from core.health.lock import LeaseLock, make_owner_id
 from core.instance import ProcessIdentity
@@ -414,7 +414,7 @@ def jobs_command(settings: Settings, *, as_json: bool = False, out: Any = None) 
     from core.store import Store
 
     out = out or sys.stdout
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_dirs(settings)  # an unusable data dir is one line, not a traceback
     store = Store(settings.db_url)
     store.migrate_sync()
     holder = LeaseLock(store).holder_sync()

@@ -128,7 +128,9 @@ def test_a_missing_orchestrator_config_file_is_refused(env: dict[str, str], tmp_
 
 
 # ---- the data directory -----------------------------------------------------------------------
-@pytest.mark.parametrize("command", [["audit"], ["ask", "hi"], ["chat"]])
+@pytest.mark.parametrize(
+    "command", [["audit"], ["ask", "hi"], ["chat"], ["report", "health"], ["report", "daily"], ["jobs"]]
+)
 def test_an_impossible_data_dir_is_one_line(env: dict[str, str], command: list[str]) -> None:
     env["ORCHESTRATOR_DATA_DIR"] = "/proc/orchestrator"
     assert one_line(run_cli(command, env, stdin="hi\n")) == (
