@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -345,12 +345,3 @@ def _check_find(program: Program, args: list[str], checks: Checks) -> None:
             raise Rejected(f"find: {word} needs a value")
         _accept_value(program, word, kind, args[i], checks)
         i += 1
-
-
-def option_names(programs: Iterable[Program]) -> set[str]:
-    """Every option the table lists (documentation and tests)."""
-    names: set[str] = set()
-    for p in programs:
-        names |= set(p.options)
-        names |= option_names(p.subcommands.values())
-    return names

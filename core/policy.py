@@ -15,7 +15,7 @@ import os
 import re
 import shlex
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -357,9 +357,3 @@ def resolve_program(word: str) -> tuple[str, str]:
     if not _trusted(real):
         return name, f"{real} is in a directory others can write to"
     return name, ""
-
-
-def forbidden_reason(command: str, roots: Iterable[Path] = ()) -> str:
-    """Convenience for callers that only need to know whether a command may ever run."""
-    decision = Policy(PolicyConfig(file_roots=list(roots))).check_command(command)
-    return decision.reason if decision.verdict is Verdict.FORBIDDEN else ""
