@@ -102,6 +102,11 @@ def _unusable_url(url: str, exc: Exception) -> str:
     return f"{url!r} is not a database URL; use {URL_EXAMPLES}"
 
 
+def _is_locked(exc: DatabaseError) -> bool:
+    reason = str(exc.orig if exc.orig is not None else exc).lower()
+    return "locked" in reason or "busy" in reason
+
+
 def _cannot_connect(engine: Engine, exc: DatabaseError) -> Exception:
     """The first connection failed: one line naming the database, what it said and what to check."""
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
@@ -137,6 +142,7 @@ def event_payload(ev: object) -> dict[str, Any]:
 class Store:
     def __init__(self, url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.url = url
+        self.busy_timeout = busy_timeout
         self.engine = make_engine(url, busy_timeout=busy_timeout)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
@@ -149,12 +155,21 @@ class Store:
         return Session(self.engine, expire_on_commit=False)
 
     def migrate_sync(self) -> None:
-        try:
-            upgrade(self.engine)
-        except DatabaseError as exc:  # the first connection of a process: say why it failed, in one line
-            if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
-                raise  # an integrity or programming error is a bug in a migration
-            raise _cannot_connect(self.engine, exc) from exc
+        """Create or upgrade the schema. Another process starting at the same moment (a second
+        bot, `orchestrator jobs`) can make SQLite answer "locked" at once, without waiting; the
+        upgrade is one transaction, so it is tried again until the busy timeout has passed."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                upgrade(self.engine)
+                return
+            except DatabaseError as exc:  # the first connection of a process: say why it failed, in one line
+                if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
+                    raise  # an integrity or programming error is a bug in a migration
+                if _is_locked(exc) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                raise _cannot_connect(self.engine, exc) from exc
 
     async def init(self) -> None:
         """Create or upgrade the schema (safe to call on every start)."""

@@ -18,7 +18,21 @@ def alembic_config() -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision` in one transaction.
+
+    On SQLite the transaction is `BEGIN IMMEDIATE`: it takes the write lock first (waiting
+    through the busy timeout for another process), so every statement, DDL included, commits
+    or rolls back together, and a reader that committed meanwhile cannot make it fail half way
+    (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out). A failed upgrade can be retried.
+    """
     cfg = alembic_config()
+    if engine.url.get_backend_name() == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            conn.commit()
+        return
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)

@@ -1,0 +1,67 @@
+"""Starting on a database another process is using: the schema upgrade waits for the other
+writer, and past the busy timeout fails with one line naming the file, never half-migrated."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from core.errors import ServiceUnavailable
+from core.store import Store
+
+
+def hold_write_lock(path: Path, seconds: float, held: threading.Event) -> threading.Thread:
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("CREATE TABLE IF NOT EXISTS other_program (x)")
+        held.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    return thread
+
+
+def test_a_start_waits_for_another_writer_then_creates_every_table(tmp_path: Path) -> None:
+    path = tmp_path / "orchestrator.db"
+    held = threading.Event()
+    other = hold_write_lock(path, 0.5, held)
+    held.wait(5)
+    store = Store(f"sqlite:///{path}", busy_timeout=5)
+    try:
+        store.migrate_sync()
+        tables = set(inspect(store.engine).get_table_names())
+    finally:
+        store.engine.dispose()
+        other.join()
+    assert {"run", "approval", "alembic_version", "other_program"} <= tables
+
+
+def test_a_lock_held_past_the_busy_timeout_is_one_line_and_nothing_is_half_created(tmp_path: Path) -> None:
+    path = tmp_path / "orchestrator.db"
+    held = threading.Event()
+    other = hold_write_lock(path, 2.0, held)
+    held.wait(5)
+    store = Store(f"sqlite:///{path}", busy_timeout=0.3)
+    try:
+        with pytest.raises(ServiceUnavailable) as caught:
+            store.migrate_sync()
+    finally:
+        other.join()
+    message = str(caught.value)
+    assert str(path) in message and "locked by another program" in message and "\n" not in message
+    try:
+        assert set(inspect(store.engine).get_table_names()) == {"other_program"}  # nothing of ours, half made
+        store.migrate_sync()  # once the other program is done, the same start works
+        assert "run" in inspect(store.engine).get_table_names()
+    finally:
+        store.engine.dispose()
