@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class Risk(StrEnum):
@@ -32,6 +32,23 @@ class Request:
     @property
     def conversation_key(self) -> tuple[str, str, str]:
         return (self.platform, self.channel, self.thread)
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """A piece of the model's turn as it streams, for renderers to show live; never stored.
+
+    `kind` "thinking" is reasoning; "text" is content that becomes the answer, or the prose
+    before a tool call (then stored as a `Thinking` step). `text` is a delta: a renderer
+    appends it to what this turn has shown so far. The turn's completed steps follow as the
+    stored events (`Thinking`, `ToolCall`, `Answer`, `Failed`): any event that is not a
+    `Partial` ends the live part of the turn. Secrets are masked before a piece is made, and
+    tool-call markup and special tokens never appear in it.
+    """
+
+    run_id: int
+    kind: Literal["thinking", "text"]
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +110,7 @@ class Failed:
     error: str
 
 
-Event = Thinking | ToolCall | ToolResult | ApprovalRequested | ApprovalResolved | Answer | Failed
+Event = Partial | Thinking | ToolCall | ToolResult | ApprovalRequested | ApprovalResolved | Answer | Failed
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -53,12 +54,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One assistant turn.  `tool_calls` items are `{"name", "arguments"}`."""
+    """One assistant turn.  `tool_calls` items are `{"name", "arguments"}`.
+
+    Streamed, thinking and content go out a word per chunk unless `content_pieces` /
+    `thinking_pieces` give the exact chunks (to split inside a marker such as `<|channel|>`);
+    `chunk_delay` (seconds between two chunks of this reply) overrides the server's.
+    """
 
     content: str = ""
     thinking: str = ""
     tool_calls: Sequence[Mapping[str, Any]] = ()
     done_reason: str = "stop"
+    content_pieces: Sequence[str] | None = None
+    thinking_pieces: Sequence[str] | None = None
+    chunk_delay: float | None = None
 
     @classmethod
     def from_json(cls, data: str | Mapping[str, Any]) -> Reply:
@@ -165,6 +174,8 @@ class FakeOllama:
         self._faults: deque[_Fault] = deque()
         self._stalls: set[asyncio.Event] = set()  # touched only on the server's loop
         self._requests: list[dict[str, Any]] = []
+        # time.time() when the first chunk of each streamed chat reply was written, in order
+        self.first_chunk_times: list[float] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -237,6 +248,7 @@ class FakeOllama:
             self._failures.clear()
             self._faults.clear()
             self._requests.clear()
+            self.first_chunk_times.clear()
         self.release()
 
     # -- lifecycle -------------------------------------------------------
@@ -486,8 +498,10 @@ class FakeOllama:
                 "done": False,
             }
 
-        chunks = [chunk(thinking=p) for p in _pieces(reply.thinking)]
-        chunks += [chunk(content=p) for p in _pieces(reply.content)]
+        thinking = reply.thinking_pieces if reply.thinking_pieces is not None else _pieces(reply.thinking)
+        content = reply.content_pieces if reply.content_pieces is not None else _pieces(reply.content)
+        chunks = [chunk(thinking=p) for p in thinking if p]
+        chunks += [chunk(content=p) for p in content if p]
         if calls:
             chunks.append(chunk(tool_calls=calls))
         chunks.append(chunk() | final)
@@ -505,12 +519,16 @@ class FakeOllama:
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         try:
             await response.prepare(request)
+            pause = self.chunk_delay if reply.chunk_delay is None else reply.chunk_delay
             for n, line in enumerate(lines, start=1):
                 await response.write(line)
+                if n == 1:
+                    with self._lock:
+                        self.first_chunk_times.append(time.time())
                 if isinstance(fault, _Stall) and n == fault.after:
                     await self._pause(fault.seconds)
-                if self.chunk_delay:
-                    await asyncio.sleep(self.chunk_delay)
+                if pause and n < len(lines):
+                    await asyncio.sleep(pause)
             await response.write_eof()
         except ConnectionResetError:
             pass  # the client gave up (its timeout, or a test that stopped reading)
