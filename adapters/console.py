@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import IO
+from typing import IO, Literal
 
 from adapters import texts
 from core.agent import Agent
@@ -32,6 +32,7 @@ from core.events import (
     ApprovalResolved,
     Event,
     Failed,
+    Partial,
     Request,
     Thinking,
     ToolCall,
@@ -69,6 +70,8 @@ class ConsoleAdapter:
         self._pending = b""  # bytes read from a descriptor after the last full line
         self._eof = False
         self._on_sigterm = False  # the handler is installed (chat() around ask())
+        self._live: Literal["thinking", "text"] | None = None  # the kind of piece the line ends in
+        self._streamed: dict[str, str] = {"thinking": "", "text": ""}  # this turn, as shown live
 
     # ---- output --------------------------------------------------------------
     def _style(self, text: str, code: str) -> str:
@@ -155,7 +158,38 @@ class ConsoleAdapter:
                 text = texts.short(" ".join(run.request_text.split()), lines=1, chars=60)
                 self._print(INTERRUPTED_ON_START.format(text=text, id=run.id, line=run.error), stream=self.err)
 
+    def _show_partial(self, ev: Partial) -> None:
+        """A streamed piece, printed as it comes: thinking dim after "… ", text as the answer will read."""
+        if ev.kind != self._live:
+            if self._live is not None:
+                self.out.write("\n")
+            self.out.write(self._style("… ", "2") if ev.kind == "thinking" else "\n")
+            self._live = ev.kind
+        self.out.write(self._style(ev.text, "2") if ev.kind == "thinking" else ev.text)
+        self.out.flush()
+        self._streamed[ev.kind] += ev.text
+
+    def _end_live(self) -> None:
+        if self._live is not None:
+            self._print()
+            self._live = None
+
+    def _was_streamed(self, text: str, *kinds: str) -> bool:
+        words = text.split()
+        return bool(words) and any(words == self._streamed[kind].split() for kind in kinds)
+
     async def render(self, ev: Event) -> None:
+        if isinstance(ev, Partial):
+            self._show_partial(ev)
+            return
+        self._end_live()
+        streamed = self._was_streamed(ev.text, "thinking", "text") if isinstance(ev, Thinking) else False
+        if isinstance(ev, Answer):
+            streamed = self._was_streamed(ev.text, "text")
+        if not isinstance(ev, Thinking):
+            self._streamed = {"thinking": "", "text": ""}  # the turn is over
+        if streamed:
+            return  # already on screen, as it streamed
         match ev:
             case Thinking(text=text):
                 self._print(self._style("… " + texts.short(text, lines=12, chars=1200), "2"))

@@ -10,14 +10,14 @@ from typing import Any
 
 from core.agent import Agent, AgentConfig
 from core.approval import ApprovalGate, ApprovalRules
-from core.llm import LLMReply, LLMToolCall
+from core.llm import LLMReply, LLMToolCall, WholeReplies
 from core.policy import Policy, PolicyConfig
 from core.store import Store
 from core.tools.builtin import builtin_tools
 from core.tools.registry import ToolRegistry
 
 
-class ScriptedLLM:
+class ScriptedLLM(WholeReplies):
     """Answers instantly: `steps` tool calls, then an answer. Per conversation, by thread text."""
 
     def __init__(self, make_call: Callable[[int], LLMToolCall], steps: int) -> None:

@@ -36,11 +36,11 @@ from core.health.incidents import IncidentBook
 from core.health.metrics import MetricsRecorder, MetricsSampler
 from core.health.monitor import HealthMonitor, recorder_history
 from core.health.outlets import Destination
-from core.llm import LLMReply
+from core.llm import LLMReply, WholeReplies
 from core.store import Store
 
 
-class CountingLLM:
+class CountingLLM(WholeReplies):
     calls = 0
 
     async def chat(self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> LLMReply:

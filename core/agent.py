@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from core.approval import ApprovalGate
 from core.errors import ServiceUnavailable
@@ -38,15 +38,17 @@ from core.events import (
     ApprovalResolved,
     Event,
     Failed,
+    Partial,
     Request,
     Risk,
     Thinking,
     ToolCall,
     ToolResult,
 )
-from core.llm import LLM, LLMError, LLMToolCall
-from core.parsing import extract_tool_calls, split_think
+from core.formats import LiveReader, read_reply
+from core.llm import LLM, LLMChunk, LLMError, LLMReply, LLMToolCall
 from core.policy import Policy, PolicyError
+from core.redact import LiveRedactor
 from core.runs import RUN_LEASE, STOPPED
 from core.store import Store
 from core.store.db import is_unavailable
@@ -62,6 +64,8 @@ from core.tools.registry import (
 )
 
 log = logging.getLogger(__name__)
+
+LIVE_INTERVAL = 0.1  # seconds: streamed text is masked and handed to renderers at most this often
 
 ContextProvider = Callable[[Request], Awaitable[str]]
 RunHook = Callable[[Request, Sequence[dict[str, Any]], str], Awaitable[None]]
@@ -309,18 +313,22 @@ class Agent:
         empty_replies = 0
         n_calls = 0
         for _ in range(self.config.max_iterations):
+            reply: LLMReply | None = None
             try:
-                reply = await self.llm.chat(messages, self.tools.schemas())
+                async with contextlib.aclosing(self._model_turn(run_id, messages)) as turn:
+                    async for item in turn:
+                        if isinstance(item, LLMReply):
+                            reply = item
+                        else:
+                            yield item
             except LLMError as exc:
                 failed = await record(Failed(run_id, str(exc)))
                 await self._finish(state, RunStatus.FAILED, error=str(exc))
                 yield failed
                 return
-            thinking, content = split_think(reply.content)
-            thinking = "\n\n".join(t for t in (reply.thinking.strip(), thinking) if t)
-            calls: list[LLMToolCall] = list(reply.tool_calls)
-            if not calls:
-                calls, content = extract_tool_calls(content)
+            assert reply is not None
+            reading = read_reply(reply, self.tools.names())
+            thinking, content, calls = reading.thinking, reading.text, list(reading.calls)
             # Secrets the model read or invented never reach the thread, the store or the history.
             redact = self.policy.redact
             if thinking:
@@ -386,6 +394,55 @@ class Agent:
         await self.store.add_messages(conv_id, [user_msg])
         await self._finish(state, RunStatus.FAILED, error=error)
         yield failed
+
+    async def _model_turn(
+        self, run_id: int, messages: Sequence[dict[str, Any]]
+    ) -> AsyncGenerator[Partial | LLMReply, None]:
+        """One model turn: its pieces as they stream (read and masked, for renderers), then the
+        whole reply. Raises `LLMError`; a turn cut short never yields its reply."""
+        reader = LiveReader(self.tools.names())
+        masks = {kind: LiveRedactor(self.policy.redact, interval=LIVE_INTERVAL) for kind in ("thinking", "text")}
+
+        def pieces(found: Sequence[tuple[Literal["thinking", "text"], str]], *, end: bool = False) -> list[Partial]:
+            out: list[Partial] = []
+            for kind, text in found:
+                if shown := masks[kind].feed(text):
+                    out.append(Partial(run_id, kind, shown))
+            if end:
+                for kind in ("thinking", "text"):
+                    if shown := masks[kind].flush():
+                        out.append(Partial(run_id, kind, shown))
+            return out
+
+        async with contextlib.aclosing(self.llm.stream(messages, self.tools.schemas())) as stream:
+            pending: asyncio.Future[LLMChunk | LLMReply] | None = None
+            try:
+                while True:
+                    pending = pending or asyncio.ensure_future(anext(stream))
+                    done, _ = await asyncio.wait({pending}, timeout=LIVE_INTERVAL)
+                    if not done:  # the model paused: what the masks held for their pace goes out
+                        for partial in pieces([("thinking", ""), ("text", "")]):
+                            yield partial
+                        continue
+                    try:
+                        item = pending.result()
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        pending = None
+                    if isinstance(item, LLMReply):
+                        for partial in pieces(reader.close(), end=True):
+                            yield partial
+                        yield item
+                        return
+                    for partial in pieces(reader.feed(content=item.content, thinking=item.thinking)):
+                        yield partial
+            finally:
+                if pending is not None:
+                    pending.cancel()
+                    with contextlib.suppress(BaseException):
+                        await pending
+        raise LLMError("the model's reply ended without being complete")
 
     def _redact_value(self, value: Any) -> Any:
         """The same JSON-like value with every string redacted (arguments shown or stored)."""

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol, cast
@@ -30,12 +30,48 @@ class LLMReply:
     tool_calls: tuple[LLMToolCall, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class LLMChunk:
+    """A piece of a reply as it streams: the deltas since the last chunk."""
+
+    content: str = ""
+    thinking: str = ""
+    tool_calls: tuple[LLMToolCall, ...] = ()
+
+
 class LLMError(Exception):
     """The model could not be reached, refused the request or sent a broken reply. The message is for people."""
 
 
 class LLM(Protocol):
+    def stream(
+        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]
+    ) -> AsyncGenerator[LLMChunk | LLMReply, None]:
+        """The reply's chunks as they arrive, then the whole reply (last, once the model is done).
+        Raises `LLMError`; a stream that ends without the whole reply is an error, never a reply."""
+        ...
+
     async def chat(self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> LLMReply: ...
+
+
+class WholeReplies:
+    """For a model that cannot stream (a scripted one, in benches): `stream` is the whole reply at once."""
+
+    async def chat(self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> LLMReply:
+        raise NotImplementedError
+
+    async def stream(
+        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]
+    ) -> AsyncGenerator[LLMChunk | LLMReply, None]:
+        yield await self.chat(messages, tools)
+
+
+async def whole_reply(stream: AsyncIterator[LLMChunk | LLMReply]) -> LLMReply:
+    """The reply a stream ends with."""
+    async for item in stream:
+        if isinstance(item, LLMReply):
+            return item
+    raise LLMError("the model's reply ended without being complete")
 
 
 # Defaults of the three reply limits (docs/configuration.md, "Model").
@@ -88,13 +124,28 @@ class OllamaLLM:
         )
 
     async def chat(self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> LLMReply:
+        async with contextlib.aclosing(self.stream(messages, tools)) as items:
+            return await whole_reply(items)
+
+    async def stream(
+        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]
+    ) -> AsyncGenerator[LLMChunk | LLMReply, None]:
+        started = False
         try:
-            return await self._chat(messages, tools, self.think)
-        except ollama.ResponseError as exc:
-            if self.think and exc.status_code == 400 and "think" in str(exc.error).lower():
+            try:
+                async with contextlib.aclosing(self._stream(messages, tools, self.think)) as items:
+                    async for item in items:
+                        started = True
+                        yield item
+            except ollama.ResponseError as exc:
+                if started or not (self.think and exc.status_code == 400 and "think" in str(exc.error).lower()):
+                    raise
                 log.info("model %s does not support thinking; continuing without it", self.model)
                 self.think = None
-                return await self.chat(messages, tools)
+                async with contextlib.aclosing(self._stream(messages, tools, None)) as items:
+                    async for item in items:
+                        yield item
+        except ollama.ResponseError as exc:
             raise self._explain(exc) from exc
         except (httpx.TimeoutException, TimeoutError) as exc:
             raise LLMError(
@@ -104,9 +155,9 @@ class OllamaLLM:
         except (httpx.HTTPError, ConnectionError, OSError) as exc:
             raise self._unreachable(exc) from exc
 
-    async def _chat(
+    async def _stream(
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], think: bool | None
-    ) -> LLMReply:
+    ) -> AsyncGenerator[LLMChunk | LLMReply, None]:
         content: list[str] = []
         thinking: list[str] = []
         calls: list[LLMToolCall] = []
@@ -128,14 +179,20 @@ class OllamaLLM:
             while (chunk := await self._next(stream, received=received, deadline=deadline)) is not None:
                 received += 1
                 msg = chunk.message
+                new_calls = tuple(
+                    LLMToolCall(call.function.name, dict(call.function.arguments or {}))
+                    for call in msg.tool_calls or ()
+                )
                 if msg.content:
                     content.append(msg.content)
                 if msg.thinking:
                     thinking.append(msg.thinking)
-                for call in msg.tool_calls or ():
-                    calls.append(LLMToolCall(call.function.name, dict(call.function.arguments or {})))
+                calls.extend(new_calls)
+                if msg.content or msg.thinking or new_calls:
+                    yield LLMChunk(msg.content or "", msg.thinking or "", new_calls)
                 if chunk.done:
-                    return LLMReply("".join(content), "".join(thinking), tuple(calls))
+                    yield LLMReply("".join(content), "".join(thinking), tuple(calls))
+                    return
         if not received:
             raise LLMError(
                 f"Ollama at {self.host} sent an empty reply for model {self.model!r}; "

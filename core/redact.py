@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterable
 from typing import Final, Literal
 from urllib.parse import quote, quote_plus
@@ -437,3 +438,95 @@ class Redactor:
 def redact(text: str) -> str:
     """Redact by shape only (no configured values)."""
     return Redactor()(text)
+
+
+LONG_LINE: Final = 1000  # characters; a longer line is redacted in parts cut after a word
+_KEY_BLOCK_OPEN: Final = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_KEY_BLOCK_CLOSE: Final = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+
+
+class LiveRedactor:
+    """Masks secrets in text that arrives in pieces (a model's reply as it streams).
+
+    Secrets are words and lines, so text goes out a word at a time: the current line is
+    redacted up to its last complete word, and only what extends what was already shown is
+    emitted; a word is never shown before it is complete. A private key block is held back
+    whole until its end line, then goes out redacted. When masking a later word changes how
+    the start of the line reads (it never should), the rest of that line is held back: the
+    stored step, redacted whole, is the reference. `redact` is called at most once per
+    `interval` seconds per stream (and once per completed line; a line longer than `LONG_LINE`
+    is cut after a word), so a long reply costs time linear in its length. Call `feed("")`
+    when nothing came for a while: what was held for the interval goes out.
+    """
+
+    def __init__(
+        self, redact: Callable[[str], str], *, interval: float = 0.05, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.redact = redact
+        self.interval = interval
+        self.clock = clock
+        self._line = ""  # the raw current line (no newline yet)
+        self._shown = ""  # what has gone out of the current line (redacted)
+        self._stuck = False  # the current line stopped extending what was shown
+        self._block: list[str] | None = None  # the raw lines of an open private key block
+        self._last = float("-inf")
+
+    def feed(self, text: str) -> str:
+        """What may be shown now of `text` and what came before it."""
+        out: list[str] = []
+        *complete, self._line = (self._line + text).split("\n")
+        for line in complete:
+            out.append(self._end_line(line, "\n"))
+        if len(self._line) > LONG_LINE and self._block is None:  # cut a very long line after a word
+            head = _through_last_word(self._line)
+            if head and "-----BEGIN" not in head:
+                out.append(self._end_line(head, ""))
+                self._line = self._line[len(head) :]
+        if self._block is None and not self._stuck and self.clock() - self._last >= self.interval:
+            # a line that may open a key block waits for its end
+            out.append(self._extend(_through_last_word(self._line.split("-----BEGIN", 1)[0])))
+        return "".join(out)
+
+    def flush(self) -> str:
+        """The end of the stream: what is left, redacted (an unclosed key block is masked whole)."""
+        if self._block is not None:
+            held = "\n".join([*self._block, self._line])
+            self._block, self._line = None, ""
+            return self.redact(held)
+        out = self._extend(self._line)
+        self._line, self._shown, self._stuck = "", "", False
+        return out
+
+    def _end_line(self, line: str, newline: str) -> str:
+        if self._block is not None:
+            self._block.append(line)
+            if not _KEY_BLOCK_CLOSE.search(line):
+                return ""
+            held, self._block = "\n".join(self._block), None
+            return self.redact(held) + newline
+        opened = _KEY_BLOCK_OPEN.search(line)
+        if opened and not _KEY_BLOCK_CLOSE.search(line, opened.end()):
+            before = self._extend(line[: opened.start()])
+            self._block = [line[opened.start() :]]
+            self._shown, self._stuck = "", False
+            return before
+        out = self._extend(line) + newline
+        self._shown, self._stuck = "", False
+        return out
+
+    def _extend(self, raw: str) -> str:
+        if self._stuck or not raw:
+            return ""
+        self._last = self.clock()
+        masked = self.redact(raw)
+        if not masked.startswith(self._shown):
+            self._stuck = True
+            return ""
+        new, self._shown = masked[len(self._shown) :], masked
+        return new
+
+
+def _through_last_word(line: str) -> str:
+    """The line up to and with its last whitespace: every word in it is complete."""
+    cut = max(line.rfind(" "), line.rfind("\t"))
+    return line[: cut + 1] if cut >= 0 else ""

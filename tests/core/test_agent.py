@@ -17,6 +17,7 @@ from core.events import (
     ApprovalRequested,
     ApprovalResolved,
     Failed,
+    Partial,
     Request,
     Risk,
     Thinking,
@@ -32,9 +33,10 @@ def call(name: str, **arguments: object) -> Reply:
     return Reply(tool_calls=[{"name": name, "arguments": arguments}])
 
 
-async def collect(services: Services, text: str, *, thread: str = "t1") -> list[object]:
+async def collect(services: Services, text: str, *, thread: str = "t1", live: bool = False) -> list[object]:
+    """The run's events: the stored steps, and with `live` the streamed pieces too."""
     request = Request(platform="console", user_id="tester", channel="console", thread=thread, text=text)
-    return [ev async for ev in services.agent.run(request)]
+    return [ev async for ev in services.agent.run(request) if live or not isinstance(ev, Partial)]
 
 
 def console(services: Services, answers: str = "") -> tuple[ConsoleAdapter, io.StringIO]:
