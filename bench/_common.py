@@ -33,13 +33,28 @@ class ScriptedLLM(WholeReplies):
         return LLMReply(content=f"finished after {done} steps")
 
 
+class NoStepWrites(Store):
+    """The floor: a store that drops step and audit writes (everything else is real)."""
+
+    async def add_steps(self, run_id: int, steps: Sequence[tuple[int, object]], *, audit: Sequence[Any] = ()) -> None:
+        return None
+
+    async def audit(self, entry: Any) -> None:
+        return None
+
+
 async def make_agent(
-    llm: Any, *, tmp: Path | None = None, extra_read: Sequence[str] = (), registry: ToolRegistry | None = None
+    llm: Any,
+    *,
+    tmp: Path | None = None,
+    extra_read: Sequence[str] = (),
+    registry: ToolRegistry | None = None,
+    store_class: type[Store] = Store,
 ) -> tuple[Agent, Store, Path]:
     tmp = tmp or Path(tempfile.mkdtemp(prefix="orch-bench-"))
     root = tmp / "ws"
     root.mkdir(exist_ok=True)
-    store = Store(f"sqlite:///{tmp / 'bench.db'}")
+    store = store_class(f"sqlite:///{tmp / 'bench.db'}")
     await store.init()
     policy = Policy(PolicyConfig(file_roots=[root], extra_read_commands=frozenset(extra_read)))
     tools = registry or builtin_tools(policy, backup_dir=tmp / "backups")

@@ -256,9 +256,17 @@ class Agent:
                 log.warning("run #%s: its heartbeat could not be written", run_id, exc_info=True)
 
     async def _record(self, state: _RunState, ev: Event) -> Event:
-        state.seq += 1
-        await self.store.add_step(state.run_id, state.seq, ev)
+        await self._record_all(state, [ev])
         return ev
+
+    async def _record_all(
+        self, state: _RunState, events: Sequence[Event], audit: Sequence[AuditEntry] = ()
+    ) -> Sequence[Event]:
+        """Store steps (and the audit rows that go with them) in one transaction, before they are shown."""
+        first = state.seq + 1
+        await self.store.add_steps(state.run_id, list(enumerate(events, start=first)), audit=audit)
+        state.seq += len(events)
+        return events
 
     async def _finish(self, state: _RunState, status: RunStatus, *, answer: str = "", error: str = "") -> None:
         state.final = True
@@ -331,11 +339,10 @@ class Agent:
             thinking, content, calls = reading.thinking, reading.text, list(reading.calls)
             # Secrets the model read or invented never reach the thread, the store or the history.
             redact = self.policy.redact
-            if thinking:
-                yield await record(Thinking(run_id, redact(thinking)))
+            held: list[Event] = [Thinking(run_id, redact(thinking))] if thinking else []  # stored with what follows
             if calls:
                 if content:
-                    yield await record(Thinking(run_id, redact(content)))
+                    held.append(Thinking(run_id, redact(content)))
                 assistant = {
                     "role": "assistant",
                     "content": redact(content),
@@ -351,8 +358,10 @@ class Agent:
                     async with contextlib.aclosing(
                         self._call_tool(request, run_id, f"{run_id}.{n_calls}", call)
                     ) as steps:
-                        async for ev in steps:
-                            yield await record(ev)
+                        async for ev, audit in steps:
+                            for shown in await self._record_all(state, [*held, ev], audit):
+                                yield shown
+                            held = []
                             if isinstance(ev, ToolResult):
                                 result = ev
                     assert result is not None
@@ -360,6 +369,10 @@ class Agent:
                     messages.append(tool_msg)
                     new_messages.append(tool_msg)
                 continue
+            if held and not content:
+                for shown in await self._record_all(state, held):
+                    yield shown
+                held = []
             if not content:
                 empty_replies += 1
                 if empty_replies >= 2:
@@ -375,7 +388,9 @@ class Agent:
                 )
                 continue
             answer = self.policy.redact(content)
-            final = await record(Answer(run_id, answer))
+            final = Answer(run_id, answer)
+            for shown in (await self._record_all(state, [*held, final]))[:-1]:
+                yield shown
             new_messages.append({"role": "assistant", "content": answer})
             await self.store.add_messages(conv_id, new_messages)
             await self._finish(state, RunStatus.ANSWERED, answer=answer)
@@ -457,30 +472,30 @@ class Agent:
     # ---- one tool call ----------------------------------------------------------
     async def _call_tool(
         self, request: Request, run_id: int, call_id: str, call: LLMToolCall
-    ) -> AsyncGenerator[Event, None]:
+    ) -> AsyncGenerator[tuple[Event, Sequence[AuditEntry]], None]:
+        """The events of one call, each with the audit rows stored in the same transaction."""
         raw_args = call.arguments if isinstance(call.arguments, dict) else {"raw": call.arguments}
         shown_args = self._redact_value(raw_args)  # what the thread, the store and the audit see
-        yield ToolCall(run_id, call_id, call.name, shown_args)
+        yield ToolCall(run_id, call_id, call.name, shown_args), ()
         actor = f"{request.platform}:{request.user_id}"
 
-        async def refuse(message: str, *, audit_action: str = "") -> ToolResult:
-            if audit_action:
-                await self.store.audit(
-                    AuditEntry(
-                        at=_now(),
-                        action=audit_action,
-                        actor=actor,
-                        tool=call.name,
-                        args_json=canonical_json(shown_args),
-                        run_id=run_id,
-                        detail=message[:2000],
-                    )
+        def refuse(message: str, *, audit_action: str = "") -> tuple[ToolResult, Sequence[AuditEntry]]:
+            audit = [
+                AuditEntry(
+                    at=_now(),
+                    action=audit_action,
+                    actor=actor,
+                    tool=call.name,
+                    args_json=canonical_json(shown_args),
+                    run_id=run_id,
+                    detail=message[:2000],
                 )
-            return ToolResult(run_id, call_id, call.name, False, message)
+            ]
+            return ToolResult(run_id, call_id, call.name, False, message), audit if audit_action else ()
 
         spec = self.tools.get(call.name)
         if spec is None:
-            yield await refuse(
+            yield refuse(
                 f"error: there is no tool named {call.name!r}. Available tools: {', '.join(self.tools.names())}",
                 audit_action="refused",
             )
@@ -489,7 +504,7 @@ class Agent:
             args = spec.validate(call.arguments)
             plan = await spec.make_plan(args, ToolContext(request=request, run_id=run_id, call_id=call_id))
         except (ToolError, PolicyError) as exc:
-            yield await refuse(f"error: {exc}", audit_action="refused")
+            yield refuse(f"error: {exc}", audit_action="refused")
             return
         fp = fingerprint(spec.name, args, plan.fingerprint_parts)
 
@@ -504,27 +519,30 @@ class Agent:
             )
             assert approval.id is not None
             try:
-                yield ApprovalRequested(
-                    run_id=run_id,
-                    approval_id=approval.id,
-                    tool=spec.name,
-                    risk=plan.risk,
-                    summary=shown.summary,
-                    detail=shown.detail,
-                    detail_kind=plan.detail_kind,
-                    host=plan.host,
-                    expires_at=approval.expires_at,
-                    requested_by=actor,
+                yield (
+                    ApprovalRequested(
+                        run_id=run_id,
+                        approval_id=approval.id,
+                        tool=spec.name,
+                        risk=plan.risk,
+                        summary=shown.summary,
+                        detail=shown.detail,
+                        detail_kind=plan.detail_kind,
+                        host=plan.host,
+                        expires_at=approval.expires_at,
+                        requested_by=actor,
+                    ),
+                    (),
                 )
             except GeneratorExit:
                 self.gate.abandon(approval.id)  # the run was stopped before it waited
                 raise
             final = await self.gate.wait(approval.id)
             approved = final.status == ApprovalStatus.APPROVED
-            yield ApprovalResolved(run_id, approval.id, approved, final.decided_by, final.reason)
+            yield ApprovalResolved(run_id, approval.id, approved, final.decided_by, final.reason), ()
             if not approved:
                 why = "no decision before the timeout" if final.status == "expired" else (final.reason or "denied")
-                yield await refuse(
+                yield refuse(
                     f"not run: the action was {final.status} by {final.decided_by} ({why}). "
                     "Do not retry it; tell the user and ask how to proceed."
                 )
@@ -536,10 +554,10 @@ class Agent:
                     args, ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan)
                 )
             except (ToolError, PolicyError) as exc:
-                yield await refuse(f"not run: {exc}", audit_action="refused")
+                yield refuse(f"not run: {exc}", audit_action="refused")
                 return
             if fingerprint(spec.name, args, parts) != final.fingerprint:
-                yield await refuse(f"not run: {TARGET_CHANGED}", audit_action="refused")
+                yield refuse(f"not run: {TARGET_CHANGED}", audit_action="refused")
                 return
             approval_id = approval.id
 
@@ -555,22 +573,20 @@ class Agent:
             out = ToolOutput(f"error: {spec.name} failed: {type(exc).__name__}: {exc}", ok=False)
         text, ok, exit_status = _output_text(out)
         clean, truncated = self.policy.clean(text)
-        await self.store.audit(
-            AuditEntry(
-                at=_now(),
-                action="tool_run",
-                actor=actor,
-                tool=spec.name,
-                args_json=canonical_json(self._redact_value(args)),
-                fingerprint=fp,
-                decision="auto" if plan.risk is Risk.READ else "approved",
-                exit_status=exit_status if exit_status is not None else (0 if ok else 1),
-                output_size=len(text),
-                run_id=run_id,
-                detail=self.policy.redact(plan.summary)[:2000],
-            )
+        ran = AuditEntry(
+            at=_now(),
+            action="tool_run",
+            actor=actor,
+            tool=spec.name,
+            args_json=canonical_json(self._redact_value(args)),
+            fingerprint=fp,
+            decision="auto" if plan.risk is Risk.READ else "approved",
+            exit_status=exit_status if exit_status is not None else (0 if ok else 1),
+            output_size=len(text),
+            run_id=run_id,
+            detail=self.policy.redact(plan.summary)[:2000],
         )
-        yield ToolResult(run_id, call_id, spec.name, ok, clean, truncated)
+        yield ToolResult(run_id, call_id, spec.name, ok, clean, truncated), (ran,)
 
 
 def _now() -> float:

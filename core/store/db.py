@@ -285,15 +285,27 @@ class Store:
         return await self._call(work)
 
     async def add_step(self, run_id: int, seq: int, ev: object) -> None:
-        payload = json.dumps(event_payload(ev), default=str)
-        kind = type(ev).__name__
+        await self.add_steps(run_id, [(seq, ev)])
+
+    async def add_steps(
+        self, run_id: int, steps: Sequence[tuple[int, object]], *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Steps of a run, and the audit rows that go with them, in one transaction: all stored or none."""
+        now = time.time()
+        rows = [
+            {"run_id": run_id, "seq": seq, "kind": type(ev).__name__, "created_at": now,
+             "payload_json": json.dumps(event_payload(ev), default=str)}
+            for seq, ev in steps
+        ]  # fmt: skip
+        audits = [entry.model_dump(exclude={"id"}) for entry in audit]
 
         def work() -> None:
-            # Core insert, not the ORM: this is the hot path of every run.
+            # Core inserts, not the ORM: this is the hot path of every run.
             with self.engine.begin() as conn:
-                conn.execute(
-                    insert(Step).values(run_id=run_id, seq=seq, kind=kind, payload_json=payload, created_at=time.time())
-                )
+                if rows:
+                    conn.execute(insert(Step), rows)
+                if audits:
+                    conn.execute(insert(AuditEntry), audits)
 
         await self._call(work)
 
