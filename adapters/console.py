@@ -1,9 +1,14 @@
 """The console: the embedded default adapter (`orchestrator chat` and `orchestrator ask`).
 
-Shows what the chat adapters show: thinking, each tool call with a short result, an
-approval prompt for every risky action, and the answer. The approver is the local
+Shows what the chat adapters show: thinking and the answer as they stream, each tool call
+with a short result, an approval prompt for every risky action. The approver is the local
 user; a line `y`/`yes` approves, anything else or end of input denies. When stdin is
 not a terminal the same lines are read from it.
+
+At a terminal, lines are edited with prompt_toolkit (arrows, history kept in the data dir
+when a path is given, Ctrl-R search); Ctrl-C clears the line being typed, or cancels the
+run in flight at once (its last line says so; an approval it waited for expires with it);
+Ctrl-D on an empty line leaves.
 
 SIGTERM while a question runs stops it the way the bot stops its runs (`Agent.stop_runs`):
 the run ends with the line saying so, an approval prompt is given up (not denied), and the
@@ -21,7 +26,8 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import IO, Literal
+from pathlib import Path
+from typing import IO, Any, Literal
 
 from adapters import texts
 from core.agent import Agent
@@ -38,11 +44,12 @@ from core.events import (
     ToolCall,
     ToolResult,
 )
-from core.runs import INTERRUPTION_LINES
+from core.runs import CANCELLED, INTERRUPTION_LINES
 from core.store.models import Run
 
 PLATFORM = "console"
 EXIT_STOPPED = 128 + signal.SIGTERM  # what a shell reports for a command ended by SIGTERM
+EXIT_CANCELLED = 128 + signal.SIGINT  # `ask` cancelled with Ctrl-C
 INTERRUPTED_ON_START = "Your question “{text}” (run #{id}) was interrupted: {line}"
 
 
@@ -57,6 +64,7 @@ class ConsoleAdapter:
         inp: IO[str] | None = None,
         user: str | None = None,
         color: bool | None = None,
+        history: Path | None = None,
     ) -> None:
         self.agent = agent
         self.gate = gate
@@ -70,6 +78,11 @@ class ConsoleAdapter:
         self._pending = b""  # bytes read from a descriptor after the last full line
         self._eof = False
         self._on_sigterm = False  # the handler is installed (chat() around ask())
+        self._interrupted = False  # the last prompt at a terminal ended with Ctrl-C
+        self.history = history  # where typed lines are kept between sessions (a terminal only)
+        self._editor: Any = None  # the prompt_toolkit session, made on the first prompt at a terminal
+        self._current: Request | None = None  # the question in flight
+        self._cancelled = False  # Ctrl-C cancelled the question in flight
         self._live: Literal["thinking", "text"] | None = None  # the kind of piece the line ends in
         self._streamed: dict[str, str] = {"thinking": "", "text": ""}  # this turn, as shown live
 
@@ -80,8 +93,17 @@ class ConsoleAdapter:
     def _print(self, text: str = "", *, stream: IO[str] | None = None) -> None:
         print(text, file=stream or self.out, flush=True)
 
+    def _at_terminal(self) -> bool:
+        try:
+            return self.inp.isatty() and self.out.isatty()
+        except (AttributeError, ValueError):
+            return False
+
     async def _readline(self, prompt: str) -> str | None:
-        """A line, or None at the end of input or once stopped."""
+        """A line, or None at the end of input or once stopped. At a terminal Ctrl-C gives "" and
+        sets `_interrupted` (the caller decides: clear the line, or cancel the run)."""
+        if self._at_terminal():
+            return await self._edit_line(prompt)
         self.out.write(prompt)
         self.out.flush()
         line = await self._read_line()
@@ -90,6 +112,44 @@ class ConsoleAdapter:
         if not self.inp.isatty() and line:
             self._print(line.rstrip("\n"))  # echo piped answers so a transcript reads naturally
         return line if line else None
+
+    async def _edit_line(self, prompt: str) -> str | None:
+        from prompt_toolkit import PromptSession  # a terminal only: not loaded for pipes
+        from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+
+        if self._editor is None:
+            history: History = InMemoryHistory()
+            if self.history is not None:
+                with contextlib.suppress(OSError):
+                    self.history.parent.mkdir(parents=True, exist_ok=True)
+                    self.history.touch(mode=0o600, exist_ok=True)
+                    history = FileHistory(str(self.history))
+            self._editor = PromptSession(history=history, enable_history_search=True)
+        self._interrupted = False
+        editor = self._editor
+
+        async def line() -> str | None:
+            # Caught here, in the task: a KeyboardInterrupt leaving a task would stop the loop itself.
+            try:
+                return str(await editor.prompt_async(prompt)) + "\n"
+            except KeyboardInterrupt:
+                self._interrupted = True
+                return ""
+            except EOFError:
+                return None
+
+        typed = asyncio.ensure_future(line())
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait([typed, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not typed.done():  # SIGTERM: give the terminal back as it was
+            typed.cancel()
+            with contextlib.suppress(BaseException):
+                await typed
+            return None
+        return typed.result()
 
     async def _read_line(self) -> str:
         """Like `readline()`: a line with its newline, the last one without, "" at the end."""
@@ -221,6 +281,9 @@ class ConsoleAdapter:
         if self.stopped:
             self._print()
             return  # given up, not denied: the run ends as stopped and the approval expires with it
+        if self._interrupted:
+            self._cancel()  # Ctrl-C at the prompt: the run ends, the approval expires with it
+            return
         approve = line is not None and line.strip().lower() in {"y", "yes"}
         result = await self.gate.decide(
             ev.approval_id,
@@ -239,15 +302,41 @@ class ConsoleAdapter:
             text=text, is_private=True,
         )  # fmt: skip
 
+    def _cancel(self) -> None:
+        """Ctrl-C while a question runs: it ends at once, with the line saying so."""
+        if self._current is not None and self.agent.stop_conversation(self._current.conversation_key, CANCELLED):
+            self._cancelled = True
+
+    @contextlib.contextmanager
+    def _cancel_on_sigint(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, self._cancel)
+        except (NotImplementedError, RuntimeError, ValueError):
+            yield
+            return
+        try:
+            yield
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
     async def ask(self, text: str, *, thread: str | None = None) -> int:
-        """One question; returns the exit status (0 answered, 1 failed, 143 stopped by SIGTERM)."""
+        """One question; returns the exit status (0 answered, 1 failed, 130 cancelled with Ctrl-C,
+        143 stopped by SIGTERM)."""
         status = 1
-        with self._stop_on_sigterm():
-            async for ev in self.agent.run(self.request(text, thread or f"ask-{time.time_ns()}")):
-                await self.render(ev)
-                if isinstance(ev, Answer):
-                    status = 0
-        return EXIT_STOPPED if self.stopped else status
+        self._current = self.request(text, thread or f"ask-{time.time_ns()}")
+        self._cancelled = False
+        try:
+            with self._stop_on_sigterm(), self._cancel_on_sigint():
+                async for ev in self.agent.run(self._current):
+                    await self.render(ev)
+                    if isinstance(ev, Answer):
+                        status = 0
+        finally:
+            self._current = None
+        if self.stopped:
+            return EXIT_STOPPED
+        return EXIT_CANCELLED if self._cancelled else status
 
     async def chat(self) -> int:
         thread = f"chat-{time.time_ns()}"
@@ -258,7 +347,11 @@ class ConsoleAdapter:
         with self._stop_on_sigterm():
             while not self.stopped:
                 line = await self._readline("you> " if interactive else "")
+                if line == "" and self._interrupted:
+                    continue  # Ctrl-C at the prompt clears the line
                 if line is None or not line.strip() or line.strip() in {"exit", "quit", "/exit"}:
                     break
                 status = await self.ask(line.strip(), thread=thread)
+                if status == EXIT_CANCELLED:
+                    status = 0  # a cancelled question does not end the conversation
         return EXIT_STOPPED if self.stopped else status

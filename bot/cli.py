@@ -1,4 +1,8 @@
-"""The `orchestrator` command."""
+"""The `orchestrator` command.
+
+Each command imports what it needs when it is chosen: `--help` and a mistyped command load
+no database, model client, chat SDK or vector store (tests/test_startup.py holds to it).
+"""
 
 from __future__ import annotations
 

@@ -97,6 +97,8 @@ class _RunState:
     conversation_id: int
     seq: int = 0
     final: bool = False  # the run's row has its final status
+    stop_reason: str | None = None  # `stop_conversation()` asked this run to end
+    step: asyncio.Task[Event | None] | None = None  # the step in flight
 
 
 @dataclass
@@ -148,6 +150,7 @@ class Agent:
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._stop_reason: str | None = None
         self._steps: set[asyncio.Task[Event | None]] = set()
+        self._running: dict[tuple[str, str, str], _RunState] = {}  # conversation -> its run in flight
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -193,6 +196,17 @@ class Agent:
             step.cancel()
         return self._active
 
+    def stop_conversation(self, key: tuple[str, str, str], reason: str) -> bool:
+        """End the run in flight in one conversation (the console's Ctrl-C) the way `stop_runs` ends
+        them all: cut where it waits, `reason` as its last event. False when nothing runs there."""
+        state = self._running.get(key)
+        if state is None or state.final:
+            return False
+        state.stop_reason = reason
+        if state.step is not None:
+            state.step.cancel()
+        return True
+
     async def wait_stopped(self) -> None:
         """Until no run is in flight (each stopped run's last event has been taken by its consumer)."""
         await self._idle.wait()
@@ -209,23 +223,25 @@ class Agent:
             async with lock:
                 conv_id = await self.store.conversation_id(*request.conversation_key)
                 state = _RunState(await self.store.start_run(request, conv_id, owner=self.owner), conv_id)
+                self._running[request.conversation_key] = state
                 beat = asyncio.create_task(self._heartbeat(state.run_id), name=f"run-{state.run_id}-heartbeat")
                 try:
                     # aclosing: if the consumer stops early, the inner generators are closed now, not at GC
                     async with contextlib.aclosing(self._run(request, state)) as events:
                         while True:
-                            if self._stop_reason is not None:
+                            if (reason := self._stop_reason or state.stop_reason) is not None:
                                 if not state.final:
-                                    yield await self._interrupted(state, self._stop_reason)
+                                    yield await self._interrupted(state, reason)
                                 return
                             step = asyncio.create_task(_next(events), name=f"run-{state.run_id}-step")
                             self._steps.add(step)
+                            state.step = step
                             try:
                                 ev = await step
                             except asyncio.CancelledError:
-                                if self._stop_reason is None or _being_cancelled():
+                                if (self._stop_reason or state.stop_reason) is None or _being_cancelled():
                                     raise  # the consumer itself is cancelled: the start-up sweep finishes it
-                                continue  # stop_runs() cut the step: the top of the loop ends the run
+                                continue  # a stop cut the step: the top of the loop ends the run
                             except Exception as exc:
                                 if state.final:
                                     log.exception("run #%s failed after its end", state.run_id)
@@ -239,6 +255,7 @@ class Agent:
                             yield ev
                 finally:
                     beat.cancel()
+                    self._running.pop(request.conversation_key, None)
                     if not state.final and not _being_cancelled():
                         # The consumer let go early (no shutdown): nobody is left to tell.
                         await asyncio.shield(self._finish(state, RunStatus.INTERRUPTED, error="stopped by its caller"))

@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 RESTARTED = "I restarted while working on this; ask again."
 #: What the thread of a run is told when the bot is stopped (SIGTERM) while it runs.
 STOPPED = "I was stopped while working on this; ask again."
+#: What the console shows when its user cancels the run in flight (Ctrl-C).
+CANCELLED = "Cancelled (Ctrl-C)."
 #: Said instead of "Sorry, that failed: …": these are not failures of the question.
-INTERRUPTION_LINES = frozenset({RESTARTED, STOPPED})
+INTERRUPTION_LINES = frozenset({RESTARTED, STOPPED, CANCELLED})
 
 RUN_LEASE = 30.0  # seconds without a heartbeat after which a run's process counts as gone
 
