@@ -13,19 +13,15 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from adapters import texts
-from adapters.console import ConsoleAdapter
-from bot.app import build_services, prepare_dirs
-from bot.doctor import run_checks
-from bot.logs import setup_logging
 from bot.memory_cmd import register as register_memory
 from bot.pairing_cmd import register as register_pairing
-from bot.settings import Settings, load_settings
 from core.errors import ConfigurationError, ServiceUnavailable
-from core.redact import Redactor
-from core.store import Store
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from core.store import Store
 
 EXIT_FAILED = 1  # something the bot needs does not answer (a database server, Discord)
 EXIT_MISTAKE = 2  # the operator's to fix: a setting, a file, a directory
@@ -33,13 +29,19 @@ EXIT_PIPE = 128 + 13  # what a program killed by SIGPIPE reports: `orchestrator 
 
 
 def _settings() -> Settings:
+    from bot.settings import load_settings
+
     return load_settings()  # a ConfigurationError is said once, by main()
 
 
 async def _console(settings: Settings, question: str | None) -> int:
+    from adapters import texts
+    from adapters.console import ConsoleAdapter
+    from bot.app import build_services
+
     services = await build_services(settings, platforms=["console"])
     try:
-        console = ConsoleAdapter(services.agent, services.gate)
+        console = ConsoleAdapter(services.agent, services.gate, history=settings.data_dir / "console_history")
         for row in services.expired_on_start:
             console._print(texts.EXPIRED_ON_RESTART.format(id=row.id, summary=row.summary), stream=sys.stderr)
         console.announce_interrupted(services.interrupted_on_start)
@@ -63,6 +65,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from bot.doctor import run_checks
+
     settings = _settings()
     checks = asyncio.run(run_checks(settings))
     failed = 0
@@ -77,6 +81,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _store(settings: Settings) -> Store:
+    from bot.app import prepare_dirs
+    from core.store import Store
+
     prepare_dirs(settings)
     store = Store(settings.db_url)
     store.migrate_sync()
@@ -230,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = args.log_level or ("INFO" if getattr(args, "command", None) == "run" else "WARNING")
     func = getattr(args, "func", cmd_chat)
+    from bot.logs import setup_logging
+    from bot.settings import load_settings
+    from core.redact import Redactor
+
     try:
         setup_logging(Redactor(load_settings().secrets()), level=level.upper())
         status = int(func(args))

@@ -20,6 +20,11 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# Loggers that say, at INFO, only what a library does on import: each command imports its
+# libraries after logging is set up, so without this `run` would start with their lines.
+QUIET_ON_IMPORT = ("alembic.runtime.plugins",)
+
+
 def setup_logging(redactor: Redactor, *, level: str = "WARNING") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -27,3 +32,5 @@ def setup_logging(redactor: Redactor, *, level: str = "WARNING") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in QUIET_ON_IMPORT:
+        logging.getLogger(name).setLevel(logging.WARNING if root.level > logging.DEBUG else logging.NOTSET)

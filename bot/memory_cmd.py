@@ -18,11 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.settings import Settings, load_settings
-from core.agent import ContextProvider, RunHook
-from core.llm import LLM
-
 if TYPE_CHECKING:
+    from bot.settings import Settings
+    from core.agent import ContextProvider, RunHook
+    from core.llm import LLM
     from core.memory.service import MemoryService
     from core.memory.store import Memory, MemoryStore
     from core.tools.registry import ToolSpec
@@ -282,6 +281,8 @@ def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bot.settings import load_settings
+
     settings = load_settings()
     try:
         if args.memory_command == "reset":

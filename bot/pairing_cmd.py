@@ -14,13 +14,12 @@ import getpass
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.app import prepare_dirs
-from bot.settings import Settings, load_settings
-from core.access import normalise_code
-from core.store import Store
-from core.store.models import Pairing, PairingStatus
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from core.store import Store
+    from core.store.models import Pairing
 
 APPROVED = "approved: {who}{name} may now ask (their DMs and mentions are answered from now on)"
 UNKNOWN_CODE = "no pairing code {code!r}; `orchestrator pairing list` shows the pending ones"
@@ -35,10 +34,15 @@ NOTHING = "no pending codes and nobody paired (--all shows used, expired and rev
 
 
 def _settings() -> Settings:
+    from bot.settings import load_settings
+
     return load_settings()  # a ConfigurationError is said once, by bot.cli.main()
 
 
 def _store(settings: Settings) -> Store:
+    from bot.app import prepare_dirs
+    from core.store import Store
+
     prepare_dirs(settings)
     store = Store(settings.db_url)
     store.migrate_sync()
@@ -50,6 +54,8 @@ def _operator() -> str:
 
 
 def _status(row: Pairing, now: float) -> str:
+    from core.store.models import PairingStatus
+
     if row.status == PairingStatus.PENDING and row.expires_at <= now:
         return PairingStatus.EXPIRED
     return row.status
@@ -72,6 +78,8 @@ def _allowed_by(settings: Settings, platform: str, user: str) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from core.store.models import PairingStatus
+
     store = _store(_settings())
     now = time.time()
     rows = [
@@ -99,6 +107,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    from core.access import normalise_code
+    from core.store.models import PairingStatus
+
     settings = _settings()
     user = _operator()
     if user not in settings.console_approvers:

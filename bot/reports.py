@@ -181,7 +181,7 @@ async def post_to_channels(settings: Settings, report: Report, out: IO[str]) -> 
             file=out,
         )
         return 1
-    factories = adapter_factories()
+    factories = adapter_factories(channels)
     services = await build_services(settings, platforms=())  # posts only: leaves what a crash left to the bot
     failed = 0
     try:

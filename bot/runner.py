@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from adapters.base import ChatAdapter
@@ -19,27 +19,33 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 8.0  # seconds the runs in flight get, on SIGTERM, to post their last line (docker stop waits 10)
 
 AdapterFactory = Callable[[Settings, Services], ChatAdapter]
+PLATFORMS = ("slack", "discord")
 
 
-def adapter_factories() -> dict[str, AdapterFactory]:
+def adapter_factories(platforms: Iterable[str] = PLATFORMS) -> dict[str, AdapterFactory]:
+    """The adapter factory of each of `platforms` this installation has. Only those are imported:
+    `run slack` never loads discord.py, nor `run discord` the Slack SDK."""
+    wanted = set(platforms)
     factories: dict[str, AdapterFactory] = {}
-    try:
-        from bot.slack_main import make_slack_adapter
+    if "slack" in wanted:
+        try:
+            from bot.slack_main import make_slack_adapter
 
-        factories["slack"] = make_slack_adapter
-    except ImportError:  # pragma: no cover - only while an adapter is being developed
-        pass
-    try:
-        from bot.discord_main import make_discord_adapter
+            factories["slack"] = make_slack_adapter
+        except ImportError:  # pragma: no cover - only while an adapter is being developed
+            pass
+    if "discord" in wanted:
+        try:
+            from bot.discord_main import make_discord_adapter
 
-        factories["discord"] = make_discord_adapter
-    except ImportError:  # pragma: no cover
-        pass
+            factories["discord"] = make_discord_adapter
+        except ImportError:  # pragma: no cover
+            pass
     return factories
 
 
 async def serve(settings: Settings, platforms: Sequence[str]) -> int:
-    factories = adapter_factories()
+    factories = adapter_factories(platforms)
     services = await build_services(settings, platforms=platforms)
     adapters: list[ChatAdapter] = []
     try:

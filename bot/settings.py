@@ -303,12 +303,13 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
+        if not value:
+            return value  # SQLite in the data directory; SQLAlchemy is not needed to say so
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
         try:
-            if value:
-                make_url(value)
+            make_url(value)
         except ArgumentError:
             raise ValueError(
                 "not a database URL; use sqlite:////path/to/orchestrator.db or postgresql+psycopg://user:password@host/db"

@@ -3,6 +3,7 @@
 The cell tagged `parameters` holds the defaults; a cell tagged `injected-parameters` with
 the caller's values is inserted after it, as papermill does, so the executed copy shows
 exactly what ran. The kernel gets the environment minus anything that looks like a secret.
+nbformat, nbclient and jupyter_client are imported by the first notebook run, not with this module.
 """
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import nbformat
-from jupyter_client.manager import AsyncKernelManager
-from nbclient import NotebookClient
 
 from core.tools.command import scrubbed_env
 
@@ -30,6 +27,8 @@ def parameters_source(parameters: Mapping[str, Any]) -> str:
 
 
 def inject_parameters(nb: Any, parameters: Mapping[str, Any]) -> Any:
+    import nbformat
+
     cell = nbformat.v4.new_code_cell(source=parameters_source(parameters))  # type: ignore[no-untyped-call]
     cell.metadata["tags"] = ["injected-parameters"]
     index = next(
@@ -52,6 +51,10 @@ def execute_notebook(
 ) -> Any:
     """Execute and return the notebook node. `save_to` keeps the executed copy; `saved_parameters`
     replaces values in that copy (a database URL's password, for example)."""
+    import nbformat
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
+
     nb = inject_parameters(nbformat.read(str(path), as_version=4), parameters)  # type: ignore[no-untyped-call]
     workdir = str(cwd or Path(path).parent)
     try:

@@ -3,12 +3,15 @@
 The SDK is synchronous: every call, including creating a client (which already talks
 to the engine), runs in a worker thread with a timeout, so a slow or unreachable host
 is a tool error and never blocks the event loop. Container names are checked against
-Docker's own rules before anything reaches the SDK.
+Docker's own rules before anything reaches the SDK. The SDK itself (with requests and
+paramiko) is imported by the first call that needs it, so a process that never touches
+Docker does not pay for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import shlex
@@ -17,10 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-
-import docker
-from docker.errors import APIError, DockerException, NotFound
-from requests.exceptions import RequestException
 
 from core.events import Risk
 from core.hosts import LOCAL, Host, Inventory
@@ -141,12 +140,30 @@ def _mib(n: int) -> float:
     return round(n / 2**20, 1)
 
 
+@dataclass(frozen=True)
+class _SdkErrors:
+    """The Docker SDK's exception classes, which an `except` clause names only once one is raised."""
+
+    not_found: type[Exception]
+    api: type[Exception]
+    docker: type[Exception]
+    request: type[Exception]
+
+
+@functools.cache
+def _sdk_errors() -> _SdkErrors:
+    from docker.errors import APIError, DockerException, NotFound
+    from requests.exceptions import RequestException
+
+    return _SdkErrors(not_found=NotFound, api=APIError, docker=DockerException, request=RequestException)
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc)
     m = _ERRNO.search(text)
     if m:
         return m.group(1).strip()
-    if isinstance(exc, RequestException) and "timed out" in text.lower():
+    if isinstance(exc, _sdk_errors().request) and "timed out" in text.lower():
         return "timed out"
     return text[:300] or type(exc).__name__
 
@@ -184,7 +201,7 @@ class DockerEngines:
                     f"cannot reach the Docker engine on host {host.name} ({host.docker_label}): "
                     f"no answer within {self.timeout:g} s"
                 ) from None
-            except (DockerException, RequestException, OSError) as exc:
+            except (_sdk_errors().docker, _sdk_errors().request, OSError) as exc:
                 raise self._unreachable(host, exc) from None
             self._clients[host.name] = client
             return client
@@ -218,14 +235,14 @@ class DockerEngines:
         except TimeoutError:
             self._forget(host)
             raise ToolError(f"the Docker engine on host {host.name} did not answer within {limit:g} s") from None
-        except NotFound as exc:
-            raise ToolError(f"not found on host {host.name}: {exc.explanation or exc}") from None
-        except APIError as exc:
-            raise ToolError(f"the Docker engine on host {host.name} refused: {exc.explanation or exc}") from None
-        except (RequestException, OSError) as exc:
+        except _sdk_errors().not_found as exc:
+            raise ToolError(f"not found on host {host.name}: {_explanation(exc)}") from None
+        except _sdk_errors().api as exc:
+            raise ToolError(f"the Docker engine on host {host.name} refused: {_explanation(exc)}") from None
+        except (_sdk_errors().request, OSError) as exc:
             self._forget(host)
             raise self._unreachable(host, exc) from None
-        except DockerException as exc:
+        except _sdk_errors().docker as exc:
             raise ToolError(f"Docker on host {host.name}: {exc}") from None
 
     def close(self) -> None:
@@ -233,8 +250,15 @@ class DockerEngines:
             self._forget(self.inventory.get(name))
 
 
+def _explanation(exc: Exception) -> str:
+    """What the engine said, as the SDK's `APIError.explanation` keeps it, or the error itself."""
+    return str(getattr(exc, "explanation", None) or exc)
+
+
 def default_connect(host: Host, timeout: float) -> Any:
     """A Docker SDK client; constructing it asks the engine for its API version."""
+    import docker
+
     if host.docker:
         return docker.DockerClient(base_url=host.docker, timeout=timeout, use_ssh_client=False)
     return docker.from_env(timeout=timeout, use_ssh_client=False)

@@ -96,7 +96,7 @@ async def test_post_builds_the_configured_adapters_and_says_which_are_missing(
 
     import bot.runner
 
-    monkeypatch.setattr(bot.runner, "adapter_factories", lambda: {"slack": make_slack})
+    monkeypatch.setattr(bot.runner, "adapter_factories", lambda platforms: {"slack": make_slack})
     out = io.StringIO()
     report = Report(kind="health", title="Health on box: all 5 checks pass", text="✅ `disk:/`: fine")
     assert await post_to_channels(settings, report, out) == 1  # discord could not be reached
