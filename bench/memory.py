@@ -1,12 +1,15 @@
-"""Memory at 10,000 memories: recall latency, insert throughput, disk size.
+"""Memory at 10,000 memories: recall latency beside its floor, insert throughput, disk size.
 
 Real embedded Chroma and the real offline model (all-MiniLM-L6-v2 on onnxruntime), as the
 bot runs them by default.  The store is built with `add_many` (one embedding batch and one
 write per 128 memories, each item still checked for near-duplicates), then:
 
-- recall: one question at a time, as the agent asks before each request (query embedding
-  included), scopes [shared, one user's private], k=6, identifier leeway on.
-  Target: p95 < 50 ms.
+- recall: one question at a time about the stored hosts and services, as the agent asks
+  before each request (query embedding included), scopes [shared, one user's private], k=6,
+  identifier leeway on.  Beside it, in the same run and on the same collection, the floor:
+  the same query embedding and one bare `collection.query` with the same k, alternating
+  with the recalls.  Targets: p50 <= 1.3x the floor, p95 <= 50 ms.  Also printed: how many
+  Chroma queries a recall made, and how often the memory about the asked host came first.
 - insert: one `add` at a time (embedding + near-duplicate check + write), as memory_store does.
 - disk: the size of the Chroma directory.
 
@@ -21,17 +24,29 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import chromadb
+from chromadb.api.models.Collection import Collection
+from chromadb.config import Settings
+
 from core.memory.embeddings import shared_offline_embedding
-from core.memory.store import SHARED_SCOPE, MemoryStore, NewMemory, private_scope
+from core.memory.store import DEFAULT_COLLECTION, SHARED_SCOPE, MemoryStore, NewMemory, private_scope
+
+K = 6
+TARGET_RATIO = 1.3
+TARGET_P95_MS = 50.0
 
 ROLES = ["web", "db", "cache", "queue", "worker", "mon", "lb", "build", "mail", "vpn", "nas", "k8s"]
 PEOPLE = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy"]
@@ -74,20 +89,24 @@ QUESTIONS = [
 ]
 
 
-def host(rng: random.Random, count: int) -> str:
-    return f"{rng.choice(ROLES)}{rng.randrange(1, count)}"
+def host_names(count: int, *, first: int = 0) -> list[str]:
+    """web1, db1, cache1, …, k8s1, web2, …: the hosts ``count`` memories are about."""
+    return [f"{ROLES[i % len(ROLES)]}{i // len(ROLES) + 1}" for i in range(first, first + count)]
+
+
+def hosts_for(memories: int) -> int:
+    return memories // len(TEMPLATES) + 1
 
 
 def make_memories(n: int, rng: random.Random, users: list[str], *, first_host: int = 0) -> list[NewMemory]:
     """``n`` distinct facts: each template once per host, so none is a near-duplicate of another."""
-    hosts_needed = n // len(TEMPLATES) + 1
-    hosts = [f"{ROLES[i % len(ROLES)]}{i // len(ROLES) + 1}" for i in range(first_host, first_host + hosts_needed)]
+    hosts = host_names(hosts_for(n), first=first_host)
     items: list[NewMemory] = []
     for i in range(n):
         template = TEMPLATES[i % len(TEMPLATES)]
         h = hosts[i // len(TEMPLATES)]
         text = template.format(
-            h=h, h2=host(rng, hosts_needed), p=rng.randrange(1024, 65000), g=rng.choice([4, 8, 16, 32, 64, 128]),
+            h=h, h2=rng.choice(hosts), p=rng.randrange(1024, 65000), g=rng.choice([4, 8, 16, 32, 64, 128]),
             c=rng.choice([2, 4, 8, 16, 32]), hh=rng.randrange(0, 24), svc=rng.choice(SERVICES),
             person=rng.choice(PEOPLE), r=rng.randrange(1, 40), dc=rng.choice(["fra1", "ams2", "par3", "lon1"]),
             s=rng.choice([50, 100, 200, 500]), d=rng.randrange(1, 28),
@@ -108,6 +127,105 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def figures(values: list[float]) -> str:
+    return f"p50 {statistics.median(values):5.1f} ms, p95 {percentile(values, 0.95):5.1f} ms"
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} / {five:.2f} / {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+class QueryCounter:
+    """Counts the Chroma queries made while :meth:`counting` is open (the floor's own are not)."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        self._open = False
+        query = Collection.query
+
+        def counted(collection: Collection, *args: Any, **kwargs: Any) -> Any:
+            self.made += self._open
+            return query(collection, *args, **kwargs)
+
+        Collection.query = counted  # type: ignore[method-assign, assignment]
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        self._open = True
+        try:
+            yield
+        finally:
+            self._open = False
+
+
+class RecallRun:
+    """Recalls through the store and their floor on the same collection, side by side."""
+
+    def __init__(self, store: MemoryStore, collection: Collection, counter: QueryCounter) -> None:
+        self.store, self.collection, self.counter = store, collection, counter
+        self.recalls: list[float] = []
+        self.floors: list[float] = []
+        self.embeds: list[float] = []
+        self.bare: list[float] = []
+        self.made: list[int] = []
+        self.found = self.first = self.about_a_host = self.naming = 0
+
+    def recall(self, question: str, scopes: list[str], about: str | None) -> None:
+        before = self.counter.made
+        start = time.perf_counter()
+        with self.counter.counting():
+            hits = self.store.recall(question, scopes=scopes, k=K, identifier_leeway=True)
+        self.recalls.append((time.perf_counter() - start) * 1000)
+        self.made.append(self.counter.made - before)
+        self.found += bool(hits)
+        if about is not None:
+            names = re.compile(rf"\b{re.escape(about)}\b")
+            self.about_a_host += 1
+            self.first += bool(hits) and bool(names.search(hits[0].text))
+            self.naming += sum(bool(names.search(hit.text)) for hit in hits)
+
+    def floor(self, question: str) -> None:
+        start = time.perf_counter()
+        vector = self.store.embedding.embed_query([question])[0]
+        embedded = time.perf_counter()
+        self.collection.query(query_embeddings=[vector], n_results=K)
+        end = time.perf_counter()
+        self.floors.append((end - start) * 1000)
+        self.embeds.append((embedded - start) * 1000)
+        self.bare.append((end - embedded) * 1000)
+
+    def report(self, held: int, queries: int) -> None:
+        ratio = statistics.median(self.recalls) / statistics.median(self.floors)
+        p95 = percentile(self.recalls, 0.95)
+        second = sum(m > 1 for m in self.made)
+        print(f"recall over {held:,} memories, {queries} questions, k={K}, query embedding included ({load()}):")
+        tail = f"p99 {percentile(self.recalls, 0.99):.1f} ms, max {max(self.recalls):.1f} ms"
+        print(f"  recall  {figures(self.recalls)}, {tail}")
+        print(f"  floor   {figures(self.floors)}  (the query embedding and one bare collection.query, k={K})")
+        print(f"    of which the embedding {figures(self.embeds)}, the bare query {figures(self.bare)}")
+        print(
+            f"  p50 {ratio:.2f}x the floor (target <= {TARGET_RATIO}x: {verdict(ratio <= TARGET_RATIO)}), "
+            f"p95 {p95:.1f} ms (target <= {TARGET_P95_MS:.0f} ms: {verdict(p95 <= TARGET_P95_MS)})"
+        )
+        print(
+            f"  Chroma queries per recall: {statistics.mean(self.made):.2f} ({second} of {queries} made a second); "
+            f"{self.found} of {queries} found something; "
+            f"a memory naming the asked host first in {self.first} of {self.about_a_host} "
+            f"(and {self.naming / max(self.about_a_host, 1):.1f} of the {K} on average)"
+        )
+
+
+def raw_collection(path: Path) -> Collection:
+    """The store's collection opened directly, as the floor queries it."""
+    client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+    return client.get_collection(DEFAULT_COLLECTION, embedding_function=None)
+
+
 def main(memories: int, queries: int, inserts: int, keep: Path | None) -> None:
     rng = random.Random(7)
     users = [f"U{n:03d}" for n in range(50)]
@@ -116,9 +234,10 @@ def main(memories: int, queries: int, inserts: int, keep: Path | None) -> None:
     embedding = shared_offline_embedding()
     embedding(["warm up"])
     items = make_memories(memories, rng, users)
+    counter = QueryCounter()
 
     with MemoryStore(path, embedding=embedding) as store:
-        if store.count() >= memories:  # --keep DIR from an earlier run: measure again without rebuilding
+        if keep is not None and store.count():  # --keep DIR from an earlier run: measure again without rebuilding
             held = store.count()
             print(f"reusing the {held:,} memories at {path}")
         else:
@@ -128,38 +247,26 @@ def main(memories: int, queries: int, inserts: int, keep: Path | None) -> None:
             held = store.count()
             print(f"built {held:,} memories with add_many in {built:.1f} s ({held / built:,.0f} memories/s)")
 
-        hosts_needed = memories // len(TEMPLATES) + 1
-        asked = [
-            rng.choice(QUESTIONS).format(h=host(rng, hosts_needed), svc=rng.choice(SERVICES))
-            for _ in range(queries + 10)
-        ]
-        latencies: list[float] = []
-        found = 0
-        for n, question in enumerate(asked):
+        collection = raw_collection(path)
+        hosts = host_names(hosts_for(memories))
+        asked: list[tuple[str, str | None]] = []
+        for _ in range(queries + 10):
+            template, named = rng.choice(QUESTIONS), rng.choice(hosts)
+            asked.append((template.format(h=named, svc=rng.choice(SERVICES)), named if "{h}" in template else None))
+        run = RecallRun(store, collection, counter)
+        for n, (question, about) in enumerate(asked):
             scopes = [SHARED_SCOPE, private_scope("bench", rng.choice(users))]
-            start = time.perf_counter()
-            hits = store.recall(question, scopes=scopes, k=6, identifier_leeway=True)
-            elapsed = time.perf_counter() - start
-            if n >= 10:  # warm-up excluded
-                latencies.append(elapsed * 1000)
-                found += bool(hits)
-        print(
-            f"recall over {held:,} memories ({queries} questions, query embedding included): "
-            f"p50 {statistics.median(latencies):.1f} ms, p95 {percentile(latencies, 0.95):.1f} ms, "
-            f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms "
-            f"(target p95 < 50 ms); {found} of {queries} found something"
-        )
-        embeds: list[float] = []
-        for question in asked[10:]:
-            start = time.perf_counter()
-            embedding.embed_query([question])
-            embeds.append((time.perf_counter() - start) * 1000)
-        print(
-            f"  of which the query embedding: p50 {statistics.median(embeds):.1f} ms, "
-            f"p95 {percentile(embeds, 0.95):.1f} ms"
-        )
+            if n % 2:  # alternate, so that neither side always runs with a warmer cache
+                run.recall(question, scopes, about)
+                run.floor(question)
+            else:
+                run.floor(question)
+                run.recall(question, scopes, about)
+            if n == 9:  # warm-up excluded
+                run = RecallRun(store, collection, counter)
+        run.report(held, queries)
 
-        extra = make_memories(inserts, random.Random(99), users, first_host=hosts_needed + held)  # new hosts
+        extra = make_memories(inserts, random.Random(99), users, first_host=hosts_for(memories) + held)  # new hosts
         start = time.perf_counter()
         for item in extra:
             store.add(item.text, kind=item.kind, scope=item.scope, source=item.source)
@@ -174,7 +281,7 @@ def main(memories: int, queries: int, inserts: int, keep: Path | None) -> None:
     print(f"disk: {size / 1e6:.1f} MB for {total:,} memories ({size / total / 1024:.1f} KiB each) at {path}")
     if keep is None:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"(load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"(at the end of the run: {load()})")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,12 @@ _FORMAT_VERSION: Final = 1
 _SOURCE_PREFIX: Final = "src_"
 _META_AUTHOR: Final = "author"
 _META_AUTHOR_NAME: Final = "author_name"
+# The unfiltered search asks for this many candidates per memory wanted (at least
+# _MIN_FETCH): room for as many of other scopes and kinds before the filtered
+# search is needed.  No more: Chroma reads each returned row's document and
+# metadata (about 0.05 ms a row at 10k, as much as the search itself for 20 rows).
+_FETCH_PER_WANTED: Final = 2
+_MIN_FETCH: Final = 10
 _PRIVATE_SCOPE_RE: Final = re.compile(r"^private:[^:\s]+:\S+$")
 # Host names, addresses and other identifiers: a letter followed later by a
 # digit (db1, web-02, eu-west-1) or dotted words (vpn.example.com, 10.0.0.1).
@@ -193,6 +199,15 @@ class NewMemory:
 
 
 @dataclass(frozen=True, slots=True)
+class _Search:
+    """What :meth:`MemoryStore._nearest` found: ``hits`` in scope, nearest first;
+    ``exhaustive`` when every memory within the cut-off, of any scope, was a candidate."""
+
+    hits: list[Memory]
+    exhaustive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CollectionInfo:
     """What :meth:`MemoryStore.inspect` finds without opening the store: for ``orchestrator memory reset``."""
 
@@ -240,6 +255,13 @@ def _check_kind(kind: str) -> Kind:
 
 def _identifiers(text: str) -> frozenset[str]:
     return frozenset(m.group(0).lower().strip("._-") for m in _IDENTIFIER_RE.finditer(text))
+
+
+def _naming(identifiers: Collection_[str]) -> WhereDocument:
+    """A document filter for the texts that contain one of ``identifiers`` (Chroma's is case-sensitive)."""
+    needles = sorted({variant for name in identifiers for variant in (name, name.upper())})
+    contains: list[WhereDocument] = [{"$contains": needle} for needle in needles]
+    return contains[0] if len(contains) == 1 else {"$or": contains}
 
 
 def _version(memory: Memory) -> tuple[str, ...]:
@@ -646,7 +668,8 @@ class MemoryStore:
     ) -> Memory | None:
         """The nearest stored memory that ``text`` restates; ``skip``: ids already staged."""
         wanted = _identifiers(text)
-        for memory in self._nearest(vector, scopes=[scope], kinds=[kind], n=3, cutoff=self.dedup_distance):
+        found = self._nearest(vector, scopes=[scope], kinds=[kind], n=3, cutoff=self.dedup_distance)
+        for memory in found.hits:
             close = memory.distance is not None and memory.distance < self.dedup_distance
             if close and memory.id not in skip and _identifiers(memory.text) == wanted:
                 return memory
@@ -661,11 +684,12 @@ class MemoryStore:
         n: int,
         cutoff: float,
         where_document: WhereDocument | None = None,
-    ) -> builtins.list[Memory]:
-        """The ``n`` nearest memories within ``scopes``/``kinds``, exact up to ``cutoff``.
+    ) -> _Search:
+        """The memories within ``scopes``/``kinds`` nearest to ``vector``: the ``n`` nearest, exact
+        up to ``cutoff``, and any other one in scope the search came across.
 
         Chroma's metadata-filtered search costs ~50 ms on 10k memories; an
-        unfiltered one ~3 ms.  So ask unfiltered for a few times ``n`` and
+        unfiltered one ~2 ms.  So ask unfiltered for a few times ``n`` and
         filter here: that is already the exact answer when ``n`` survive, or
         when the farthest candidate is beyond ``cutoff`` (nothing nearer was
         left out).  Only otherwise (a small scope inside a big store) fall
@@ -673,24 +697,25 @@ class MemoryStore:
         """
         allowed_scopes = set(scopes)
         allowed_kinds = set(kinds) if kinds is not None else None
-        fetch = max(4 * n, 20)
-        result = self._collection.query(
-            query_embeddings=[vector],
-            n_results=fetch,
-            where_document=where_document,
-            include=["documents", "metadatas", "distances"],
-        )
-        candidates = self._results(result)
+        fetch = max(_FETCH_PER_WANTED * n, _MIN_FETCH)
+        candidates = self._query(vector, n=fetch, where_document=where_document)
         hits = [
             m for m in candidates if m.scope in allowed_scopes and (allowed_kinds is None or m.kind in allowed_kinds)
         ]
         farthest = candidates[-1].distance if candidates else None
-        if len(hits) >= n or len(candidates) < fetch or (farthest is not None and farthest > cutoff):
-            return hits[:n]
+        exhaustive = len(candidates) < fetch or (farthest is not None and farthest > cutoff)
+        if len(hits) >= n or exhaustive:
+            return _Search(hits, exhaustive=exhaustive)
+        return _Search(self._query(vector, n=n, where=_where(scope=scopes, kind=kinds), where_document=where_document))
+
+    def _query(
+        self, vector: Any, *, n: int, where: Where | None = None, where_document: WhereDocument | None = None
+    ) -> builtins.list[Memory]:
+        """One Chroma query: the ``n`` nearest rows that pass the filters, nearest first."""
         result = self._collection.query(
             query_embeddings=[vector],
             n_results=n,
-            where=_where(scope=scopes, kind=kinds),
+            where=where,
             where_document=where_document,
             include=["documents", "metadatas", "distances"],
         )
@@ -798,6 +823,13 @@ class MemoryStore:
         names: "what do you remember about db1?" is far (0.67) from "postgres
         on db1 listens on port 5433" because of its filler words, yet it is
         plainly about that memory.
+
+        One Chroma query, with one query embedding.  A second one, for the
+        memories whose text contains the identifiers the query names, runs only
+        when none of the nearest names them all and the first did not already
+        reach past the cut-off: the answer about db7 then still comes first,
+        though the rest of the list may hold fewer of db7's other memories
+        than an exhaustive search would find.
         """
         if not scopes:
             raise ValueError("recall needs at least one scope (e.g. 'shared')")
@@ -808,36 +840,41 @@ class MemoryStore:
         if k < 1 or not query.strip():
             return []
         limit = self.recall_distance if max_distance is None else max_distance
-        vector = self.embedding.embed_query([query.strip()])[0]
-        pool = self._nearest(vector, scopes=scopes, kinds=kinds, n=2 * k, cutoff=limit)
         named = _identifiers(query)
-        leeway = IDENTIFIER_BONUS if identifier_leeway and named else 0.0
-        if named:
-            # Dense vectors barely tell db7 from db13: also fetch the nearest
-            # memories that contain the identifiers the query names.
-            needles = sorted({variant for name in named for variant in (name, name.upper())})
-            contains: builtins.list[WhereDocument] = [{"$contains": needle} for needle in needles]
-            where_document: WhereDocument = contains[0] if len(contains) == 1 else {"$or": contains}
-            pool += self._nearest(
-                vector, scopes=scopes, kinds=kinds, n=k, cutoff=limit + leeway, where_document=where_document
-            )
+        reach = limit + (IDENTIFIER_BONUS if identifier_leeway and named else 0.0)
+        vector = self.embedding.embed_query([query.strip()])[0]
+        names: dict[str, frozenset[str]] = {}
+
+        def names_of(memory: Memory) -> frozenset[str]:
+            if memory.id not in names:
+                names[memory.id] = _identifiers(memory.text)
+            return names[memory.id]
 
         def within(memory: Memory) -> bool:
-            if memory.distance is None:
+            if memory.distance is None or memory.scope not in scopes:
                 return False
             if memory.distance <= limit:
                 return True
-            return memory.distance <= limit + leeway and named <= _identifiers(memory.text)
+            return memory.distance <= reach and named <= names_of(memory)
 
-        unique = {m.id: m for m in pool if within(m)}
+        nearest = self._nearest(vector, scopes=scopes, kinds=kinds, n=k, cutoff=reach)
+        pool = [m for m in nearest.hits if within(m)]
+        if named and not nearest.exhaustive and not any(named <= names_of(m) for m in pool):
+            # Dense vectors barely tell db7 from db13: when none of the nearest memories names
+            # what the query names, ask for the nearest that do (a second query, so only then).
+            lexical = self._nearest(
+                vector, scopes=scopes, kinds=kinds, n=k, cutoff=reach, where_document=_naming(named)
+            )
+            pool += [m for m in lexical.hits if within(m)]
 
         def rank(memory: Memory) -> float:
             assert memory.distance is not None
             if not named:
                 return memory.distance
-            shared = len(named & _identifiers(memory.text)) / len(named)
+            shared = len(named & names_of(memory)) / len(named)
             return memory.distance - IDENTIFIER_BONUS * shared
 
+        unique = {m.id: m for m in pool}
         return sorted(unique.values(), key=rank)[:k]
 
     def list(
