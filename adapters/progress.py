@@ -14,7 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from adapters import texts
 from core.events import (
@@ -92,8 +92,30 @@ def step_line(ev: Event) -> str | None:
     return None
 
 
+LiveKind = Literal["thinking", "text"]
+LIVE_ICONS: dict[LiveKind, str] = {"thinking": "💭", "text": "✍️"}
+
+
+def tail(text: str, chars: int) -> str:
+    """The last `chars` characters of `text` on one line (whitespace collapsed), "…" in front when cut."""
+    flat = " ".join(text[-(2 * chars + 64) :].split())
+    return flat if len(flat) <= chars and len(text) <= 2 * chars + 64 else "…" + flat[-(chars - 1) :]
+
+
+def live_line(kind: LiveKind, text: str, chars: int) -> str:
+    """The progress message's last line while the model thinks or writes: its latest words."""
+    return f"{LIVE_ICONS[kind]} {tail(text, chars)}"
+
+
 class ProgressView:
     """Coalesced edits of one message; `finish()` waits for the last edit to be handed over.
+
+    Besides the steps, the message may show a live line: the latest words of the model's current
+    turn (`live`), replaced by the turn's step once it ends. A live line alone is shown at most
+    every `live_every` seconds (a step goes out at once), so a fast stream is one edit per
+    interval with the newest text, never an edit per piece. `replace` gives the message its final
+    text instead (already in the platform's markup: an answer, say); `escape` is applied to the
+    progress text only.
 
     The flusher survives a failing sink: it logs, waits (`retry_delay`, doubling up to
     `max_retry_delay`) and tries again with the newest text. Once closed it gives up after
@@ -108,6 +130,9 @@ class ProgressView:
         header: str = texts.WORKING,
         limit: int = 1800,
         max_lines: int = 15,
+        escape: Callable[[str], str] = str,
+        live_every: float = 0.0,
+        live_chars: int = 300,
         retry_delay: float = 0.5,
         max_retry_delay: float = 30.0,
         final_attempts: int = 3,
@@ -118,24 +143,40 @@ class ProgressView:
         self.header = header
         self.limit = limit
         self.max_lines = max_lines
+        self.escape = escape
+        self.live_every = live_every
+        self.live_chars = live_chars
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
         self.final_attempts = final_attempts
         self.lines: list[str] = []
         self.message_id: str | None = None
-        self._shown = 0  # how many lines the sink has
+        self._live: str | None = None  # the live line, when the model is thinking or writing
+        self._final: str | None = None  # the message's final text, when `replace` gave one
+        self._version = 0  # bumped by every change
+        self._shown = 0  # the version the sink has
+        self._last_shown = float("-inf")  # monotonic time of the last hand-over
         self._dirty = asyncio.Event()
+        self._urgent = asyncio.Event()  # a change that should not wait for `live_every`
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def opened(self) -> bool:
+        """Whether the message exists, or is on its way (something was shown)."""
+        return self._task is not None
+
     def render(self) -> str:
+        if self._final is not None:
+            return self._final
         shown = self.lines[-self.max_lines :]
         hidden = len(self.lines) - len(shown)
+        live = [self._live] if self._live else []
         body = ([f"… {hidden} earlier step(s)"] if hidden else []) + shown
-        text = "\n".join([self.header, *body])
+        text = "\n".join([self.header, *body, *live])
         while len(text) > self.limit and len(body) > 1:
             body = body[1:]
-            text = "\n".join([self.header, *body])
+            text = "\n".join([self.header, *body, *live])
         return text[: self.limit]
 
     def add(self, ev: Event) -> None:
@@ -143,7 +184,26 @@ class ProgressView:
         if line is None:
             return
         self.lines.append(line)
+        self._live = None  # the step takes the live line's place
+        self._changed(urgent=True)
+
+    def live(self, kind: LiveKind, text: str) -> None:
+        """Show the latest words of the current turn (`text`: all of it so far)."""
+        self._live = live_line(kind, text, self.live_chars)
+        self._changed(urgent=False)
+
+    def replace(self, text: str) -> None:
+        """The message's final text, in the platform's markup (the answer, when only the live line
+        was ever shown)."""
+        self._final = text
+        self._live = None
+        self._changed(urgent=True)
+
+    def _changed(self, *, urgent: bool) -> None:
+        self._version += 1
         self._dirty.set()
+        if urgent:
+            self._urgent.set()
         if self._task is None:
             self._task = asyncio.create_task(self._flusher(), name=f"progress-{self.channel}")
 
@@ -151,17 +211,25 @@ class ProgressView:
         failures = 0
         while True:
             await self._dirty.wait()
+            wait = self._last_shown + self.live_every - time.monotonic()
+            if wait > 0 and not self._urgent.is_set() and not self._closed:
+                try:  # a live line alone waits its turn; a step or the end cuts the wait short
+                    await asyncio.wait_for(self._urgent.wait(), wait)
+                except TimeoutError:
+                    pass
             if self.pacer is not None:
                 await self.pacer.acquire(self.channel)
             self._dirty.clear()
-            count = len(self.lines)
+            self._urgent.clear()
+            version = self._version
             try:
-                await self._show(self.render())
+                await self._show(self.render() if self._final is not None else self.escape(self.render()))
             except asyncio.CancelledError:
                 raise
             except Exception:
                 failures += 1
                 self._dirty.set()  # still to show: next time, with the newest text
+                self._urgent.set()
                 if self._closed and failures >= self.final_attempts:
                     log.error("progress in %s: giving up after %d failures", self.channel, failures, exc_info=True)
                     return
@@ -170,7 +238,8 @@ class ProgressView:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            self._shown = count
+            self._shown = version
+            self._last_shown = time.monotonic()
             if self._closed and not self._dirty.is_set():
                 return
 
@@ -181,11 +250,17 @@ class ProgressView:
             await self.sink.edit(self.message_id, text)
 
     async def finish(self) -> None:
-        """Close the view: the last lines are handed to the sink before this returns (safe twice)."""
+        """Close the view: the last text is handed to the sink before this returns (safe twice). A
+        closed view shows no live line: the turn it showed is over."""
+        if self._live is not None:
+            self._live = None
+            if self._task is not None:
+                self._changed(urgent=True)
         self._closed = True
+        self._urgent.set()
         if self._task is None:
             return
-        if not self._dirty.is_set() and self._shown == len(self.lines):
+        if not self._dirty.is_set() and self._shown == self._version:
             self._task.cancel()
             try:
                 await self._task

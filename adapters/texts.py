@@ -64,6 +64,17 @@ CANNOT_SAVE_VOTE = (
 WORKING = "Working on it…"
 RUN_FAILED = "Sorry, that failed: {error}"
 
+# ---- what a run shows while it goes (adapters.thread_run, adapters.progress)
+THINKING_LIVE = "Thinking…"  # a timeline task while the model thinks; its title then shows the latest words
+WRITING_LIVE = "Writing…"  # the same while it writes (an answer, or what it says before a tool call)
+ANSWER_WRITTEN = "Answer written"
+WAITING_FOR_APPROVAL = "waiting for approval #{id}"
+STATUS_THINKING = "is thinking…"  # Slack's assistant status, shown after the app's name
+ANSWER_ATTACHED = "The answer is long ({chars} characters), so here it is as a file."
+ANSWER_CONTINUED = "… the full answer ({chars} characters) is attached below."
+ANSWER_BELOW = "The answer is long, so it follows below."
+OUTPUT_ATTACHED = "Full output of `{tool}` ({lines} lines):"
+
 
 def access_reply(decision: Decision, asker: Asker) -> str | None:
     """What a person the gatekeeper did not admit is told; None when nothing is said."""

@@ -37,7 +37,7 @@ from adapters.progress import step_line
 from bot.app import build_services
 from bot.settings import Settings
 from core.events import Answer, Event, Request
-from core.llm import LLMReply, LLMToolCall
+from core.llm import LLMReply, LLMToolCall, WholeReplies
 from core.tools.registry import ToolRegistry, tool
 from tests.fakes.discord import APPROVER_ID, BOT_USER_ID, TEXT_CHANNEL_ID, FakeDiscord, RestCall
 
@@ -62,7 +62,7 @@ def make_tools(delay: float) -> ToolRegistry:
     return ToolRegistry([bench_step])
 
 
-class ScriptedModel:
+class ScriptedModel(WholeReplies):
     """Per conversation (tagged `[cN]` in the question): two tool turns, then an answer."""
 
     def __init__(self, delay: float) -> None:

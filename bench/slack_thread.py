@@ -3,13 +3,15 @@
 20 conversations (by default) are started at once against the FakeSlack stand-in,
 with a scripted model that thinks for a moment and calls a read-only tool 8 times
 before answering. Everything between is real: bolt's request handling, the Slack
-adapter with Slack's pace (one post or edit per second per channel), the agent, the
-store, the policy and `run_command`. It prints, per scenario:
+adapter with Slack's pace (one post, edit or stream call per second per channel), the
+agent, the store, the policy and `run_command`. Each scenario runs in a workspace that
+allows Slack's agent stream (runs are shown as a timeline of tasks) and in one that
+refuses it (runs are shown in an edited message). It prints, per scenario:
 
 - peak chat calls per channel in any one-second window (Slack allows about 1/s, with
   short bursts tolerated),
 - the median (and p95) time from a step being produced by the agent to it being
-  visible in Slack (the first post or edit whose text contains it),
+  visible in Slack (the first post, edit or stream call whose text contains it),
 - steps lost: produced but never shown, or missing from the store (must be 0).
 
     .venv/bin/python bench/slack_thread.py [--conversations 20] [--steps 8] [--think 0.3]
@@ -39,15 +41,18 @@ from adapters.slack.messages import escape, mrkdwn
 from bot.app import build_services
 from bot.settings import Settings
 from bot.slack_main import slack_config
-from core.events import Answer, Event, Request
-from core.llm import LLMReply, LLMToolCall
+from core.events import Answer, Event, Partial, Request, ToolResult
+from core.llm import LLMReply, LLMToolCall, WholeReplies
 from tests.fakes.slack import BOT_USER_ID, FakeSlack, app_mention, deliver, event_callback, message
 
 SECRET = "bench-secret"
-POSTING = ("chat.postMessage", "chat.update", "files.completeUploadExternal")
+POSTING = (
+    "chat.postMessage", "chat.update", "files.completeUploadExternal",
+    "chat.startStream", "chat.appendStream", "chat.stopStream",
+)  # fmt: skip
 
 
-class ScriptedModel:
+class ScriptedModel(WholeReplies):
     """A model that takes `think` seconds per turn: `steps` tool calls, then an answer."""
 
     def __init__(self, steps: int, think: float) -> None:
@@ -79,12 +84,19 @@ class Recorder:
     """Wraps the agent: notes when each step is handed to the adapter."""
 
     agent: Any
+    streaming: bool
     produced: list[Produced] = field(default_factory=list)
 
     async def run(self, request: Request) -> AsyncIterator[Event]:
         async for ev in self.agent.run(request):
+            if isinstance(ev, Partial):
+                yield ev
+                continue
             if isinstance(ev, Answer):
-                shown = mrkdwn(ev.text)
+                shown = escape(ev.text) if self.streaming else mrkdwn(ev.text)
+            elif isinstance(ev, ToolResult) and self.streaming:  # the tool's task: complete, with its output
+                lines = ev.output.strip().splitlines() or ["(no output)"]
+                shown = escape(" ".join(lines[0].split())[:200])
             else:
                 line = step_line(ev)
                 shown = escape(line) if line else ""
@@ -103,10 +115,17 @@ def peak_per_second(times: list[float]) -> int:
     return best
 
 
+def call_text(args: dict[str, Any]) -> str:
+    """What a call puts in front of people: its text, or its stream chunks' titles and text."""
+    chunks = args.get("chunks") or []
+    shown = [str(c.get(k) or "") for c in chunks if isinstance(c, dict) for k in ("title", "text", "output")]
+    return "\n".join([str(args.get("text") or args.get("initial_comment") or ""), *shown])
+
+
 async def scenario(
-    *, conversations: int, channels: int, steps: int, think: float, rate_limits: int, data_dir: Path
+    *, conversations: int, channels: int, steps: int, think: float, rate_limits: int, data_dir: Path, streaming: bool
 ) -> dict[str, Any]:
-    async with FakeSlack() as fake:
+    async with FakeSlack(streaming=streaming) as fake:
         settings = Settings(
             ORCHESTRATOR_DATA_DIR=str(data_dir),
             SLACK_BOT_TOKEN="xoxb-bench",
@@ -116,7 +135,7 @@ async def scenario(
             ORCHESTRATOR_RATE_LIMIT=0,  # the bench measures pacing, not the per-person limits
         )
         services = await build_services(settings, llm=ScriptedModel(steps, think))
-        recorder = Recorder(services.agent)
+        recorder = Recorder(services.agent, streaming)
         adapter = SlackAdapter(
             replace(slack_config(settings), runs_per_user=conversations),
             agent=recorder,
@@ -124,7 +143,7 @@ async def scenario(
             store=services.store,
         )  # Slack's real pace: one post or edit per second per channel
         if rate_limits:
-            fake.rate_limit_next("chat.update", retry_after=1, times=rate_limits)
+            fake.rate_limit_next("chat.appendStream" if streaming else "chat.update", retry_after=1, times=rate_limits)
         started = time.time()
         bodies = []
         for n in range(conversations):
@@ -143,7 +162,7 @@ async def scenario(
             if call.method in POSTING and call.ok:
                 channel = str(call.args.get("channel") or call.args.get("channel_id"))
                 by_channel[channel].append(call.at)
-                texts[channel].append((call.at, str(call.args.get("text") or call.args.get("initial_comment") or "")))
+                texts[channel].append((call.at, call_text(call.args)))
         latencies: list[float] = []
         lost = 0
         for step in recorder.produced:
@@ -169,6 +188,7 @@ async def scenario(
             "p95": latencies[int(len(latencies) * 0.95) - 1] if latencies else float("nan"),
             "lost": lost,
             "rate_limits": rate_limits,
+            "streaming": streaming,
         }
 
 
@@ -180,19 +200,23 @@ async def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     random.seed(7)
-    plans = [  # (channels, injected 429s on chat.update)
-        (args.conversations, 0),
-        (max(1, args.conversations // 5), 0),
-        (max(1, args.conversations // 5), 5),
+    plans = [  # (channels, injected 429s on chat.appendStream / chat.update, streaming)
+        (channels, limits, streaming)
+        for streaming in (True, False)
+        for channels, limits in [
+            (args.conversations, 0),
+            (max(1, args.conversations // 5), 0),
+            (max(1, args.conversations // 5), 5),
+        ]
     ]
     print(f"{args.conversations} conversations, {args.steps} tool steps each, model turn ≈ {args.think:g} s")
     print(
-        f"{'channels':>8} {'429s':>5} {'steps':>6} {'stored':>6} {'chat calls':>10} "
+        f"{'shown as':>9} {'channels':>8} {'429s':>5} {'steps':>6} {'stored':>6} {'chat calls':>10} "
         f"{'peak/ch/s':>9} {'median':>8} {'p95':>8} {'lost':>5} {'wall':>7}"
     )
     worst_lost = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (channels, limits) in enumerate(plans):
+        for i, (channels, limits, streaming) in enumerate(plans):
             r = await scenario(
                 conversations=args.conversations,
                 channels=channels,
@@ -200,14 +224,16 @@ async def main(argv: Sequence[str] | None = None) -> int:
                 think=args.think,
                 rate_limits=limits,
                 data_dir=Path(tmp) / f"s{i}",
+                streaming=streaming,
             )
             worst_lost = max(worst_lost, r["lost"])
             print(
+                f"{'stream' if streaming else 'edits':>9} "
                 f"{r['channels']:>8} {r['rate_limits']:>5} {r['steps']:>6} {r['stored']:>6} {r['chat_calls']:>10} "
                 f"{r['peak']:>9} {r['median']:>7.2f}s {r['p95']:>7.2f}s {r['lost']:>5} {r['seconds']:>6.1f}s"
             )
-    print("peak/ch/s: most chat.postMessage/chat.update/file shares seen in one channel within any 1 s window")
-    print("median/p95: step produced by the agent → first Slack post or edit showing it")
+    print("peak/ch/s: most posts, edits, stream calls and file shares seen in one channel within any 1 s window")
+    print("median/p95: step produced by the agent → first Slack post, edit or stream call showing it")
     return 1 if worst_lost else 0
 
 

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 import platformdirs
@@ -238,6 +238,9 @@ class Settings(BaseSettings):
     slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL", "slack_api_url"))
     slack_allowed_users: CsvList = Field(  # user ids, or * for every member of the workspace
         default_factory=list, validation_alias=_env("SLACK_ALLOWED_USERS", "slack_allowed_users")
+    )
+    slack_streaming: Literal["auto", "off"] = Field(  # auto: Slack's agent stream where Slack allows it
+        "auto", validation_alias=_env("ORCHESTRATOR_SLACK_STREAMING", "slack_streaming")
     )
     slack_allowed_channels: CsvList = Field(  # empty: any channel the bot is in
         default_factory=list, validation_alias=_env("SLACK_ALLOWED_CHANNELS", "slack_allowed_channels")

@@ -27,6 +27,7 @@ def slack_config(settings: Settings) -> SlackConfig:
         allowed_channels=frozenset(settings.slack_allowed_channels),
         dm_policy=DmPolicy(settings.dm_policy),
         rate_limit=settings.rate_limit,
+        streaming=settings.slack_streaming != "off",
     )
 
 

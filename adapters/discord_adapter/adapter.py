@@ -33,10 +33,11 @@ from adapters import texts
 from adapters.intake import Intake, StoreUnavailable
 from adapters.outbox import Outbox, until_done
 from adapters.progress import Pacer, split_message
+from adapters.thread_run import ThreadRun
 from core.access import Admit, Asker, Gatekeeper
 from core.approval import ApprovalGate
 from core.errors import ServiceUnavailable
-from core.events import Event, Report, Request
+from core.events import Event, Partial, Report, Request
 from core.store import Store
 from core.store.db import is_unavailable
 from core.store.models import Approval
@@ -46,7 +47,7 @@ from .api import MAX_FILES, DiscordApi, DiscordDelivery, as_files, read_upload
 from .approvals import ReactionDecider
 from .config import DiscordConfig, DiscordSetupError, intents, invite_url
 from .payloads import PLATFORM, Incoming, normalise, to_request
-from .thread import ThreadRun
+from .thread import DiscordThread
 
 log = logging.getLogger(__name__)
 
@@ -203,16 +204,18 @@ class DiscordAdapter:
         """
         await self._wait_ready()
         target = await self._thread_for(request.channel, request.thread, name=request.text)
-        run = ThreadRun(self.outbox, self.config, target=target, thread=request.thread)
+        place = DiscordThread(self.outbox, self.config, target=target, thread=request.thread)
+        run = ThreadRun(place)
         events: list[Event] = []
         try:
             async with _closing(self.agent.run(request)) as stream:
                 async for ev in stream:
-                    events.append(ev)
-                    await self._render(run, ev)
+                    if not isinstance(ev, Partial):  # the run's steps; its live pieces are only shown
+                        events.append(ev)
+                    await self._render(run, place, ev)
         finally:
             await run.close()
-        await self.outbox.drained(run.lane, "")  # returns once what the run showed has reached Discord
+        await self.outbox.drained(place.lane, "")  # returns once what the run showed has reached Discord
         return events
 
     async def announce_expired(self, approvals: Sequence[Approval]) -> None:
@@ -295,13 +298,14 @@ class DiscordAdapter:
                 # Cosmetic: a server that forbids reactions still gets its answer.
                 await self._quietly(self.api.react(incoming.channel_id, incoming.message_id, working), "adding 👀")
                 target, thread_id = await self._open_thread(message, incoming)
-                run = ThreadRun(self.outbox, self.config, target=target, thread=str(thread_id or ""))
+                place = DiscordThread(self.outbox, self.config, target=target, thread=str(thread_id or ""))
+                run = ThreadRun(place)
                 try:
                     # A cancelled or failed turn closes the agent's generator at once, so its clean-up
                     # (the conversation's lock) runs now, not whenever the generator is collected.
                     async with _closing(self.agent.run(to_request(incoming, thread_id=thread_id))) as events:
                         async for ev in events:
-                            await self._render(run, ev)
+                            await self._render(run, place, ev)
                 finally:
                     await run.close()
         except asyncio.CancelledError:
@@ -411,15 +415,15 @@ class DiscordAdapter:
         except (discord.NotFound, discord.Forbidden):
             return None  # the id of a message, or a channel the bot may not see
 
-    async def _render(self, run: ThreadRun, ev: Event) -> None:
+    async def _render(self, run: ThreadRun, place: DiscordThread, ev: Event) -> None:
         try:
             await run.render(ev)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # The run goes on (an approval may still be decided); the store has the step in full.
-            log.exception("showing %s in %s failed", type(ev).__name__, run.target)
-            await self._say_failed(run.target, exc)
+            log.exception("showing %s in %s failed", type(ev).__name__, place.target)
+            await self._say_failed(place.target, exc)
 
     async def _say_failed(self, channel_id: int, exc: Exception) -> None:
         if is_unavailable(exc):  # the store refused a write: say so, not "internal error"

@@ -23,7 +23,6 @@ NO_APPROVERS = "Nobody is configured to approve (DISCORD_APPROVERS, DISCORD_APPR
 REQUESTED_BY = "Approval #{id} · asked by {requester} · expires <t:{at}:T> (<t:{at}:R>)"
 DETAIL_ATTACHED = "The full {what} ({lines} lines) is attached; the preview above is cut."
 RESULT = "**Result:** {line}"
-ANSWER_ATTACHED = "The answer is long ({chars} characters), so here it is as a file."
 INTERNAL_ERROR = "the Discord adapter hit an internal error ({kind}); the bot's log has the details"
 THREAD_NAME_LIMIT = 90  # Discord allows 100
 SUMMARY_LIMIT = 200  # the summary repeats the command; the code block below has it in full

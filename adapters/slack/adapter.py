@@ -33,9 +33,10 @@ from adapters.base import AdapterSetupError
 from adapters.intake import Intake, StoreUnavailable
 from adapters.outbox import Outbox
 from adapters.progress import split_message
+from adapters.thread_run import ThreadRun
 from core.access import Admit, Asker, Gatekeeper
 from core.approval import ApprovalGate
-from core.events import Event, Report, Request
+from core.events import Event, Partial, Report, Request
 from core.store import Store
 from core.store.db import is_unavailable
 from core.store.models import Approval, Conversation
@@ -45,7 +46,8 @@ from .api import Identity, SlackApi, SlackDelivery, make_client, read_bytes
 from .approvals import ReactionDecider
 from .config import Mode, SlackConfig
 from .payloads import PLATFORM, Incoming, as_message, as_reaction, from_a_bot, normalise, to_request
-from .thread import ANSWER_LIMIT, ThreadRun
+from .stream import Recipient, StreamSupport
+from .thread import ANSWER_LIMIT, SlackThread
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,8 @@ class SlackAdapter:
         #: Every post, edit, reaction and upload: kept in the store until Slack has it.
         self.outbox = Outbox(store, SlackDelivery(self.api), backoff=config.delivery_backoff)
         self.intake = Intake(store, delays=config.store_retry_delays)
+        #: Where Slack refused its agent stream or the assistant status (remembered while the process lives).
+        self.streams = StreamSupport(enabled=config.streaming)
         self.decider = ReactionDecider(self.api, gate, store, config, outbox=self.outbox, intake=self.intake)
         # `client` carries the token, base URL and retry handlers. The verification
         # middleware checks HTTP requests and lets Socket Mode envelopes through.
@@ -331,8 +335,9 @@ class SlackAdapter:
             except SlackApiError as exc:  # cosmetic: never worth failing the run for
                 log.warning("could not add :%s: (%s)", self.config.working_reaction, exc.response.get("error"))
             request = to_request(msg, user_name=await self.api.user_name(msg.user))
+            recipient = Recipient(msg.user, team or (await self.api.identity()).team_id)
             try:
-                await self._run(request)
+                await self._run(request, recipient=recipient)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -364,14 +369,23 @@ class SlackAdapter:
         await self.outbox.drained(request.channel, request.thread)
         return events
 
-    async def _run(self, request: Request) -> list[Event]:
-        run = ThreadRun(self.api, self.outbox, self.config, channel=request.channel, thread=request.thread)
+    async def _run(self, request: Request, *, recipient: Recipient | None = None) -> list[Event]:
+        """Run the agent and show it in the request's thread: in Slack's agent stream when there is
+        a person to stream to (`recipient`) and Slack allows it there, else in an edited message."""
+        place = SlackThread(
+            self.api, self.outbox, self.config, channel=request.channel, thread=request.thread,
+            support=self.streams, recipient=recipient,
+        )  # fmt: skip
+        run = ThreadRun(place)
+        if recipient is not None and request.thread:
+            await self._show_status(request.channel, request.thread)
         events: list[Event] = []
         try:
             # aclosing: leaving early must still release the agent's per-conversation lock.
             async with _closing(self.agent.run(request)) as stream:
                 async for ev in stream:
-                    events.append(ev)
+                    if not isinstance(ev, Partial):  # the run's steps; its live pieces are only shown
+                        events.append(ev)
                     try:
                         await run.render(ev)
                     except asyncio.CancelledError:
@@ -381,6 +395,20 @@ class SlackAdapter:
         finally:
             await run.close()
         return events
+
+    async def _show_status(self, channel: str, thread: str) -> None:
+        """The assistant status ("<app> is thinking…") under an assistant thread; cosmetic, refused in any other
+        thread: once refused in a channel (or by the workspace), it is not asked again there."""
+        if not self.streams.status_in(channel):
+            return
+        try:
+            await self.api.set_status(channel, thread, texts.STATUS_THINKING)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "")
+            if error != "ratelimited":
+                self.streams.status_refused(channel, error)
+        except (ClientError, OSError, TimeoutError) as exc:
+            log.debug("the assistant status in %s could not be set: %s", channel, exc)
 
     async def _say_failed(self, msg: Incoming, exc: Exception) -> None:
         try:

@@ -8,7 +8,9 @@ sees two within a second, whatever the network latency.
 Posts, edits, reactions and uploads are made by the outbox (`adapters.outbox`) through
 `SlackDelivery`, on a client that does not retry 429s itself: a 429 goes back to the
 outbox, which retries after Slack's `Retry-After` for as long as it takes, and holds the
-channel's turn meanwhile. Lookups (auth.test, users.info, …) keep slack_sdk's own retries.
+channel's turn meanwhile. The live part of a stream (`adapters.slack.stream`) takes the same
+turns on the same client; its end is an outbox entry like a post. Lookups (auth.test,
+users.info, …) keep slack_sdk's own retries.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ CANNOT_POST_HERE = frozenset(
     {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive", "token_revoked",
      "not_authed", "missing_scope", "restricted_action", "thread_not_found"}
 )  # fmt: skip
+#: A stream that is over (it expired, or the person stopped it); its message stays as it is.
+STREAM_GONE = frozenset(
+    {"message_not_in_streaming_state", "message_not_found", "stopped_by_user", "streaming_state_conflict"}
+)
 
 
 def make_client(config: SlackConfig, *, max_retries: int = 6) -> AsyncWebClient:
@@ -60,6 +66,14 @@ def make_client(config: SlackConfig, *, max_retries: int = 6) -> AsyncWebClient:
     if max_retries:
         handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=max_retries))
     return AsyncWebClient(token=config.bot_token, base_url=config.api_url, retry_handlers=handlers)
+
+
+@dataclass(slots=True)
+class Turn:
+    """A channel's turn; `posted` False when the call turned out to post nothing (it was refused
+    for good), so the next call need not wait for it."""
+
+    posted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +102,19 @@ class SlackApi:
 
     # ---- messages ----------------------------------------------------------------
     @asynccontextmanager
-    async def turn(self, channel: str) -> AsyncIterator[None]:
-        """This channel's turn: one call at a time, `pace` seconds after the last answer."""
+    async def turn(self, channel: str) -> AsyncIterator[Turn]:
+        """This channel's turn: one call at a time, `pace` seconds after the last answer (unless
+        the call posted nothing: `Turn.posted` False)."""
         async with self._turns.setdefault(channel, asyncio.Lock()):
-            wait = self._last_answer.get(channel, float("-inf")) + self.pace - time.monotonic()
+            before = self._last_answer.get(channel, float("-inf"))
+            wait = before + self.pace - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            turn = Turn()
             try:
-                yield
+                yield turn
             finally:
-                self._last_answer[channel] = time.monotonic()
+                self._last_answer[channel] = time.monotonic() if turn.posted else before
 
     def hold(self, channel: str, seconds: float) -> None:
         """After a 429: the channel's next call waits `seconds` (Slack's Retry-After)."""
@@ -149,6 +166,17 @@ class SlackApi:
             args["initial_comment"] = comment
         async with self.turn(channel):
             await self.sender.files_upload_v2(**args)
+
+    async def stop_stream(self, channel: str, ts: str, chunks: list[dict[str, Any]]) -> None:
+        """End a stream with its last chunks (task states, the answer); it takes the channel's turn."""
+        async with self.turn(channel):
+            await self.sender.chat_stopStream(channel=channel, ts=ts, chunks=chunks)
+
+    async def set_status(self, channel: str, thread: str, status: str) -> None:
+        """The assistant status under the thread ("<app> is thinking…"); Slack clears it when the app
+        posts there, or after two minutes. Only assistant threads have one: elsewhere Slack refuses.
+        Cosmetic, so on the client that does not wait out 429s: a late status would outlive the reply."""
+        await self.sender.assistant_threads_setStatus(channel_id=channel, thread_ts=thread, status=status)
 
     # ---- lookups -------------------------------------------------------------------
     async def identity(self) -> Identity:
@@ -206,8 +234,10 @@ class SlackDelivery:
     """The outbox's transport: one entry → one Web API call, its failure sorted into retry or refusal.
 
     Payloads: a post has `text`, and optionally `thread_ts` (overrides the lane's thread; "" for
-    none), `ephemeral_to` (a user: only they see it) or `upload` (`content` or `content_b64`,
-    `filename`, `title`, `comment`); an update has `text`; a reaction has `name`."""
+    none), `ephemeral_to` (a user: only they see it), `upload` (`content` or `content_b64`,
+    `filename`, `title`, `comment`) or `stream` (`ts`, `chunks`: the end of a stream, whose
+    `text`, if any, is posted instead when the stream is already over); an update has `text`; a
+    reaction has `name`."""
 
     platform = PLATFORM
 
@@ -232,6 +262,8 @@ class SlackDelivery:
                     thread=thread, comment=str(upload.get("comment", "")),
                 )  # fmt: skip
                 return ""
+            if stream := payload.get("stream"):
+                return await self._stop_stream(channel, thread, stream, str(payload.get("text") or ""))
             if user := payload.get("ephemeral_to"):
                 await self.api.ephemeral(channel, str(user), str(payload["text"]), thread=thread)
                 return ""
@@ -240,6 +272,22 @@ class SlackDelivery:
             raise self._sorted(channel, exc) from exc
         except (ClientError, OSError, TimeoutError) as exc:
             raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _stop_stream(self, channel: str, thread: str, stream: Payload, fallback: str) -> str:
+        ts = str(stream["ts"])
+        try:
+            await self.api.stop_stream(channel, ts, list(stream.get("chunks") or []))
+            return ts
+        except SlackApiError as exc:
+            sorted_ = self._sorted(channel, exc)
+            if isinstance(sorted_, RetryLater):
+                raise
+            if not fallback:
+                if sorted_.reason in STREAM_GONE:
+                    return ts  # over already, with nothing more to say
+                raise
+            log.info("the stream %s in %s could not be ended (%s); posting its answer", ts, channel, sorted_.reason)
+        return await self.api.post(channel, fallback, thread=thread)  # nothing lost: the answer as a message
 
     def _sorted(self, channel: str, exc: SlackApiError) -> RetryLater | Undeliverable:
         status = int(getattr(exc.response, "status_code", 200) or 200)

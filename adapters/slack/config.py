@@ -33,6 +33,8 @@ class SlackConfig:
     approver_groups: tuple[str, ...] = ()  # user group ids (S…); membership is looked up
     #: Seconds between two posts or edits in one channel (Slack allows about one per second).
     pace: float = 1.0
+    #: Show runs in Slack's agent stream where the workspace allows it (else: an edited message).
+    streaming: bool = True
     working_reaction: str = "eyes"  # put on a message the bot is working on
     #: Reactions that decide an approval; the first of each is the one the bot adds.
     approve_reactions: tuple[str, ...] = ("white_check_mark", "heavy_check_mark")

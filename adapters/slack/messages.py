@@ -23,8 +23,6 @@ NO_APPROVERS = "Nobody is configured to approve (SLACK_APPROVERS), so this will 
 REQUESTED_BY = "Approval #{id} · asked by {requester} · expires <!date^{at}^{{time}}|{fallback}>"
 DETAIL_ATTACHED = "The full {what} ({lines} lines) is attached below; the preview above is cut."
 RESULT = "*Result:* {line}"
-ANSWER_ATTACHED = "The answer is long ({chars} characters), so here it is as a file."
-OUTPUT_ATTACHED = "Full output of `{tool}` ({lines} lines):"
 INTERNAL_ERROR = "the Slack adapter hit an internal error ({kind}); the bot's log has the details"
 NOT_DELIVERED = "Slack refused one of my messages here ({error}), so something above may be missing"
 

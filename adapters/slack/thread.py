@@ -1,62 +1,30 @@
-"""One agent run rendered in its Slack thread.
+"""A run's Slack thread, as `adapters.thread_run.ThreadRun` uses it: Slack's side only.
 
-The thread gets one progress message (edited and coalesced by `ProgressView`), one
-message per approval request (with the ✅/❌ reactions, its ts stored on the approval row
-as soon as Slack has it), and the final answer or a one-line failure. Nothing is cut
-silently: long answers are split or attached, long tool output is attached as a file.
-
-Nothing here waits for Slack: every post, edit, reaction and upload is queued in the
-outbox (`adapters.outbox`), which delivers them in order, at Slack's pace, through 429s.
+Where things go (the outbox lane: channel and thread), how they look (mrkdwn, escaping, the
+approval message) and Slack's sizes. Where the workspace allows it, the run is shown in
+Slack's agent stream (`adapters.slack.stream`); elsewhere, in a progress message edited at
+Slack's pace.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import replace
 
-from adapters.outbox import Outbox
-from adapters.progress import ProgressView, split_message
-from core.events import (
-    Answer,
-    ApprovalRequested,
-    ApprovalResolved,
-    Event,
-    Failed,
-    Thinking,
-    ToolCall,
-    ToolResult,
-)
+from adapters.outbox import Outbox, Payload
+from adapters.thread_run import ApprovalPost, FileUpload, Limits
+from core.events import ApprovalRequested, ApprovalResolved
 
 from . import messages as m
 from .api import SlackApi
 from .config import SlackConfig
 from .payloads import PLATFORM, slack_user
-
-log = logging.getLogger(__name__)
+from .stream import Recipient, SlackStream, StreamSupport
 
 PROGRESS_LIMIT = 3500  # characters; Slack shows up to 4000 before "show more"
 PROGRESS_LINES = 30
 ANSWER_LIMIT = 3500
 ANSWER_MAX_PARTS = 4  # more than this reads better as a file
 APPROVAL_LIMIT = 3000
-OUTPUT_ATTACH_LINES = 20  # tool output longer than this is attached in full
-OUTPUT_ATTACH_CHARS = 2000
-
-
-class _ProgressSink:
-    """Where ProgressView posts and edits: the outbox (escaped: steps quote model and tool text)."""
-
-    def __init__(self, outbox: Outbox, channel: str, thread: str) -> None:
-        self.outbox = outbox
-        self.channel = channel
-        self.thread = thread
-
-    async def post(self, text: str) -> str:
-        return await self.outbox.post(self.channel, self.thread, {"text": m.escape(text)})
-
-    async def edit(self, message_id: str, text: str) -> None:
-        await self.outbox.edit(self.channel, self.thread, message_id, {"text": m.escape(text)})
 
 
 def approval_key(approval_id: int) -> str:
@@ -64,117 +32,91 @@ def approval_key(approval_id: int) -> str:
     return f"{PLATFORM}:approval:{approval_id}"
 
 
-class ThreadRun:
-    def __init__(self, api: SlackApi, outbox: Outbox, config: SlackConfig, *, channel: str, thread: str) -> None:
+class SlackThread:
+    """One run's thread in Slack (a `ThreadPlatform`)."""
+
+    def __init__(
+        self,
+        api: SlackApi,
+        outbox: Outbox,
+        config: SlackConfig,
+        *,
+        channel: str,
+        thread: str,
+        support: StreamSupport | None = None,
+        recipient: Recipient | None = None,
+    ) -> None:
         self.api = api
         self.outbox = outbox
         self.config = config
         self.channel = channel
         self.thread = thread
-        self.view = ProgressView(
-            _ProgressSink(outbox, channel, thread), channel, limit=PROGRESS_LIMIT, max_lines=PROGRESS_LINES
-        )
-        self._approval_messages: dict[int, tuple[str, str]] = {}  # approval id -> (outbox key, text)
+        self.support = support
+        self.recipient = recipient
+        self.lane = f"{channel}/{thread}"
+        # Live edits at Slack's pace (about one post or edit per second per channel); a stream's
+        # answer is one message's worth, so that it can be posted as one should the stream be gone.
+        self.limits = Limits(
+            progress_chars=PROGRESS_LIMIT, progress_lines=PROGRESS_LINES, answer_part=ANSWER_LIMIT,
+            answer_max_parts=ANSWER_MAX_PARTS, live_every=config.pace, stream_answer_chars=ANSWER_LIMIT,
+        )  # fmt: skip
 
-    async def render(self, ev: Event) -> None:
-        match ev:
-            case Thinking() | ToolCall():
-                self.view.add(ev)
-            case ToolResult():
-                self.view.add(ev)
-                await self._attach_long_output(ev)
-            case ApprovalRequested():
-                self.view.add(ev)
-                await self._ask_approval(ev)
-            case ApprovalResolved():
-                self.view.add(await self._named(ev))
-                await self._show_resolution(ev)
-            case Answer():
-                await self._close_view(ev)
-                await self._post_answer(ev.text)
-            case Failed():
-                await self._close_view(ev)
-                await self._post(m.failure_line(ev.error))
+    # ---- transport ---------------------------------------------------------------------
+    async def post(self, text: str, *, key: str = "", extra: Payload | None = None) -> str:
+        return await self.outbox.post(self.channel, self.thread, {"text": text, **(extra or {})}, key=key)
 
-    async def close(self) -> None:
-        """Hand the last progress edit to the outbox (safe to call twice). A failure is logged, not
-        raised: the answer must still be posted."""
-        try:
-            await self.view.finish()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("the progress message in %s/%s could not be updated", self.channel, self.thread, exc_info=True)
+    async def edit(self, target: str, text: str, *, key: str = "") -> str:
+        return await self.outbox.edit(self.channel, self.thread, target, {"text": text}, key=key)
 
-    # ---- pieces ------------------------------------------------------------------
-    async def _close_view(self, ev: Answer | Failed) -> None:
-        # A run that answers straight away gets no progress message at all: just the answer.
-        if self.view.lines:
-            self.view.add(ev)
-        await self.close()
+    async def react(self, target: str, emoji: str, *, key: str = "") -> str:
+        return await self.outbox.react(self.channel, self.thread, target, {"name": emoji}, key=key)
 
-    async def _post(self, text: str, *, key: str = "") -> str:
-        return await self.outbox.post(self.channel, self.thread, {"text": text}, key=key)
+    async def upload(self, file: FileUpload, *, comment: str = "", key: str = "") -> str:
+        upload = {"content": file.content, "filename": file.filename, "title": file.title, "comment": comment}
+        return await self.outbox.post(self.channel, self.thread, {"upload": upload}, key=key)
 
-    async def _upload(self, content: str, *, filename: str, title: str, comment: str = "", key: str = "") -> None:
-        upload = {"content": content, "filename": filename, "title": title, "comment": comment}
-        await self.outbox.post(self.channel, self.thread, {"upload": upload}, key=key)
+    def stream(self) -> SlackStream | None:
+        """Slack's agent stream, in a thread with someone to stream to, where it was not refused."""
+        support, recipient = self.support, self.recipient
+        if support is None or recipient is None or not self.thread or not support.streams_in(self.channel):
+            return None
+        return SlackStream(
+            self.api, self.outbox, support, channel=self.channel, thread=self.thread, recipient=recipient,
+            backoff=self.config.delivery_backoff,
+        )  # fmt: skip
 
-    async def _post_answer(self, text: str) -> None:
-        parts = split_message(m.mrkdwn(text), ANSWER_LIMIT)
-        if len(parts) <= ANSWER_MAX_PARTS:
-            for part in parts:
-                await self._post(part)
-            return
-        await self._upload(
-            text, filename="answer.md", title="Answer", comment=m.ANSWER_ATTACHED.format(chars=len(text))
-        )
+    # ---- how it looks -------------------------------------------------------------------
+    def progress_text(self, text: str) -> str:
+        return m.escape(text)  # steps quote model and tool text: no mention, no link
 
-    async def _attach_long_output(self, ev: ToolResult) -> None:
-        lines = ev.output.count("\n") + 1
-        if lines <= OUTPUT_ATTACH_LINES and len(ev.output) <= OUTPUT_ATTACH_CHARS:
-            return
-        await self._upload(
-            ev.output,
-            filename=f"{ev.tool}-{ev.call_id}.txt",
-            title=f"{ev.tool} output",
-            comment=m.OUTPUT_ATTACHED.format(tool=m.escape(ev.tool), lines=lines),
-        )
+    def answer_text(self, markdown: str) -> str:
+        return m.mrkdwn(markdown)
 
-    async def _ask_approval(self, ev: ApprovalRequested) -> None:
+    def stream_text(self, text: str) -> str:
+        return m.escape(text)  # the stream reads Markdown itself; only Slack's control characters go
+
+    def failure_line(self, error: str) -> str:
+        return m.failure_line(error)
+
+    def approval(self, ev: ApprovalRequested) -> ApprovalPost:
         text, attach = m.approval_message(
             ev, approvers=self.config.approvers, groups=self.config.approver_groups, limit=APPROVAL_LIMIT
         )
-        key = approval_key(ev.approval_id)
-        # The outbox attaches the message's ts to the approval row as soon as Slack has it, before
-        # the reactions below are added, so the first click can already be looked up, by this process
-        # or any other sharing the database (and after a restart).
-        payload = {"text": text, "approval": {"id": ev.approval_id, "thread": self.thread}}
-        await self.outbox.post(self.channel, self.thread, payload, key=key)
-        self._approval_messages[ev.approval_id] = (key, text)
-        for name in (self.config.approve_reactions[0], self.config.deny_reactions[0]):
-            await self.outbox.react(self.channel, self.thread, key, {"name": name}, key=f"{key}:react:{name}")
+        detail = None
         if attach:
             kind = "diff" if ev.detail_kind == "diff" else "txt"
-            await self._upload(
-                ev.detail,
-                filename=f"approval-{ev.approval_id}.{kind}",
-                title=f"Approval #{ev.approval_id}",
-                key=f"{key}:detail",
-            )
+            detail = FileUpload(f"approval-{ev.approval_id}.{kind}", ev.detail, f"Approval #{ev.approval_id}")
+        reactions = (self.config.approve_reactions[0], self.config.deny_reactions[0])
+        extra = {"approval": {"id": ev.approval_id, "thread": self.thread}}
+        return ApprovalPost(text, reactions, extra=extra, detail=detail)
 
-    async def _show_resolution(self, ev: ApprovalResolved) -> None:
-        line = m.resolution(ev)
-        posted = self._approval_messages.pop(ev.approval_id, None)
-        if posted is not None:
-            key, text = posted
-            # The last line was "react to approve…": replace it with the outcome.
-            outcome = {"text": text.rsplit("\n", 1)[0] + "\n" + line}
-            await self.outbox.edit(self.channel, self.thread, key, outcome, key=f"{key}:outcome")
-        if not ev.approved:  # an edit does not notify anyone; a denial or timeout should
-            await self._post(line, key=f"{approval_key(ev.approval_id)}:denied")
+    def approval_key(self, approval_id: int) -> str:
+        return approval_key(approval_id)
 
-    async def _named(self, ev: ApprovalResolved) -> ApprovalResolved:
+    def resolution(self, ev: ApprovalResolved) -> str:
+        return m.resolution(ev)
+
+    async def named(self, ev: ApprovalResolved) -> ApprovalResolved:
         """The progress line names deciders by display name (it is escaped, so no <@mention>)."""
         names: list[str] = []
         for decider in ev.decided_by.split(","):

@@ -22,7 +22,6 @@ from sqlmodel import Session, col, create_engine, select
 
 from core.errors import ConfigurationError, ServiceUnavailable
 from core.events import Request
-from core.store.migrate import upgrade
 from core.store.models import (
     OPEN_APPROVAL_STATUSES,
     Approval,
@@ -158,6 +157,8 @@ class Store:
         """Create or upgrade the schema. Another process starting at the same moment (a second
         bot, `orchestrator jobs`) can make SQLite answer "locked" at once, without waiting; the
         upgrade is one transaction, so it is tried again until the busy timeout has passed."""
+        from core.store.migrate import upgrade  # Alembic: only for the commands that open the store
+
         deadline = time.monotonic() + self.busy_timeout
         while True:
             try:

@@ -132,7 +132,12 @@ class Stand:
         return msg
 
 
-async def make_stand(slack: FakeSlack, ollama: FakeOllama, data_dir: Path, **settings: Any) -> Stand:
+async def make_stand(
+    slack: FakeSlack, ollama: FakeOllama, data_dir: Path, *, streaming: bool = False, **settings: Any
+) -> Stand:
+    """A Slack adapter on the real services. `streaming` False: runs are shown in an edited progress
+    message, as in a workspace without Slack's agent streaming (tests/adapters/test_live_slack.py
+    has the streamed runs)."""
     values: dict[str, Any] = {
         "ORCHESTRATOR_DATA_DIR": str(data_dir),
         "OLLAMA_HOST": ollama.url,
@@ -146,7 +151,7 @@ async def make_stand(slack: FakeSlack, ollama: FakeOllama, data_dir: Path, **set
     services = await build_services(s)
     services.gate.poll_interval = 0.05
     # A fast pace keeps the suite quick; the bench runs Slack's real one.
-    config = replace(slack_config(s), pace=0.02)
+    config = replace(slack_config(s), pace=0.02, streaming=streaming)
     adapter = SlackAdapter(config, agent=services.agent, gate=services.gate, store=services.store)
     return Stand(slack, ollama, s, services, adapter)
 

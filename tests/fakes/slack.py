@@ -13,6 +13,20 @@ the query string, a form-encoded/multipart body and a JSON body. slack_sdk uses 
 three: ``chat.*`` methods send JSON, ``reactions.*``/``files.*`` send POST with the
 arguments in the *query string*, ``conversations.*``/``users.info`` send GET queries.
 
+Slack's agent streaming (``chat.startStream`` / ``chat.appendStream`` / ``chat.stopStream``)
+builds a :class:`Stream` as Slack would show it: a message in the thread whose text is the
+Markdown streamed so far, and a timeline of tasks (each ``task_update`` chunk sets its task's
+title and status, and its ``details`` / ``output`` when given; every status a task was given is
+kept in order). The documented limits are enforced (``markdown_text`` up to 12,000 characters,
+a task's ``details`` and ``output`` up to 256, a recipient outside DMs, no append after the
+stop). By default the fake is a workspace where streaming is not available to the app (the
+three methods answer ``unknown_method``, as before they existed); ``FakeSlack(streaming=True)``
+is one where it is. :meth:`FakeSlack.refuse_streaming` makes a workspace (or one channel)
+refuse it with a given error, and :meth:`FakeSlack.end_stream` ends a stream under the app
+(as when it expires). The assistant status
+(``assistant.threads.setStatus``) is kept for the threads seeded with
+:meth:`FakeSlack.add_assistant_thread` and refused elsewhere, as outside assistant threads.
+
 The module also builds Events API payloads, signs them like Slack does and pushes them
 through a slack_bolt ``AsyncApp`` (:func:`deliver`).
 """
@@ -47,6 +61,8 @@ __all__ = [
     "Call",
     "FakeSlack",
     "Message",
+    "Stream",
+    "StreamTask",
     "UploadedFile",
     "app_mention",
     "deliver",
@@ -73,6 +89,12 @@ BOT_SCOPES = (
 UPLOAD_METHOD = "files.upload.external"
 #: Methods that need no token (everything else answers ``not_authed`` without one).
 _NO_AUTH_METHODS = frozenset({"api.test", "oauth.access", "oauth.v2.access"})
+STREAM_METHODS = ("chat.startStream", "chat.appendStream", "chat.stopStream")
+MARKDOWN_LIMIT = 12_000  # chat.*Stream: "Limit this field to 12,000 characters"
+TASK_FIELD_LIMIT = 256  # a task_update's details and output
+TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
+#: What assistant.threads.setStatus answers outside an assistant thread (Slack does not document it).
+NOT_AN_ASSISTANT_THREAD = "invalid_thread_ts"
 
 T = TypeVar("T")
 Args = dict[str, Any]
@@ -127,6 +149,39 @@ class UploadedFile:
     channels: tuple[str, ...] = ()
     thread_ts: str | None = None
     initial_comment: str | None = None
+
+
+@dataclass
+class StreamTask:
+    """A task of a streamed message's timeline, as shown now; `statuses`: every status it was given."""
+
+    id: str
+    title: str
+    status: str
+    details: str = ""
+    output: str = ""
+    statuses: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Stream:
+    """A message streamed with chat.*Stream: its Markdown so far and its tasks (first seen first)."""
+
+    channel: str
+    ts: str
+    thread_ts: str
+    recipient_user_id: str | None
+    recipient_team_id: str | None
+    task_display_mode: str
+    text: str = ""
+    tasks: dict[str, StreamTask] = field(default_factory=dict)
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # every chunk received, in order
+    streaming: bool = True
+
+    def lines(self) -> list[str]:
+        """What a person sees, top to bottom: one line per task (`[status] title`), then the text."""
+        shown = [f"[{t.status}] {t.title}" for t in self.tasks.values()]
+        return shown + (self.text.splitlines() if self.text else [])
 
 
 @dataclass
@@ -188,6 +243,7 @@ class FakeSlack:
         host: str = "127.0.0.1",
         require_auth: bool = True,
         ts_base: int = 1_700_000_000,
+        streaming: bool = False,
     ) -> None:
         self._host = host
         self._require_auth = require_auth
@@ -207,6 +263,10 @@ class FakeSlack:
         self._channel_info: dict[str, dict[str, Any]] = {}
         self._users: dict[str, dict[str, Any]] = {}
         self._usergroups: dict[str, list[str]] = {}
+        self._streams: dict[tuple[str, str], Stream] = {}
+        self._stream_refusals: dict[str | None, str] = {} if streaming else {None: "unknown_method"}
+        self._assistant_threads: set[tuple[str, str]] = set()
+        self._statuses: dict[tuple[str, str], str] = {}
         self._handlers: dict[str, Callable[[Args], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
@@ -222,6 +282,10 @@ class FakeSlack:
             "usergroups.users.list": self._usergroups_users_list,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
+            "chat.startStream": self._chat_start_stream,
+            "chat.appendStream": self._chat_append_stream,
+            "chat.stopStream": self._chat_stop_stream,
+            "assistant.threads.setStatus": self._assistant_threads_set_status,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -325,6 +389,17 @@ class FakeSlack:
         """Files announced via files.getUploadURLExternal (copies)."""
         return [replace(f) for f in self._files.values()]
 
+    def streams(self, channel: str | None = None) -> list[Stream]:
+        """Streamed messages (all, or in ``channel``), oldest first; live objects, not copies."""
+        return [st for (c, _), st in self._streams.items() if channel is None or c == channel]
+
+    def stream(self, channel: str, ts: str) -> Stream:
+        return self._streams[(channel, ts)]
+
+    def status(self, channel: str, thread_ts: str) -> str:
+        """The assistant status shown under a thread now ("" when none)."""
+        return self._statuses.get((channel, thread_ts), "")
+
     # ------------------------------------------------------------------ seeding
 
     def add_message(
@@ -360,6 +435,10 @@ class FakeSlack:
 
     def add_usergroup(self, usergroup_id: str, users: list[str]) -> None:
         self._usergroups[usergroup_id] = list(users)
+
+    def add_assistant_thread(self, channel: str, thread_ts: str) -> None:
+        """A thread of the app's assistant (its split pane, or its DM): the status may be set there."""
+        self._assistant_threads.add((channel, thread_ts))
 
     # ------------------------------------------------------------------ behaviour
 
@@ -414,6 +493,17 @@ class FakeSlack:
         queue = self._failures.setdefault(method, deque())
         for _ in range(times):
             queue.append(_Failure(status, error))
+
+    def refuse_streaming(self, error: str = "unknown_method", *, channel: str | None = None) -> None:
+        """chat.*Stream answer ``error`` from now on (in ``channel`` only, when given): a workspace
+        without Slack's agent features (``unknown_method``), a token or scope that lacks them
+        (``not_allowed_token_type``, ``missing_scope``), a channel type they do not support
+        (``channel_type_not_supported``)."""
+        self._stream_refusals[channel] = error
+
+    def end_stream(self, channel: str, ts: str) -> None:
+        """The stream is over under the app (it expired): appends and the stop are refused."""
+        self._streams[(channel, ts)].streaming = False
 
     def on(self, method: str, handler: Handler) -> None:
         """Override a method: ``handler(args)`` returns the JSON body (``ok`` added
@@ -636,6 +726,109 @@ class FakeSlack:
             "is_enterprise_install": False,
         }
 
+    # ---- agent streaming and the assistant status
+
+    def _refusal(self, channel: str) -> None:
+        error = self._stream_refusals.get(channel) or self._stream_refusals.get(None)
+        if error:
+            raise _SlackError(error)
+
+    def _apply_chunks(self, stream: Stream, args: Args) -> None:
+        """Check every chunk first (a refused call changes nothing), then show them in order."""
+        chunks = _maybe_json(args.get("chunks")) or []
+        markdown = args.get("markdown_text")
+        if not isinstance(chunks, list):
+            raise _SlackError("invalid_chunks")
+        if markdown is not None and len(str(markdown)) > MARKDOWN_LIMIT:
+            raise _SlackError("msg_too_long")
+        for chunk in chunks:
+            kind = chunk.get("type") if isinstance(chunk, dict) else None
+            if kind == "markdown_text":
+                if len(str(chunk.get("text", ""))) > MARKDOWN_LIMIT:
+                    raise _SlackError("msg_too_long")
+            elif kind == "task_update":
+                if not chunk.get("id") or not chunk.get("title") or chunk.get("status") not in TASK_STATUSES:
+                    raise _SlackError("invalid_chunks")
+                if any(len(str(chunk.get(f) or "")) > TASK_FIELD_LIMIT for f in ("title", "details", "output")):
+                    raise _SlackError("invalid_chunks")
+            elif kind != "plan_update":
+                raise _SlackError("invalid_chunks")
+        if markdown:
+            stream.text += str(markdown)
+        for chunk in chunks:
+            stream.chunks.append(dict(chunk))
+            if chunk["type"] == "markdown_text":
+                stream.text += str(chunk.get("text", ""))
+            elif chunk["type"] == "task_update":
+                task = stream.tasks.get(chunk["id"])
+                if task is None:
+                    task = stream.tasks[chunk["id"]] = StreamTask(chunk["id"], chunk["title"], chunk["status"])
+                task.title, task.status = str(chunk["title"]), str(chunk["status"])
+                task.details = str(chunk["details"]) if chunk.get("details") is not None else task.details
+                task.output = str(chunk["output"]) if chunk.get("output") is not None else task.output
+                task.statuses.append(task.status)
+        found = self._find(stream.channel, stream.ts)
+        if found is not None:
+            self._channels[stream.channel][found[0]] = replace(found[1], text=stream.text, edited=True)
+
+    def _open_stream(self, args: Args) -> Stream:
+        channel = _require(args, "channel", "channel_not_found")
+        ts = _require(args, "ts", "message_not_found")
+        self._refusal(channel)
+        stream = self._streams.get((channel, ts))
+        if stream is None:
+            raise _SlackError("message_not_found")
+        if not stream.streaming:
+            raise _SlackError("message_not_in_streaming_state")
+        return stream
+
+    def _chat_start_stream(self, args: Args) -> dict[str, Any]:
+        channel = _require(args, "channel", "channel_not_found")
+        thread_ts = _require(args, "thread_ts", "invalid_arguments")
+        self._refusal(channel)
+        if not channel.startswith("D"):  # "Required when streaming to channels"
+            _require(args, "recipient_user_id", "missing_recipient_user_id")
+            _require(args, "recipient_team_id", "missing_recipient_team_id")
+        mode = str(args.get("task_display_mode") or "timeline")
+        if mode not in ("timeline", "plan"):
+            raise _SlackError("invalid_arguments")
+        msg = Message(ts=self._next_ts(), text="", thread_ts=thread_ts)
+        stream = Stream(channel, msg.ts, thread_ts, args.get("recipient_user_id"), args.get("recipient_team_id"), mode)
+        self._store(channel, msg)
+        try:
+            self._apply_chunks(stream, args)
+        except _SlackError:
+            self._channels[channel].remove(msg)
+            raise
+        self._streams[(channel, msg.ts)] = stream
+        self._statuses.pop((channel, thread_ts), None)  # the app replied: the status goes
+        return {"channel": channel, "ts": msg.ts}
+
+    def _chat_append_stream(self, args: Args) -> dict[str, Any]:
+        stream = self._open_stream(args)
+        if not args.get("markdown_text") and not _maybe_json(args.get("chunks")):
+            raise _SlackError("no_text")
+        self._apply_chunks(stream, args)
+        return {"channel": stream.channel, "ts": stream.ts}
+
+    def _chat_stop_stream(self, args: Args) -> dict[str, Any]:
+        stream = self._open_stream(args)
+        self._apply_chunks(stream, args)
+        stream.streaming = False
+        found = self._find(stream.channel, stream.ts)
+        message = self._payload(stream.channel, found[1]) if found else {}
+        return {"channel": stream.channel, "ts": stream.ts, "message": message}
+
+    def _assistant_threads_set_status(self, args: Args) -> dict[str, Any]:
+        channel = _require(args, "channel_id", "channel_not_found")
+        thread_ts = _require(args, "thread_ts", "invalid_thread_ts")
+        if "status" not in args:
+            raise _SlackError("invalid_arguments")
+        if (channel, thread_ts) not in self._assistant_threads:
+            raise _SlackError(NOT_AN_ASSISTANT_THREAD)
+        self._statuses[(channel, thread_ts)] = str(args["status"])
+        return {}
+
     def _chat_post_message(self, args: Args) -> dict[str, Any]:
         channel = _require(args, "channel", "channel_not_found")
         text = args.get("text")
@@ -650,6 +843,8 @@ class FakeSlack:
             blocks=blocks if isinstance(blocks, list) else None,
         )
         self._store(channel, msg)
+        if thread_ts:
+            self._statuses.pop((channel, str(thread_ts)), None)  # the app replied: the status goes
         return {
             "channel": channel,
             "ts": msg.ts,
