@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bot.memory_cmd import register as register_memory
 from bot.pairing_cmd import register as register_pairing
@@ -93,7 +93,7 @@ def _store(settings: Settings) -> Store:
 def cmd_audit(args: argparse.Namespace) -> int:
     settings = _settings()
     store = _store(settings)
-    since = time.time() - args.hours * 3600 if args.hours else None
+    since = time.time() - args.hours * 3600 if args.hours is not None else None
     rows = store.audit_entries_sync(limit=args.limit, since=since)
     if args.json:
         print(json.dumps([r.model_dump() for r in rows], indent=2, default=str))
@@ -172,6 +172,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bot.reports import daily_command, health_command
 
+    if args.kind == "health" and args.hours is not None:
+        print("orchestrator report: --hours is for the daily report; `report health` checks the host now",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_MISTAKE
     settings = _settings()
     if args.kind == "health":
         return asyncio.run(health_command(settings, post=args.post))
@@ -190,8 +194,37 @@ def _configured(settings: Settings, platform: str) -> bool:
     return settings.discord_token is not None
 
 
+class _Parser(argparse.ArgumentParser):
+    """A command-line mistake is one line naming the command, and where to read more (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_MISTAKE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _hours(text: str) -> float:
+    """A window in hours: above 0, at most a year."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
+    if not 0 < value <= 24 * 366:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"the number of hours must be above 0 and at most {24 * 366}, not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    """How many rows to show: at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orchestrator", description="A ChatOps agent for your own servers.")
+    parser = _Parser(prog="orchestrator", description="A ChatOps agent for your own servers.")
     parser.add_argument(
         "--log-level", default="", help="DEBUG, INFO, WARNING or ERROR (default: INFO for `run`, WARNING otherwise)"
     )
@@ -209,18 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("audit", help="what was asked, what ran, who approved")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--hours", type=float, default=0, help="only the last N hours")
+    p.add_argument("--limit", type=_count, default=100)
+    p.add_argument("--hours", type=_hours, default=None, help="only the last N hours (default: everything)")
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser("approvals", help="pending approvals (--all for every decision)")
     p.add_argument("--all", action="store_true")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_count, default=50)
     p.set_defaults(func=cmd_approvals)
     p = sub.add_parser("report", help="print the health or daily report (--post: send it to the reports channels)")
     p.add_argument("kind", choices=["health", "daily"])
     p.add_argument("--post", action="store_true", help="also post it to reports.slack_channel / discord_channel")
-    p.add_argument("--hours", type=float, default=0, help="daily: the window in hours (default: the setting, 24)")
+    p.add_argument("--hours", type=_hours, default=None, help="daily: the window in hours (default: the setting, 24)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("jobs", help="scheduled jobs with their next run, and which process runs the scheduler")
     p.add_argument("--json", action="store_true")

@@ -265,7 +265,7 @@ async def daily_command(
         think=None,
     )
     daily = build_daily(settings, llm, redact=make_policy(settings).redact)
-    if hours:
+    if hours is not None:
         daily.window_hours = hours
     report = await daily.build()
     print_report(report, out)

@@ -130,6 +130,8 @@ class SlackAdapter:
         problems = self.config.problems()
         if problems:
             raise SlackSetupError("; ".join(problems))
+        if not self.config.approvers and not self.config.approver_groups:
+            log.warning("no SLACK_APPROVERS or SLACK_APPROVER_GROUPS: every risky action will expire unapproved")
         try:
             identity = await self.api.identity()
         except SlackApiError as exc:

@@ -206,12 +206,18 @@ def write_figures(figures: dict[str, Any], path: str | Path) -> Path:
 def draw_chart(window: Window, path: str | Path, *, dpi: int = 100) -> Path:
     """CPU, memory, disk per mount and load over the window, incidents shaded. No pyplot: the
     figure is drawn on its own Agg canvas, so a notebook's backend is left alone."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.dates import DateFormatter
-    from matplotlib.figure import Figure
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    chart_figure(window, dpi=dpi).savefig(path, format="png")
+    return path
+
+
+def chart_figure(window: Window, *, dpi: int = 100) -> Any:
+    """The chart's matplotlib Figure (on an Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
     tz = datetime.now().astimezone().tzinfo
     fig = Figure(figsize=(11, 9), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
@@ -257,9 +263,12 @@ def draw_chart(window: Window, path: str | Path, *, dpi: int = 100) -> Path:
         cpu_ax.annotate(incident["key"], (left, 2), fontsize="x-small", color="tab:red", va="bottom", rotation=90)
     if not window.samples:
         cpu_ax.text(0.5, 0.5, "no samples in this window", transform=cpu_ax.transAxes, ha="center")
-    load_ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=tz))  # type: ignore[no-untyped-call]
-    fig.savefig(path, format="png")
-    return path
+    # Ticks and labels that suit the window: seconds on a few minutes, days on a week; each label
+    # once (a fixed "%H:%M" repeats itself on short windows and across days on long ones).
+    locator = AutoDateLocator(tz=tz, minticks=4, maxticks=10)  # type: ignore[no-untyped-call]
+    load_ax.xaxis.set_major_locator(locator)
+    load_ax.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=tz))  # type: ignore[no-untyped-call]
+    return fig
 
 
 def run_analysis(

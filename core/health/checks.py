@@ -78,9 +78,10 @@ class DiskCheck:
     async def run(self, ctx: CheckContext) -> list[CheckResult]:
         results = []
         for d in ctx.reading.disks:
-            free = texts.size(max(0, d.total - d.used))
+            free = texts.size(d.available)
             ok = d.percent < self.threshold
-            figures = {"mount": d.mount, "used %": d.percent, "used GiB": _gib(d.used), "size GiB": _gib(d.total),
+            figures = {"mount": d.mount, "used %": d.percent, "used GiB": _gib(d.used), "free GiB": _gib(d.available),
+                       "size GiB": _gib(d.total),
                        "threshold %": self.threshold}  # fmt: skip
             summary = (
                 texts.DISK_OK.format(mount=d.mount, percent=d.percent, free=free)
@@ -149,14 +150,14 @@ class LoadCheck:
             summary = (
                 texts.LOAD_SUSTAINED.format(limit=limit, minutes=self.minutes, low=low, load1=r.load[0], cores=cores)
                 if failing
-                else texts.LOAD_OK.format(load1=r.load[0], cores=cores)
+                else texts.LOAD_WINDOW_OK.format(limit=limit, minutes=self.minutes, load1=r.load[0], cores=cores)
             )
         else:
             failing = r.load[2] > limit
             summary = (
-                texts.LOAD15_HIGH.format(load15=r.load[2], limit=limit, cores=cores)
+                texts.LOAD15_HIGH.format(load15=r.load[2], limit=limit, cores=cores, load1=r.load[0])
                 if failing
-                else texts.LOAD_OK.format(load1=r.load[0], cores=cores)
+                else texts.LOAD15_OK.format(load15=r.load[2], limit=limit, cores=cores, load1=r.load[0])
             )
         if failing:
             figures["top cpu"] = _top_cpu(r)

@@ -37,6 +37,12 @@ class DiskReading:
     used: int
     total: int
     device: str = ""
+    free: int | None = None  # free to an unprivileged user, as `df` says (None: an old sample)
+
+    @property
+    def available(self) -> int:
+        """Bytes a user can still write: not total - used, which counts the root reserve as free."""
+        return self.free if self.free is not None else max(0, self.total - self.used)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +113,10 @@ def disk_readings(ignore: Iterable[str] = ()) -> list[DiskReading]:
             usage = psutil.disk_usage(mount)
         except OSError:
             continue
-        by_device[key] = DiskReading(mount, round(usage.percent, 1), usage.used, usage.total, part.device)
+        by_device[key] = DiskReading(mount, round(usage.percent, 1), usage.used, usage.total, part.device, usage.free)
     if not by_device and "/" not in ignored:  # containers often list only an overlay root
         usage = psutil.disk_usage("/")
-        by_device["/"] = DiskReading("/", round(usage.percent, 1), usage.used, usage.total)
+        by_device["/"] = DiskReading("/", round(usage.percent, 1), usage.used, usage.total, free=usage.free)
     return sorted(by_device.values(), key=lambda d: d.mount)
 
 
@@ -222,7 +228,9 @@ def sample_row(snap: MetricsSnapshot) -> dict[str, Any]:
         "swap_percent": snap.swap_percent,
         "net_sent": snap.net_sent,
         "net_recv": snap.net_recv,
-        "disks_json": _compact([{"m": d.mount, "p": d.percent, "u": d.used, "t": d.total} for d in snap.disks]),
+        "disks_json": _compact(
+            [{"m": d.mount, "p": d.percent, "u": d.used, "t": d.total, "f": d.available} for d in snap.disks]
+        ),
         "top_json": _compact([{"n": p.name, "pid": p.pid, "c": p.cpu_percent, "r": p.rss} for p in snap.top]),
     }
 

@@ -24,7 +24,7 @@ class MetricSample(SQLModel, table=True):
     swap_percent: float
     net_sent: int  # counters since boot; the analysis takes differences
     net_recv: int
-    disks_json: str = "[]"  # [{"m": mount, "p": percent, "u": used bytes, "t": total bytes}]
+    disks_json: str = "[]"  # [{"m": mount, "p": percent, "u": used bytes, "t": total bytes, "f": free bytes}]
     top_json: str = "[]"  # [{"n": name, "pid": pid, "c": cpu %, "r": rss bytes}]
 
 

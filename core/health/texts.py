@@ -13,9 +13,12 @@ DISK_FULL = "{mount} is {percent:.1f} % full: {free} free of {total} (threshold 
 MEMORY_OK = "memory {percent:.1f} % used ({used} of {total})"
 MEMORY_HIGH = "memory {percent:.1f} % used: {available} available of {total} (threshold {threshold:g} %)"
 MEMORY_STALLED = "memory pressure: tasks stalled {pressure:.1f} % of the last minute (threshold {threshold:g} %)"
-LOAD_OK = "load {load1:.2f} on {cores} core(s)"
+LOAD_WINDOW_OK = (
+    "1-minute load did not stay above {limit:g} over the last {minutes:g} min (now {load1:.2f}; {cores} core(s))"
+)
+LOAD15_OK = "15-minute load average {load15:.2f} is not above {limit:g} (1-minute {load1:.2f}; {cores} core(s))"
 LOAD_SUSTAINED = "load stayed above {limit:g} for {minutes:g} min (lowest {low:.2f}, now {load1:.2f}; {cores} core(s))"
-LOAD15_HIGH = "15-minute load average {load15:.2f} is above {limit:g} ({cores} core(s))"
+LOAD15_HIGH = "15-minute load average {load15:.2f} is above {limit:g} (1-minute {load1:.2f}; {cores} core(s))"
 DOCKER_OK = "Docker answers at {where}"
 DOCKER_DOWN = "the Docker daemon at {where} does not answer: {error}"
 DOCKER_NONE = "no Docker engine on this host (no DOCKER_HOST, no {where}): not checked"

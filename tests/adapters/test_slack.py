@@ -759,6 +759,18 @@ async def test_serve_explains_a_refused_token_or_an_unreachable_slack(stand: Sta
         await unreachable.serve()
 
 
+@pytest.mark.asyncio
+async def test_serving_with_nobody_able_to_approve_warns_at_start(
+    make: StandFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    stand = await make(SLACK_APPROVERS="")
+    stand.slack.error_next("auth.test", "invalid_auth")  # stop right after the start-up checks
+    caplog.set_level(logging.WARNING, logger="adapters.slack")
+    with pytest.raises(SlackSetupError):
+        await stand.adapter.serve()
+    assert any("every risky action will expire unapproved" in r.getMessage() for r in caplog.records)
+
+
 def test_make_slack_adapter_needs_tokens(tmp_path: Path) -> None:
     settings = Settings(ORCHESTRATOR_DATA_DIR=str(tmp_path), SLACK_BOT_TOKEN="xoxb-1")
     with pytest.raises(ConfigurationError, match=r"SLACK_APP_TOKEN .* or SLACK_SIGNING_SECRET"):

@@ -78,7 +78,17 @@ async def test_load_must_stay_above_the_cores_for_the_whole_window() -> None:
 
     # Without enough samples the kernel's 15-minute average decides.
     assert not (await LoadCheck(1.0, 15).run(ctx(load=(9.0, 8.0, 7.0))))[0].ok
-    assert (await LoadCheck(1.0, 15).run(ctx(load=(9.0, 5.0, 3.0))))[0].ok
+    calm15 = (await LoadCheck(1.0, 15).run(ctx(load=(9.0, 5.0, 3.0))))[0]
+    # a 1-minute load above the cores passes: the line says which average was judged, and shows the 1-minute one
+    assert calm15.ok and "15-minute load average 3.00" in calm15.summary and "1-minute 9.00" in calm15.summary
+
+
+@pytest.mark.asyncio
+async def test_free_space_is_what_a_user_can_write_as_df_says_not_total_minus_used() -> None:
+    # ext4 keeps 5 % for root: 100 GiB, 60 used, 35 free to users (df's Avail), not 40
+    disk = DiskReading("/", 63.2, 60 * GIB, 100 * GIB, free=35 * GIB)
+    result = (await DiskCheck(90).run(ctx(disks=(disk,))))[0]
+    assert "35.0 GiB free" in result.summary and result.figures["free GiB"] == 35.0
 
 
 class FakeEngine:

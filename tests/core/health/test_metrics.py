@@ -64,15 +64,15 @@ async def test_samples_are_stored_compactly_and_pruned_after_the_retention(servi
     snap = dataclasses.replace(
         await recorder.read(),
         host="box",
-        disks=(DiskReading("/", 40.0, 40, 100), DiskReading("/var", 91.5, 915, 1000)),
+        disks=(DiskReading("/", 40.0, 40, 100, free=55), DiskReading("/var", 91.5, 915, 1000)),
         top=(ProcessReading(42, "postgres", 12.5, 2**30),),
     )
     for age_days in (45, 31, 29, 1, 0):
         await recorder.save(dataclasses.replace(snap, at=now - age_days * DAY))
     rows = await recorder.recent(since=0)
     assert len(rows) == 5
-    assert json.loads(rows[0].disks_json) == [{"m": "/", "p": 40.0, "u": 40, "t": 100},
-                                               {"m": "/var", "p": 91.5, "u": 915, "t": 1000}]  # fmt: skip
+    assert json.loads(rows[0].disks_json) == [{"m": "/", "p": 40.0, "u": 40, "t": 100, "f": 55},
+                                               {"m": "/var", "p": 91.5, "u": 915, "t": 1000, "f": 85}]  # fmt: skip
     assert json.loads(rows[0].top_json) == [{"n": "postgres", "pid": 42, "c": 12.5, "r": 2**30}]
 
     assert await recorder.prune() == 2
