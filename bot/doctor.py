@@ -54,15 +54,22 @@ async def run_checks(settings: Settings) -> list[Check]:
             Check("database", False, f"{_safe_url(settings.db_url)}: {type(exc).__name__}: {str(exc)[:200]}",
                   "check DATABASE_URL (e.g. sqlite:////path/to/orchestrator.db or postgresql+psycopg://user@host/db)")
         )  # fmt: skip
-    # file roots
+    # file roots: the default one (nothing configured) is the bot's own to create
+    created = ""
+    if not settings.file_roots and not settings.roots[0].is_dir():
+        try:
+            settings.roots[0].mkdir(parents=True, mode=0o750)
+            created = f" (created {settings.roots[0]}: the default, as ORCHESTRATOR_FILE_ROOTS is not set)"
+        except OSError as exc:
+            created = f" (could not create it: {exc.strerror})"
     missing = [str(r) for r in settings.roots if not r.is_dir()]
     if missing:
         checks.append(
-            Check("file roots", False, f"missing: {', '.join(missing)}",
+            Check("file roots", False, f"missing: {', '.join(missing)}{created}",
                   f"create them or fix ORCHESTRATOR_FILE_ROOTS ({os.pathsep}-separated)")
         )  # fmt: skip
     else:
-        checks.append(Check("file roots", True, ", ".join(str(r) for r in settings.roots)))
+        checks.append(Check("file roots", True, ", ".join(str(r) for r in settings.roots) + created))
     checks.append(await _sandbox_check(settings))
     checks.append(await _memory_check(settings))
     checks.append(await _docker_check(settings))
