@@ -435,15 +435,19 @@ class Agent:
         reader = LiveReader(self.tools.names())
         masks = {kind: LiveRedactor(self.policy.redact, interval=LIVE_INTERVAL) for kind in ("thinking", "text")}
 
+        current: list[Literal["thinking", "text"]] = []  # the kind being shown (one at most)
+
         def pieces(found: Sequence[tuple[Literal["thinking", "text"], str]], *, end: bool = False) -> list[Partial]:
             out: list[Partial] = []
             for kind, text in found:
+                if current and current[0] != kind:  # the other kind ends here: what it held goes out first
+                    if shown := masks[current[0]].flush():
+                        out.append(Partial(run_id, current[0], shown))
+                current[:] = [kind]
                 if shown := masks[kind].feed(text):
                     out.append(Partial(run_id, kind, shown))
-            if end:
-                for kind in ("thinking", "text"):
-                    if shown := masks[kind].flush():
-                        out.append(Partial(run_id, kind, shown))
+            if end and current and (shown := masks[current[0]].flush()):
+                out.append(Partial(run_id, current[0], shown))
             return out
 
         async with contextlib.aclosing(self.llm.stream(messages, self.tools.schemas())) as stream:
@@ -452,8 +456,8 @@ class Agent:
                 while True:
                     pending = pending or asyncio.ensure_future(anext(stream))
                     done, _ = await asyncio.wait({pending}, timeout=LIVE_INTERVAL)
-                    if not done:  # the model paused: what the masks held for their pace goes out
-                        for partial in pieces([("thinking", ""), ("text", "")]):
+                    if not done:  # the model paused: what the mask held for its pace goes out
+                        for partial in pieces([(current[0], "")] if current else []):
                             yield partial
                         continue
                     try:

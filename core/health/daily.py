@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import make_url
 
 from core.events import Attachment, Report
+from core.formats import read_reply
 from core.health import texts
 from core.health.analysis import run_analysis
 from core.health.notebook import execute_notebook
 from core.llm import LLM
-from core.parsing import split_think
 
 if TYPE_CHECKING:
     from core.memory.service import MemoryService
@@ -143,7 +143,7 @@ class DailyAnalysis:
             raise
         except Exception as exc:  # LLMError above all; the report goes out whatever the model does
             return None, str(exc)[:300]
-        _thinking, content = split_think(reply.content)
-        if not content.strip():
+        content = read_reply(reply).text
+        if not content:
             return None, "the model returned an empty reply"
-        return self.redact(content.strip()), ""
+        return self.redact(content), ""

@@ -21,11 +21,11 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.events import Request
-from core.llm import LLM, LLMError
+from core.formats import read_reply
+from core.llm import LLM, LLMError, LLMReply
 from core.memory import texts
 from core.memory.service import MAX_FACT_CHARS, MemoryService
 from core.memory.store import Memory
-from core.parsing import split_think
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,7 @@ def worth_extracting(request: Request, new_messages: Sequence[dict[str, Any]]) -
 
 def parse_extraction(content: str) -> Extraction | None:
     """The model's answer as a whole, or None when any part of it is not the expected JSON."""
-    _, body = split_think(content)
-    body = body.strip()
+    body = read_reply(LLMReply(content=content)).text
     fenced = _FENCED.match(body)
     if fenced is not None:
         body = fenced.group("body").strip()
