@@ -130,9 +130,9 @@ class Sandbox:
         return SandboxStatus(
             False,
             f"bubblewrap cannot build the sandbox here ({why})",
-            "allow mount namespaces: on a container, run it with --security-opt seccomp=unconfined "
-            "--security-opt apparmor=unconfined (or --privileged), or enable unprivileged user namespaces "
-            "(sysctl kernel.unprivileged_userns_clone=1)",
+            "allow user and mount namespaces: in a container, run it with --security-opt seccomp=unconfined "
+            "(and --security-opt apparmor=unconfined where AppArmor is on; --privileged is not needed, see "
+            "docs/deploy.md), or enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)",
         )
 
     def workdir(self) -> Path | None:
