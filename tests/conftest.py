@@ -13,7 +13,7 @@ from bot.app import Services, build_services
 from bot.settings import Settings
 from tests.fakes.ollama import FakeOllama
 
-pytest_plugins = ["tests.support.dockerd"]
+pytest_plugins = ["tests.support.dockerd", "tests.support.postgres", "tests.support.chroma"]
 
 # Nothing in the suite may reach a real Ollama, Slack or Discord: unset what a developer's
 # shell may carry, and point the model at a closed port unless a test gives a stand-in.
@@ -37,8 +37,9 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, fake_ollama: FakeOllama, workspace: Path) -> Settings:
+def settings(tmp_path: Path, fake_ollama: FakeOllama, workspace: Path, database_url: str) -> Settings:
     return Settings(
+        DATABASE_URL=database_url,
         ORCHESTRATOR_DATA_DIR=str(tmp_path / "data"),
         OLLAMA_HOST=fake_ollama.url,
         ORCHESTRATOR_FILE_ROOTS=str(workspace),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.ollama import FakeOllama, Reply
+from tests.support.postgres import on_each_database
 
 
 def run_cli(
@@ -25,10 +26,10 @@ def run_cli(
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path, fake_ollama: FakeOllama) -> dict[str, str]:
+def cli_env(tmp_path: Path, fake_ollama: FakeOllama, database_url: str) -> dict[str, str]:
     root = tmp_path / "ws"
     root.mkdir()
-    return {
+    return ({"DATABASE_URL": database_url} if database_url else {}) | {
         "ORCHESTRATOR_DATA_DIR": str(tmp_path / "data"),
         "OLLAMA_HOST": fake_ollama.url,
         "ORCHESTRATOR_FILE_ROOTS": str(root),
@@ -51,6 +52,7 @@ def test_ask_answers_and_exits_zero(cli_env: dict[str, str], fake_ollama: FakeOl
     assert proc.stdout.rstrip().endswith("The root filesystem has plenty of room.")
 
 
+@on_each_database  # `ask`, then `audit` in another process: SQLite, then PostgreSQL
 def test_piped_yes_approves_a_write(cli_env: dict[str, str], fake_ollama: FakeOllama) -> None:
     target = Path(cli_env["ORCHESTRATOR_FILE_ROOTS"]) / "motd"
     fake_ollama.script(

@@ -4,6 +4,7 @@ mid-run, then started again, against the Ollama and Slack stand-ins.
 What the user sees (the thread, the console) and what is stored (runs, approvals, the
 scheduler lease) after each fault. The Slack bot runs in HTTP mode: events are signed and
 POSTed to it like Slack does; its Web API calls go to FakeSlack, running in this test's loop.
+The tests marked `on_each_database` run on SQLite, then on the session's PostgreSQL (DATABASE_URL).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import col, select
 
 from core.health.lock import LeaseLock
@@ -42,6 +43,7 @@ from tests.fakes.slack import (
     reaction_added,
     signed_headers,
 )
+from tests.support.postgres import on_each_database
 
 SECRET = "s3cret"
 CHANNEL = "C1"
@@ -117,21 +119,27 @@ async def start(args: list[str], env: dict[str, str], *, stdin: bool = False) ->
 
 
 @pytest.fixture
-def env(tmp_path: Path, fake_ollama: FakeOllama) -> dict[str, str]:
+def env(tmp_path: Path, fake_ollama: FakeOllama, database_url: str) -> dict[str, str]:
     root = tmp_path / "ws"
     root.mkdir()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "SLACK_", "DISCORD_"))}
-    return base | {
+    env = base | {
         "ORCHESTRATOR_DATA_DIR": str(tmp_path / "data"),
         "OLLAMA_HOST": fake_ollama.url,
         "ORCHESTRATOR_FILE_ROOTS": str(root),
         "ORCHESTRATOR_CONSOLE_APPROVERS": "cli-user",
         "ORCHESTRATOR_MEMORY": "false",
         "ORCHESTRATOR_SCHEDULER": "false",
+        # these tests read the edited progress message; the streamed runs have their own tests
+        # (tests/adapters/test_live_slack.py)
+        "ORCHESTRATOR_SLACK_STREAMING": "off",
         "USER": "cli-user",
         "LOGNAME": "cli-user",
         "_CWD": str(tmp_path),
     }
+    if database_url:
+        env["DATABASE_URL"] = database_url  # PostgreSQL; otherwise SQLite under the data directory
+    return env
 
 
 @pytest_asyncio.fixture
@@ -156,7 +164,7 @@ async def bots() -> AsyncIterator[list[Bot]]:
 
 
 def store_of(env: dict[str, str]) -> Store:
-    return Store(f"sqlite:///{Path(env['ORCHESTRATOR_DATA_DIR']) / 'orchestrator.db'}")
+    return Store(env.get("DATABASE_URL") or f"sqlite:///{Path(env['ORCHESTRATOR_DATA_DIR']) / 'orchestrator.db'}")
 
 
 def runs(env: dict[str, str]) -> list[Run]:
@@ -342,6 +350,7 @@ async def test_an_approval_left_by_a_container_of_another_name_expires_with_a_me
 
 
 # ---- the scheduler lease -------------------------------------------------------------------------
+@on_each_database
 @pytest.mark.asyncio
 async def test_the_scheduler_lease_of_a_killed_process_is_taken_over_at_once(
     env: dict[str, str], slack: FakeSlack, bots: list[Bot]
@@ -350,12 +359,12 @@ async def test_the_scheduler_lease_of_a_killed_process_is_taken_over_at_once(
                ORCHESTRATOR_HEALTH_INTERVAL="3600", ORCHESTRATOR_METRICS_INTERVAL="3600")  # fmt: skip
 
     def holder() -> str:
-        if not (Path(env["ORCHESTRATOR_DATA_DIR"]) / "orchestrator.db").exists():
+        if "DATABASE_URL" not in env and not (Path(env["ORCHESTRATOR_DATA_DIR"]) / "orchestrator.db").exists():
             return ""
         store = store_of(env)
         try:
             row = LeaseLock(store).holder_sync()
-        except OperationalError:  # the bot is still creating its tables
+        except (OperationalError, ProgrammingError):  # the bot is still creating its tables
             return ""
         finally:
             store.engine.dispose()

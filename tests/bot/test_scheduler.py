@@ -1,5 +1,6 @@
-"""The scheduler with the real APScheduler and SQLite: persistence, coalescing, one scheduler per
-database. Time is controlled through the job store (next run times in the past) and short intervals."""
+"""The scheduler with the real APScheduler and SQLite, then PostgreSQL (`store_url`): persistence,
+coalescing, one scheduler per database. Time is controlled through the job store (next run times in
+the past) and short intervals."""
 
 from __future__ import annotations
 
@@ -31,12 +32,11 @@ from tests.fakes.ollama import FakeOllama
 
 
 @pytest_asyncio.fixture
-async def db(tmp_path: Path) -> AsyncIterator[str]:
-    url = f"sqlite:///{tmp_path / 'sched.db'}"
-    store = Store(url)
+async def db(store_url: str) -> AsyncIterator[str]:
+    store = Store(store_url)
     await store.init()
     await store.close()
-    yield url
+    yield store_url
 
 
 @pytest_asyncio.fixture
@@ -219,6 +219,7 @@ async def test_a_process_that_loses_the_lock_stops_its_jobs(
         await a.stop()
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # threads, whatever the database
 @pytest.mark.asyncio
 async def test_job_store_io_never_runs_on_the_event_loop(db: str, store: Store) -> None:
     counts: Counter[str] = Counter()

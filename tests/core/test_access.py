@@ -1,10 +1,10 @@
-"""Who may ask: the gatekeeper's decisions, on a real store, with a clock the test moves."""
+"""Who may ask: the gatekeeper's decisions, on a real store (SQLite, then PostgreSQL: `store_url`), with a
+clock the test moves."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,8 +39,8 @@ class Clock:
 
 
 @pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = Store(store_url)
     await s.init()
     yield s
     await s.close()

@@ -1,4 +1,6 @@
-"""The approval gate: who may decide, until when, and what survives a restart."""
+"""The approval gate: who may decide, until when, and what survives a restart.
+
+Each test runs on SQLite and on the session's PostgreSQL (`store_url`)."""
 
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ REQ = Request(platform="slack", user_id="UASK", channel="C1", thread="1.0", text
 PLAN = Plan(risk=Risk.EXEC, summary="run systemctl restart nginx", detail="systemctl restart nginx", detail_kind="argv")
 
 
-async def make_gate(tmp_path: Path, **rules: object) -> ApprovalGate:
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+async def make_gate(url: str, **rules: object) -> ApprovalGate:
+    store = Store(url)
     await store.init()
     base = {"approvers": {"slack": frozenset({"UADMIN", "UASK", "UOPS"})}, "timeout": 30.0}
     base.update(rules)
@@ -36,8 +38,8 @@ async def pending(gate: ApprovalGate) -> int:
 
 
 @pytest.mark.asyncio
-async def test_only_approvers_decide(tmp_path: Path) -> None:
-    gate = await make_gate(tmp_path)
+async def test_only_approvers_decide(store_url: str) -> None:
+    gate = await make_gate(store_url)
     aid = await pending(gate)
     stranger = await gate.decide(aid, platform="slack", user_id="USTRANGER", approve=True)
     assert stranger.outcome is Outcome.NOT_APPROVER
@@ -53,16 +55,16 @@ async def test_only_approvers_decide(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_roles_count_as_approvers(tmp_path: Path) -> None:
-    gate = await make_gate(tmp_path, approver_roles={"slack": frozenset({"S-OPS"})})
+async def test_roles_count_as_approvers(store_url: str) -> None:
+    gate = await make_gate(store_url, approver_roles={"slack": frozenset({"S-OPS"})})
     aid = await pending(gate)
     result = await gate.decide(aid, platform="slack", user_id="UNEW", roles=["S-OPS"], approve=True)
     assert result.outcome is Outcome.APPROVED
 
 
 @pytest.mark.asyncio
-async def test_timeout_denies_and_is_audited(tmp_path: Path) -> None:
-    gate = await make_gate(tmp_path, timeout=0.2)
+async def test_timeout_denies_and_is_audited(store_url: str) -> None:
+    gate = await make_gate(store_url, timeout=0.2)
     aid = await pending(gate)
     final = await asyncio.wait_for(gate.wait(aid), 10)
     assert final.status == "expired" and final.decided_by == "timeout"
@@ -73,8 +75,8 @@ async def test_timeout_denies_and_is_audited(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_self_approval_can_be_disabled_and_quorum_required(tmp_path: Path) -> None:
-    gate = await make_gate(tmp_path, allow_self_approval=False, quorum={Risk.EXEC: 2})
+async def test_self_approval_can_be_disabled_and_quorum_required(store_url: str) -> None:
+    gate = await make_gate(store_url, allow_self_approval=False, quorum={Risk.EXEC: 2})
     aid = await pending(gate)
     own = await gate.decide(aid, platform="slack", user_id="UASK", approve=True)
     assert own.outcome is Outcome.SELF_APPROVAL
@@ -88,12 +90,12 @@ async def test_self_approval_can_be_disabled_and_quorum_required(tmp_path: Path)
 
 
 @pytest.mark.asyncio
-async def test_a_restart_expires_pending_approvals(tmp_path: Path) -> None:
-    gate = await make_gate(tmp_path)
+async def test_a_restart_expires_pending_approvals(store_url: str) -> None:
+    gate = await make_gate(store_url)
     aid = await pending(gate)
     await gate.store.close()
     # The process that asked is gone: its lease is not renewed. A new process starts later.
-    restarted = await make_gate(tmp_path)
+    restarted = await make_gate(store_url)
     restarted.clock = lambda: time.time() + restarted.lease + 1
     expired = await restarted.expire_stale()
     assert [row.id for row in expired] == [aid]
@@ -104,11 +106,11 @@ async def test_a_restart_expires_pending_approvals(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_second_live_process_does_not_expire_approvals_still_waited_on(tmp_path: Path) -> None:
-    gate = await make_gate(tmp_path)
+async def test_a_second_live_process_does_not_expire_approvals_still_waited_on(store_url: str) -> None:
+    gate = await make_gate(store_url)
     aid = await pending(gate)
     waiter = asyncio.create_task(gate.wait(aid))
-    second = await make_gate(tmp_path)  # another bot process starting on the same database
+    second = await make_gate(store_url)  # another bot process starting on the same database
     assert await second.expire_stale() == []
     result = await second.decide(aid, platform="slack", user_id="UADMIN", approve=True)
     assert result.outcome is Outcome.APPROVED
@@ -116,10 +118,10 @@ async def test_a_second_live_process_does_not_expire_approvals_still_waited_on(t
 
 
 @pytest.mark.asyncio
-async def test_a_reaction_on_an_orphaned_approval_never_approves(tmp_path: Path) -> None:
-    gate = await make_gate(tmp_path)
+async def test_a_reaction_on_an_orphaned_approval_never_approves(store_url: str) -> None:
+    gate = await make_gate(store_url)
     aid = await pending(gate)
-    other = await make_gate(tmp_path)
+    other = await make_gate(store_url)
     other.clock = lambda: time.time() + other.lease + 1  # nobody has renewed the lease
     result = await other.decide(aid, platform="slack", user_id="UADMIN", approve=True)
     assert result.outcome is Outcome.OWNER_GONE and "restarted" in result.message
@@ -128,10 +130,10 @@ async def test_a_reaction_on_an_orphaned_approval_never_approves(tmp_path: Path)
 
 
 @pytest.mark.asyncio
-async def test_a_decision_from_another_process_resolves_the_wait(tmp_path: Path) -> None:
-    gate = await make_gate(tmp_path)
+async def test_a_decision_from_another_process_resolves_the_wait(store_url: str) -> None:
+    gate = await make_gate(store_url)
     aid = await pending(gate)
-    other = await make_gate(tmp_path)  # e.g. a second bot process that saw the reaction
+    other = await make_gate(store_url)  # e.g. a second bot process that saw the reaction
     waiter = asyncio.create_task(gate.wait(aid))
     await asyncio.sleep(0.1)
     await other.decide(aid, platform="slack", user_id="UOPS", approve=False, reason="not now")
@@ -140,8 +142,8 @@ async def test_a_decision_from_another_process_resolves_the_wait(tmp_path: Path)
 
 
 @pytest.mark.asyncio
-async def test_the_audit_log_is_append_only(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+async def test_the_audit_log_is_append_only(store_url: str) -> None:
+    store = Store(store_url)
     await store.init()
     await store.audit(AuditEntry(at=1.0, action="tool_run", tool="df"))
     with store.engine.begin() as conn, pytest.raises(sqlalchemy.exc.DatabaseError, match="append-only"):
@@ -152,29 +154,30 @@ async def test_the_audit_log_is_append_only(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_schema_upgrade_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    store = Store(url)
+async def test_schema_upgrade_is_idempotent_and_keeps_data(store_url: str) -> None:
+    store = Store(store_url)
     await store.init()
     await store.audit(AuditEntry(at=1.0, action="request", detail="kept"))
     await store.close()
-    again = Store(url)
+    again = Store(store_url)
     await again.init()
     assert [e.detail for e in again.audit_entries_sync()] == ["kept"]
 
 
 # ---- who waits: the instance id in the data directory, not the hostname (a recreated container) ----
-async def gate_in(data_dir: Path, db: Path, **kw: object) -> ApprovalGate:
-    """A bot process: its own identity in `data_dir`, the shared database `db`."""
-    store = Store(f"sqlite:///{db}")
+async def gate_in(data_dir: Path, url: str, **kw: object) -> ApprovalGate:
+    """A bot process: its own identity in `data_dir`, the shared database at `url`."""
+    store = Store(url)
     await store.init()
     rules = ApprovalRules(approvers={"slack": frozenset({"UADMIN"})}, timeout=30.0)
     return ApprovalGate(store, rules, poll_interval=0.05, identity=ProcessIdentity.start(data_dir), **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.asyncio
-async def test_a_reaction_after_a_restart_under_another_hostname_expires_the_approval(tmp_path: Path) -> None:
-    old = await gate_in(tmp_path / "data", tmp_path / "db.sqlite")
+async def test_a_reaction_after_a_restart_under_another_hostname_expires_the_approval(
+    tmp_path: Path, store_url: str
+) -> None:
+    old = await gate_in(tmp_path / "data", store_url)
     aid = await pending(old)
     old.identity.close()  # the old container is gone (its process died: the kernel freed its lock)
     # Its row was written under the old container's hostname; the new one has another.
@@ -190,7 +193,7 @@ async def test_a_reaction_after_a_restart_under_another_hostname_expires_the_app
         s.commit()  # type: ignore[attr-defined]
 
     await old.store.run(rewrite)
-    new = await gate_in(tmp_path / "data", tmp_path / "db.sqlite")  # well within the 30 s lease
+    new = await gate_in(tmp_path / "data", store_url)  # well within the 30 s lease
     try:
         result = await new.decide(aid, platform="slack", user_id="UADMIN", approve=True)
         assert result.outcome is Outcome.OWNER_GONE
@@ -202,9 +205,11 @@ async def test_a_reaction_after_a_restart_under_another_hostname_expires_the_app
 
 
 @pytest.mark.asyncio
-async def test_a_grant_from_another_process_is_approved_by_the_run_that_takes_it(tmp_path: Path) -> None:
-    waiting = await gate_in(tmp_path / "a", tmp_path / "db.sqlite")
-    other = await gate_in(tmp_path / "b", tmp_path / "db.sqlite")
+async def test_a_grant_from_another_process_is_approved_by_the_run_that_takes_it(
+    tmp_path: Path, store_url: str
+) -> None:
+    waiting = await gate_in(tmp_path / "a", store_url)
+    other = await gate_in(tmp_path / "b", store_url)
     try:
         aid = await pending(waiting)
         waiter = asyncio.create_task(waiting.wait(aid))
@@ -220,9 +225,9 @@ async def test_a_grant_from_another_process_is_approved_by_the_run_that_takes_it
 
 
 @pytest.mark.asyncio
-async def test_a_grant_nobody_takes_expires_and_is_never_recorded_approved(tmp_path: Path) -> None:
-    waiting = await gate_in(tmp_path / "a", tmp_path / "db.sqlite")  # alive, but its run stopped waiting
-    other = await gate_in(tmp_path / "b", tmp_path / "db.sqlite", lease=0.3)
+async def test_a_grant_nobody_takes_expires_and_is_never_recorded_approved(tmp_path: Path, store_url: str) -> None:
+    waiting = await gate_in(tmp_path / "a", store_url)  # alive, but its run stopped waiting
+    other = await gate_in(tmp_path / "b", store_url, lease=0.3)
     try:
         aid = await pending(waiting)
         result = await other.decide(aid, platform="slack", user_id="UADMIN", approve=True)

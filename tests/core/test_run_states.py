@@ -3,6 +3,7 @@
 Real store, agent, gate and tools against the Ollama stand-in. A crashed process is one
 whose services were closed (its lock in the data directory released, as the kernel does when a
 process dies); tests/bot/test_restarts.py does the same with real SIGKILL and SIGTERM.
+The tests on the bot's services run on SQLite and on the session's PostgreSQL (`store_url`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ async def the_run(services: Services, run_id: int = 1) -> Run:
 async def consume(services: Services, req: Request, into: list[Event]) -> None:
     async for ev in services.agent.run(req):
         into.append(ev)
+
+
+@pytest.fixture
+def database_url(store_url: str) -> str:
+    """The bot's DATABASE_URL (see `settings`): each test here runs on SQLite, then PostgreSQL."""
+    return store_url
 
 
 @pytest.mark.asyncio

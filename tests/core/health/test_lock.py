@@ -1,4 +1,6 @@
-"""The scheduler lease in the database, with explicit clock values; two Store instances act as two processes."""
+"""The scheduler lease in the database, with explicit clock values; two Store instances act as two processes.
+
+Each test runs on SQLite and on the session's PostgreSQL (`store_url`)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,8 @@ from core.store import Store
 
 
 @pytest_asyncio.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[tuple[Store, Store]]:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    first, second = Store(url), Store(url)
+async def stores(store_url: str) -> AsyncIterator[tuple[Store, Store]]:
+    first, second = Store(store_url), Store(store_url)
     await first.init()
     await second.init()
     yield first, second

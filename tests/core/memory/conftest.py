@@ -1,15 +1,26 @@
-"""Fixtures for the memory tests: the real offline model and real embedded Chroma."""
+"""Fixtures for the memory tests: the real offline model and real Chroma.
+
+A test that opens the memory through `store`, `new_store` or `memory_settings` runs twice: on
+embedded Chroma under tmp_path, then on the session's Chroma server (cleaned before and after),
+reached as the bot reaches it with CHROMA_HOST/CHROMA_PORT (`bot.memory_cmd.open_store`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from core.memory.embeddings import OfflineEmbedding, OllamaEmbedding
 from core.memory.store import MemoryStore
+
+if TYPE_CHECKING:
+    from tests.support.chroma import ChromaServer
+
+# Where the memory lives. A test may narrow it: @pytest.mark.parametrize("chroma", ["embedded"], indirect=True).
+MEMORY_BACKENDS = ("embedded", pytest.param("chroma-server", marks=pytest.mark.chroma_server, id="chroma-server"))
 
 
 @pytest.fixture(scope="session")
@@ -20,10 +31,39 @@ def offline() -> OfflineEmbedding:
     return embedding
 
 
+@pytest.fixture(params=MEMORY_BACKENDS)
+def chroma(request: pytest.FixtureRequest) -> ChromaServer | None:
+    """None for embedded Chroma; the session's Chroma server (no collection in it yet) otherwise."""
+    if request.param == "embedded":
+        return None
+    server: ChromaServer = request.getfixturevalue("chroma_server_clean")
+    return server
+
+
 @pytest.fixture
-def store(tmp_path: Path, offline: OfflineEmbedding) -> Iterator[MemoryStore]:
-    with MemoryStore(tmp_path / "chroma", embedding=offline) as opened:
-        yield opened
+def new_store(
+    tmp_path: Path, offline: OfflineEmbedding, chroma: ChromaServer | None
+) -> Iterator[Callable[..., MemoryStore]]:
+    """Open the memory where this test keeps it: embedded at tmp_path/chroma, or on the Chroma server
+    as `bot.memory_cmd.open_store` opens it when CHROMA_HOST is set. Closed after the test."""
+    opened: list[MemoryStore] = []
+
+    def open_store(**kwargs: Any) -> MemoryStore:
+        kwargs.setdefault("embedding", offline)
+        if chroma is None:
+            opened.append(MemoryStore(tmp_path / "chroma", **kwargs))
+        else:
+            opened.append(MemoryStore(host=chroma.host, port=chroma.port, **kwargs))
+        return opened[-1]
+
+    yield open_store
+    for memory in opened:
+        memory.close()
+
+
+@pytest.fixture
+def store(new_store: Callable[..., MemoryStore]) -> MemoryStore:
+    return new_store()
 
 
 @pytest.fixture
@@ -44,11 +84,14 @@ def make_ollama() -> Iterator[Callable[..., OllamaEmbedding]]:
 
 
 @pytest.fixture
-def memory_settings(tmp_path: Path, fake_ollama: Any, workspace: Path) -> Any:
-    """Settings with the memory on (whatever the shell says) and data under tmp_path."""
+def memory_settings(tmp_path: Path, fake_ollama: Any, workspace: Path, chroma: ChromaServer | None) -> Any:
+    """Settings with the memory on (whatever the shell says) and data under tmp_path; the memory on the
+    Chroma server in the `chroma-server` case (CHROMA_HOST/CHROMA_PORT, as an operator sets them)."""
     from bot.settings import Settings
 
+    server: dict[str, Any] = dict(chroma.env) if chroma is not None else {}
     return Settings(
+        **server,
         ORCHESTRATOR_DATA_DIR=str(tmp_path / "data"),
         OLLAMA_HOST=fake_ollama.url,
         ORCHESTRATOR_FILE_ROOTS=str(workspace),

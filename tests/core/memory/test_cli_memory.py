@@ -1,4 +1,5 @@
-"""`orchestrator memory …` as an operator runs it: a real subprocess on a real store."""
+"""`orchestrator memory …` as an operator runs it: a real subprocess on a real store (embedded, or the
+Chroma server named by CHROMA_HOST/CHROMA_PORT: the `chroma` fixture)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from core.memory.embeddings import OfflineEmbedding
 from core.memory.store import SHARED_SCOPE, MemoryStore, private_scope
+
+if TYPE_CHECKING:
+    from tests.support.chroma import ChromaServer
 
 REPO = Path(__file__).resolve().parents[3]
 DB1 = "postgres on db1 listens on port 5433"
@@ -29,9 +34,17 @@ def orchestrator(args: list[str], data: Path, *, stdin: str = "", **env: str) ->
 
 
 @pytest.fixture
-def data(tmp_path: Path, offline: OfflineEmbedding) -> Path:
+def server(chroma: ChromaServer | None) -> dict[str, str]:
+    """CHROMA_HOST/CHROMA_PORT for `orchestrator` when the memory is on the Chroma server; {} when embedded."""
+    return chroma.env if chroma is not None else {}
+
+
+@pytest.fixture
+def data(tmp_path: Path, offline: OfflineEmbedding, chroma: ChromaServer | None) -> Path:
+    """The bot's data directory, with four memories in it (or on the Chroma server)."""
     data = tmp_path / "data"
-    with MemoryStore(data / "memory", embedding=offline) as store:
+    where: dict[str, Any] = {"host": chroma.host, "port": chroma.port} if chroma else {"path": data / "memory"}
+    with MemoryStore(embedding=offline, **where) as store:
         source = {"platform": "slack", "channel": "C-ops", "user": "U-alice", "user_name": "Alice"}
         store.add(DB1, kind="fact", scope=SHARED_SCOPE, source=source)
         store.add(ONCALL, kind="fact", scope=SHARED_SCOPE, source=source)
@@ -40,6 +53,7 @@ def data(tmp_path: Path, offline: OfflineEmbedding) -> Path:
     return data
 
 
+@pytest.mark.parametrize("chroma", ["embedded"], indirect=True)  # the same store code as test_store.py's
 def test_list_search_and_forget(data: Path) -> None:
     listed = orchestrator(["list", "--json"], data)
     assert listed.returncode == 0, listed.stderr
@@ -69,18 +83,18 @@ def test_list_search_and_forget(data: Path) -> None:
     ]
 
 
-def test_a_changed_embedding_model_is_refused_with_the_way_out(data: Path) -> None:
-    refused = orchestrator(["list"], data, ORCHESTRATOR_EMBEDDING="ollama")
+def test_a_changed_embedding_model_is_refused_with_the_way_out(data: Path, server: dict[str, str]) -> None:
+    refused = orchestrator(["list"], data, ORCHESTRATOR_EMBEDDING="ollama", **server)
     assert refused.returncode == 2
     assert "Traceback" not in refused.stderr
     assert "'all-MiniLM-L6-v2'" in refused.stderr and "'ollama:nomic-embed-text'" in refused.stderr
     assert "orchestrator memory reset" in refused.stderr
 
-    kept = orchestrator(["reset"], data, stdin="no\n", ORCHESTRATOR_EMBEDDING="ollama")
+    kept = orchestrator(["reset"], data, stdin="no\n", ORCHESTRATOR_EMBEDDING="ollama", **server)
     assert kept.returncode == 1 and "deletes all 4 memories" in kept.stdout
-    reset = orchestrator(["reset", "--yes"], data, ORCHESTRATOR_EMBEDDING="ollama")
+    reset = orchestrator(["reset", "--yes"], data, ORCHESTRATOR_EMBEDDING="ollama", **server)
     assert reset.returncode == 0, reset.stderr
     assert "deleted 4 memories" in reset.stdout and "ollama:nomic-embed-text" in reset.stdout
-    after = orchestrator(["list"], data, ORCHESTRATOR_EMBEDDING="ollama")
+    after = orchestrator(["list"], data, ORCHESTRATOR_EMBEDDING="ollama", **server)
     assert after.returncode == 0 and after.stdout.strip() == "no memories"
     assert "embedding model ollama:nomic-embed-text" in after.stderr

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ import pytest_asyncio
 
 from core.events import Request
 from core.llm import LLMError, LLMReply, OllamaLLM
-from core.memory.embeddings import OfflineEmbedding
 from core.memory.extraction import FactExtractor, parse_extraction, statements, worth_extracting
 from core.memory.service import MemoryService
 from core.memory.store import MemoryStore
@@ -24,8 +22,8 @@ VALID = '{"facts": [{"text": "postgres on db1 listens on port 5433", "about": "d
 
 
 @pytest_asyncio.fixture
-async def memory(tmp_path: Path, offline: OfflineEmbedding) -> AsyncIterator[MemoryService]:
-    service = MemoryService(MemoryStore(tmp_path / "chroma", embedding=offline))
+async def memory(new_store: Callable[..., MemoryStore]) -> AsyncIterator[MemoryService]:
+    service = MemoryService(new_store())
     yield service
     await service.aclose()
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from core.events import Answer, ApprovalRequested, ApprovalResolved, Request, Risk, Thinking
 from core.memory import texts
-from core.memory.embeddings import OfflineEmbedding
 from core.memory.incidents import format_incidents, summarize_run
 from core.memory.service import CHARS_PER_TOKEN, MemoryService
 from core.memory.store import SHARED_SCOPE, Memory, MemoryStore
@@ -23,8 +21,8 @@ INCIDENT_SOURCE = {"platform": "slack", "channel": "C-alerts", "thread": "171.5"
 
 
 @pytest_asyncio.fixture
-async def memory(tmp_path: Path, offline: OfflineEmbedding) -> AsyncIterator[MemoryService]:
-    service = MemoryService(MemoryStore(tmp_path / "chroma", embedding=offline), token_budget=60)
+async def memory(new_store: Callable[..., MemoryStore]) -> AsyncIterator[MemoryService]:
+    service = MemoryService(new_store(), token_budget=60)
     yield service
     await service.aclose()
 
@@ -129,10 +127,8 @@ def test_an_incident_run_is_summarized_for_remember_incident() -> None:
 
 
 @pytest.mark.asyncio
-async def test_secrets_are_redacted_before_they_are_stored(tmp_path: Path, offline: OfflineEmbedding) -> None:
-    memory = MemoryService(
-        MemoryStore(tmp_path / "chroma", embedding=offline), redact=lambda t: t.replace("hunter2", "[redacted]")
-    )
+async def test_secrets_are_redacted_before_they_are_stored(new_store: Callable[..., MemoryStore]) -> None:
+    memory = MemoryService(new_store(), redact=lambda t: t.replace("hunter2", "[redacted]"))
     try:
         stored = await memory.remember("the staging admin password is hunter2", ALICE)
         assert stored.text == "the staging admin password is [redacted]"
