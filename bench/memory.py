@@ -12,16 +12,25 @@ write per 128 memories, each item still checked for near-duplicates), then:
   Chroma queries a recall made, and how often the memory about the asked host came first.
 - insert: one `add` at a time (embedding + near-duplicate check + write), as memory_store does.
 - disk: the size of the Chroma directory.
+- quality, on the labelled set of the tests (tests/core/memory/data/recall_labelled.json: 30
+  facts in English and French, paraphrases, cross-language questions, unrelated questions):
+  a store holding only those facts is asked each question as the agent asks it (k=6,
+  identifier leeway on, the store's cut-off).  Per language pair: how often the right fact
+  comes first (targets: >= 95 % within a language, >= 90 % across English/French) and how
+  often an unrelated question returns nothing (target >= 95 %).  `--quality-only` skips the
+  10k part.
 
 With `--keep DIR` the store stays in DIR and a later run with the same DIR measures again
 without rebuilding it (the inserts of each run are added on top, about new hosts).
 
     .venv/bin/python bench/memory.py [--memories 10000] [--queries 300] [--inserts 200] [--keep DIR]
+                                     [--quality-only] [--embedding offline|ollama] [--embed-model bge-m3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -41,12 +50,16 @@ import chromadb
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
 
-from core.memory.embeddings import shared_offline_embedding
+from core.memory.embeddings import embedding_from_settings, shared_offline_embedding
 from core.memory.store import DEFAULT_COLLECTION, SHARED_SCOPE, MemoryStore, NewMemory, private_scope
 
 K = 6
 TARGET_RATIO = 1.3
 TARGET_P95_MS = 50.0
+LABELLED_SET = Path(__file__).resolve().parents[1] / "tests" / "core" / "memory" / "data" / "recall_labelled.json"
+TARGET_WITHIN = 0.95  # right fact first, question and fact in one language
+TARGET_ACROSS = 0.90  # right fact first, English question -> French fact and back
+TARGET_NOTHING = 0.95  # unrelated questions that return nothing
 
 ROLES = ["web", "db", "cache", "queue", "worker", "mon", "lb", "build", "mail", "vpn", "nas", "k8s"]
 PEOPLE = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy"]
@@ -226,6 +239,42 @@ def raw_collection(path: Path) -> Collection:
     return client.get_collection(DEFAULT_COLLECTION, embedding_function=None)
 
 
+def quality(embedding: Any) -> None:
+    """Right fact first per language pair, and unrelated questions that return nothing, on the labelled set."""
+    labelled = json.loads(LABELLED_SET.read_text(encoding="utf-8"))
+    facts: dict[str, str] = labelled["facts"]
+    tmp = Path(tempfile.mkdtemp(prefix="orch-bench-quality-"))
+    try:
+        with MemoryStore(tmp / "memory", embedding=embedding) as store:
+            store.add_many([NewMemory(text, kind="fact", scope=SHARED_SCOPE) for text in facts.values()])
+            hits: dict[str, list[bool]] = {}
+            for query in labelled["queries"]:
+                found = store.recall(query["text"], scopes=[SHARED_SCOPE], k=K, identifier_leeway=True)
+                if query["fact"] is None:
+                    ok = not found
+                else:
+                    ok = bool(found) and found[0].text == store_text(facts[query["fact"]])
+                hits.setdefault(query["pair"], []).append(ok)
+            cut = store.recall_distance
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"quality of {embedding.model_name} on the labelled set (cut-off {cut:.2f}):")
+    for pair, oks in hits.items():
+        rate = sum(oks) / len(oks)
+        if "-" not in pair:
+            label, target = f"unrelated questions ({pair}) return nothing", TARGET_NOTHING
+        elif pair.split("-")[0] == pair.split("-")[1]:
+            label, target = f"right fact first, {pair}", TARGET_WITHIN
+        else:
+            label, target = f"right fact first, {pair}", TARGET_ACROSS
+        print(f"  {label}: {sum(oks)}/{len(oks)} = {rate:.0%} (target >= {target:.0%}) {verdict(rate >= target)}")
+
+
+def store_text(text: str) -> str:
+    """How the store keeps a fact's text (the same preparation as `add_many`)."""
+    return text.strip()
+
+
 def main(memories: int, queries: int, inserts: int, keep: Path | None) -> None:
     rng = random.Random(7)
     users = [f"U{n:03d}" for n in range(50)]
@@ -290,5 +339,11 @@ if __name__ == "__main__":
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--inserts", type=int, default=200)
     parser.add_argument("--keep", type=Path, default=None, help="build the store in DIR and keep it (reused next time)")
+    parser.add_argument("--quality-only", action="store_true", help="only the labelled-set quality figures")
+    parser.add_argument("--embedding", default="offline", help="quality of this engine: offline or ollama")
+    parser.add_argument("--embed-model", default="", help="with --embedding ollama, e.g. bge-m3")
+    parser.add_argument("--ollama-host", default=os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434"))
     args = parser.parse_args()
-    main(args.memories, args.queries, args.inserts, args.keep)
+    if not args.quality_only:
+        main(args.memories, args.queries, args.inserts, args.keep)
+    quality(embedding_from_settings(args.embedding, ollama_host=args.ollama_host, model=args.embed_model))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -116,9 +116,11 @@ async def build_services(
     context_providers: list[ContextProvider] | None = None,
     after_run: list[RunHook] | None = None,
     platforms: Sequence[str] | None = None,
+    agent_llm: Callable[[LLM], LLM] | None = None,
 ) -> Services:
     """`platforms`: where this process can post, so only their approvals and runs left behind by
-    a crash are closed at start-up (and told); None closes them all."""
+    a crash are closed at start-up (and told); None closes them all. `agent_llm` wraps the model
+    the agent talks to (the service endpoint times its turns); reports and memory get it unwrapped."""
     prepare_dirs(settings)
     store = Store(settings.db_url)
     await store.init()
@@ -150,7 +152,7 @@ async def build_services(
         context_providers = [*(context_providers or []), memory.context]
         after_run = [*(after_run or []), *memory.after_run]
     agent = Agent(
-        llm=model,
+        llm=agent_llm(model) if agent_llm is not None else model,
         tools=tools,
         store=store,
         gate=gate,

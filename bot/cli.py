@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -143,20 +144,31 @@ def cmd_approvals(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_ALL_ALONE = (
+    "orchestrator run all: neither Slack nor Discord is configured, so only the scheduler runs "
+    "(as `orchestrator run scheduler`); set SLACK_BOT_TOKEN and SLACK_APP_TOKEN, or DISCORD_TOKEN, to serve chat"
+)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.runner import serve
 
     settings = _settings()
-    platforms = ["slack", "discord"] if args.platform == "all" else [args.platform]
-    if args.platform == "all":
-        platforms = [p for p in platforms if _configured(settings, p)]
+    if args.platform == "scheduler":
+        platforms: list[str] = []
+    elif args.platform == "all":
+        platforms = [p for p in ("slack", "discord") if _configured(settings, p)]
         if not platforms:
-            print(
-                "orchestrator run all: neither Slack nor Discord is configured "
-                "(set SLACK_BOT_TOKEN and SLACK_APP_TOKEN, or DISCORD_TOKEN)",
-                file=sys.stderr,
-            )
-            return 2
+            if not settings.reports.scheduler:
+                print(
+                    "orchestrator run all: neither Slack nor Discord is configured (set SLACK_BOT_TOKEN and "
+                    "SLACK_APP_TOKEN, or DISCORD_TOKEN) and the scheduler is off (ORCHESTRATOR_SCHEDULER)",
+                    file=sys.stderr,
+                )
+                return EXIT_MISTAKE
+            logging.getLogger("bot.cli").warning(RUN_ALL_ALONE)
+    else:
+        platforms = [args.platform]
     from adapters.base import AdapterSetupError
 
     try:
@@ -235,8 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="ask one question and exit")
     p.add_argument("question", nargs="+")
     p.set_defaults(func=cmd_ask)
-    p = sub.add_parser("run", help="serve a chat platform: slack, discord or all")
-    p.add_argument("platform", choices=["slack", "discord", "all"])
+    p = sub.add_parser(
+        "run",
+        help="serve a chat platform (slack, discord or all) with the scheduled checks and reports, "
+        "or the scheduler alone (scheduler)",
+    )
+    p.add_argument("platform", choices=["slack", "discord", "all", "scheduler"])
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("doctor", help="check Ollama, the model, the data dir and the database")
     p.set_defaults(func=cmd_doctor)

@@ -1,18 +1,26 @@
-"""`orchestrator run slack|discord|all`: build the services once, serve every adapter."""
+"""`orchestrator run slack|discord|all|scheduler`: build the services once, serve every adapter
+(or the scheduler alone), and the service endpoint when its port is set."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
-from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from adapters.base import ChatAdapter
 from bot.app import Services, build_services
+from bot.posting import PostingOutlet
 from bot.settings import Settings
 from core.errors import ConfigurationError as ConfigurationError  # re-exported: the platforms raise it too
 from core.runs import RESTARTED
+
+if TYPE_CHECKING:
+    from bot.scheduler import CheckObserver
+    from bot.service_http import ServiceEndpoint
+    from bot.service_metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +52,40 @@ def adapter_factories(platforms: Iterable[str] = PLATFORMS) -> dict[str, Adapter
     return factories
 
 
+NOTHING_TO_RUN = (
+    "nothing to run: no chat platform to serve and the scheduler is off (reports.scheduler = false, "
+    "ORCHESTRATOR_SCHEDULER)"
+)
+REPORTS_GO_TO = "running the scheduler alone, serving no chat; reports go to {where}"
+
+
 async def serve(settings: Settings, platforms: Sequence[str]) -> int:
-    factories = adapter_factories(platforms)
-    services = await build_services(settings, platforms=platforms)
+    """Serve `platforms` until SIGINT or SIGTERM, with the scheduler beside them. No platforms:
+    the scheduler alone (`run scheduler`), its reports to the log and to the configured reports
+    channels, posted without serving questions (bot.posting)."""
+    if not platforms and not settings.reports.scheduler:
+        raise ConfigurationError(NOTHING_TO_RUN)
+    from bot.reports import report_channels
+
+    posting = report_channels(settings) if not platforms and settings.reports.scheduler else {}
+    factories = adapter_factories([*platforms, *posting])
+    metrics = _service_metrics(settings)
+    services = await build_services(
+        settings, platforms=platforms, agent_llm=metrics.model.wrap if metrics is not None else None
+    )
     adapters: list[ChatAdapter] = []
+    outlets: list[PostingOutlet] = []
+    endpoint: ServiceEndpoint | None = None
     try:
-        for name in platforms:
+        for name in [*platforms, *posting]:
             if name not in factories:
                 raise ConfigurationError(f"the {name} adapter is not available in this installation")
-            adapters.append(factories[name](settings, services))
+        adapters = [factories[name](settings, services) for name in platforms]
+        for name in posting:  # each made now: a configuration mistake stops the start
+            outlets.append(PostingOutlet(functools.partial(factories[name], settings, services)))
+        serving: dict[str, tuple[ChatAdapter, asyncio.Task[None]]] = {}
+        if metrics is not None:  # listening before connecting: a port in use stops the start
+            endpoint = await _open_endpoint(settings, services, metrics, serving)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -61,7 +94,17 @@ async def serve(settings: Settings, platforms: Sequence[str]) -> int:
             except (NotImplementedError, RuntimeError):
                 pass
         tasks = [asyncio.create_task(a.serve(), name=f"serve-{a.platform}") for a in adapters]
-        extra = [asyncio.create_task(job, name="extra") for job in _extra_jobs(settings, services, adapters)]
+        serving.update({a.platform: (a, t) for a, t in zip(adapters, tasks, strict=True)})
+        on_checks = metrics.checks.record if metrics is not None else None
+        extra = [
+            asyncio.create_task(job, name="scheduler")
+            for job in _extra_jobs(settings, services, adapters, outlets=outlets, on_checks=on_checks)
+        ]
+        if not adapters:  # the scheduler alone: it is what this process serves
+            tasks, extra = extra, []
+            places = [f"the {o.platform} channel {posting[o.platform]}" for o in outlets]
+            where = "the log and " + " and ".join(places) if places else "the log only (no reports channel is set)"
+            log.info(REPORTS_GO_TO.format(where=where))
         extra += [asyncio.create_task(_announce_restart(a, services), name=f"told-{a.platform}") for a in adapters]
         stopper = asyncio.create_task(stop.wait(), name="stop")
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -76,7 +119,46 @@ async def serve(settings: Settings, platforms: Sequence[str]) -> int:
                 raise exc  # type: ignore[misc]
         return 0
     finally:
+        if endpoint is not None:
+            await endpoint.close()
+        for outlet in outlets:
+            await outlet.aclose()
         await services.close()
+
+
+def _service_metrics(settings: Settings) -> ServiceMetrics | None:
+    """The registry of `/metrics`, when the endpoint is on (prometheus_client is loaded only then)."""
+    if not settings.metrics_port:
+        return None
+    from bot.service_metrics import ServiceMetrics
+
+    return ServiceMetrics()
+
+
+async def _open_endpoint(
+    settings: Settings,
+    services: Services,
+    metrics: ServiceMetrics,
+    serving: Mapping[str, tuple[ChatAdapter, asyncio.Task[None]]],
+) -> ServiceEndpoint:
+    from bot.service_http import ModelProbe, ServiceEndpoint, ServiceHealth, adapter_status
+    from core.health.lock import LeaseLock
+
+    def declared_risk(tool: str) -> str:
+        spec = services.tools.get(tool)
+        return str(spec.risk) if spec is not None else "unknown"
+
+    metrics.watch_store(services.store, declared_risk=declared_risk)
+    health = ServiceHealth(
+        store=services.store,
+        model=ModelProbe.for_settings(settings),
+        adapters=lambda: {platform: adapter_status(a, t) for platform, (a, t) in serving.items()},
+        lease=LeaseLock(services.store) if settings.reports.scheduler else None,
+        owner=services.gate.identity.owner,
+    )
+    endpoint = ServiceEndpoint(health, metrics, host=settings.metrics_host, port=settings.metrics_port)
+    await endpoint.start()
+    return endpoint
 
 
 @runtime_checkable
@@ -125,12 +207,26 @@ async def _announce_restart(adapter: ChatAdapter, services: Services) -> None:
             log.warning("cannot tell the thread of interrupted run #%s: %s", run.id, exc)
 
 
-def _extra_jobs(settings: Settings, services: Services, adapters: list[ChatAdapter]) -> list:  # type: ignore[type-arg]
+def _extra_jobs(
+    settings: Settings,
+    services: Services,
+    adapters: list[ChatAdapter],
+    *,
+    outlets: Sequence[PostingOutlet] = (),
+    on_checks: CheckObserver | None = None,
+) -> list:  # type: ignore[type-arg]
     """Long-running companions of the adapters: the scheduler (metrics, health checks, daily report).
-    Every process starts one; the database lock lets exactly one of them run the jobs."""
+    Every process starts one; the database lock lets exactly one of them run the jobs. `outlets`:
+    the post-only reports channels of a process that serves no chat."""
     if not settings.reports.scheduler:
         log.info("the scheduler is off (reports.scheduler = false)")
         return []
+    from bot.reports import report_channels
     from bot.scheduler import run_scheduler
+    from core.health.outlets import Destination
 
-    return [run_scheduler(settings, services, adapters)]
+    dests = None
+    if not adapters:
+        channels = report_channels(settings)
+        dests = [Destination(outlet, channels[outlet.platform]) for outlet in outlets]
+    return [run_scheduler(settings, services, adapters, dests=dests, on_checks=on_checks)]

@@ -288,6 +288,14 @@ class Settings(BaseSettings):
 
     reports: ReportSettings = Field(default_factory=ReportSettings)
 
+    # ---- the service endpoint: /healthz and /metrics while serving (docs/reports.md) ----
+    metrics_port: int = Field(  # 0: off
+        0, ge=0, le=65535, validation_alias=_env("ORCHESTRATOR_METRICS_PORT", "metrics_port")
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", min_length=1, validation_alias=_env("ORCHESTRATOR_METRICS_HOST", "metrics_host")
+    )
+
     # ---- hosts ---------------------------------------------------------------
     hosts: dict[str, HostSettings] = Field(
         default_factory=dict, validation_alias=_env("ORCHESTRATOR_HOSTS", "hosts")
@@ -297,6 +305,11 @@ class Settings(BaseSettings):
     @classmethod
     def _roots(cls, value: Any) -> Any:
         return _split(value, os.pathsep)
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _port_or_off(cls, value: Any) -> Any:
+        return 0 if isinstance(value, str) and not value.strip() else value  # `ORCHESTRATOR_METRICS_PORT=`: off
 
     @field_validator("sandbox_hide", mode="before")
     @classmethod

@@ -440,9 +440,9 @@ class Agent:
         def pieces(found: Sequence[tuple[Literal["thinking", "text"], str]], *, end: bool = False) -> list[Partial]:
             out: list[Partial] = []
             for kind, text in found:
-                if current and current[0] != kind:  # the other kind ends here: what it held goes out first
-                    if shown := masks[current[0]].flush():
-                        out.append(Partial(run_id, current[0], shown))
+                # the other kind ends here: what it held goes out first
+                if current and current[0] != kind and (shown := masks[current[0]].flush()):
+                    out.append(Partial(run_id, current[0], shown))
                 current[:] = [kind]
                 if shown := masks[kind].feed(text):
                     out.append(Partial(run_id, kind, shown))

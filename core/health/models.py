@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Index, text
+from sqlalchemy import BigInteger, Column, Index, text
 from sqlmodel import Field, SQLModel
 
 
@@ -19,11 +19,14 @@ class MetricSample(SQLModel, table=True):
     load5: float
     load15: float
     mem_percent: float
-    mem_used: int
-    mem_total: int
+    # bytes: 64-bit (a host with more than 2 GiB overflows PostgreSQL's INTEGER)
+    mem_used: int = Field(sa_column=Column(BigInteger, nullable=False))
+    mem_total: int = Field(sa_column=Column(BigInteger, nullable=False))
     swap_percent: float
-    net_sent: int  # counters since boot; the analysis takes differences
-    net_recv: int
+    net_sent: int = Field(
+        sa_column=Column(BigInteger, nullable=False)
+    )  # counters since boot: the analysis takes differences
+    net_recv: int = Field(sa_column=Column(BigInteger, nullable=False))
     disks_json: str = "[]"  # [{"m": mount, "p": percent, "u": used bytes, "t": total bytes, "f": free bytes}]
     top_json: str = "[]"  # [{"n": name, "pid": pid, "c": cpu %, "r": rss bytes}]
 

@@ -1,7 +1,8 @@
 """After a conversation, the model lists the durable facts the user stated; they are remembered.
 
 `FactExtractor.after_run` is an agent after-run hook.  It decides at once, without the
-model, whether the exchange can hold a fact at all (see `worth_extracting`); if so it
+model and without any word list of one language, whether the exchange can hold a fact at
+all (see `worth_extracting`); if so it
 starts the extraction in a background task and returns, so the next message in the
 thread never waits for it.  The model answers JSON that must validate as a whole
 against `Extraction`; anything else is discarded and nothing is stored (no partial
@@ -32,15 +33,12 @@ log = logging.getLogger(__name__)
 MIN_WORDS: Final = 4
 MAX_FACTS: Final = 10
 TRANSCRIPT_CHARS: Final = 2000
-# A sentence that opens with one of these asks or orders something rather than stating a fact.
-REQUEST_OPENERS: Final = frozenset({
-    "what", "why", "how", "who", "whom", "whose", "when", "where", "which", "is", "are", "am", "was",
-    "were", "can", "could", "would", "will", "shall", "should", "do", "does", "did", "have", "has", "may",
-    "might", "show", "list", "check", "restart", "start", "stop", "run", "tell", "give", "find",
-    "explain", "fix", "look", "read", "open", "install", "update", "upgrade", "delete", "remove", "kill",
-    "help", "hi", "hello", "hey", "thanks", "thank", "ok", "okay",
-})  # fmt: skip
-_SENTENCE_END: Final = re.compile(r"(?<=[.!?])\s+|\n+")
+# Sentence ends in Latin, Arabic and CJK (full-width) scripts.
+_SENTENCE_END: Final = re.compile(r"(?<=[.!?؟])\s+|(?<=[。！？])|\n+")
+# A question or an exclamation (thanks, greetings, reactions) states no durable fact.
+_NOT_A_STATEMENT_END: Final = tuple("?!？！؟")
+_NOT_A_STATEMENT_START: Final = tuple("¿¡")
+_WORD: Final = re.compile(r"\w", re.UNICODE)
 _FENCED: Final = re.compile(r"\A```(?:json)?\s*\n(?P<body>.*)\n```\Z", re.DOTALL)
 
 
@@ -60,25 +58,35 @@ class Extraction(BaseModel):
 
 
 def statements(text: str) -> list[str]:
-    """The sentences of ``text`` that state something: not questions, requests or greetings."""
+    """The sentences of ``text`` that may state something: not questions, not exclamations, not too short.
+
+    Punctuation and length only, so the rule is the same in every language; whether a
+    sentence is a request is told by what the agent did with it (see `worth_extracting`).
+    """
     found = []
     for sentence in _SENTENCE_END.split(text.strip()):
-        words = sentence.split()
-        if len(words) < MIN_WORDS or sentence.rstrip().endswith("?"):
+        sentence = sentence.strip()
+        words = [word for word in sentence.split() if _WORD.search(word)]
+        if len(words) < MIN_WORDS or sentence.endswith(_NOT_A_STATEMENT_END):
             continue
-        if words[0].strip(",.!:;\"'").lower() in REQUEST_OPENERS:
+        if sentence.startswith(_NOT_A_STATEMENT_START):
             continue
         found.append(sentence)
     return found
 
 
 def worth_extracting(request: Request, new_messages: Sequence[dict[str, Any]]) -> bool:
-    """Whether asking the model for facts can pay off: the user stated something, and the agent
-    did not already store it with memory_store in this run."""
+    """Whether asking the model for facts can pay off.
+
+    The user's turn was a request when the agent answered it by calling tools (looked
+    something up, ran a command, recalled or forgot a memory): no extra call then, in any
+    language, and a fact said in passing is left to `memory_store`, which the model sees in
+    the same turn.  Otherwise the model is asked only when the user wrote a sentence that
+    may state something.
+    """
     for message in new_messages:
-        for call in message.get("tool_calls") or ():
-            if (call.get("function") or {}).get("name") == "memory_store":
-                return False
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            return False
     return bool(statements(request.text))
 
 

@@ -277,3 +277,63 @@ async def test_the_scheduler_runs_beside_the_adapters(services: Services, settin
 
     off = settings.model_copy(update={"reports": ReportSettings(scheduler=False)})
     assert _extra_jobs(off, services, [adapter]) == []
+
+
+# ---- the scheduler alone (`run scheduler`) --------------------------------------------------------
+@pytest.mark.asyncio
+async def test_the_scheduler_alone_posts_through_its_outlets_and_logs_each_report(
+    tmp_path: Path, fake_ollama: FakeOllama, workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.app import build_services
+    from bot.posting import PostingOutlet
+    from bot.settings import HealthCheckSettings
+    from core.health.checks import CheckResult
+    from tests.core.health.recording import CHANNEL
+    from tests.fakes.ollama import Reply
+
+    failing_disk = HealthCheckSettings(disk_percent=0.01, docker="off", systemd="off")  # any disk is above it
+    alone = health_settings(tmp_path, fake_ollama.url, workspace, metrics_interval=1, health_interval=1,
+                            checks=failing_disk)  # fmt: skip
+    services = await build_services(alone, platforms=())
+    made: list[RecordingAdapter] = []
+
+    def make() -> RecordingAdapter:
+        made.append(RecordingAdapter(services.agent, services.gate, platform="slack"))
+        return made[-1]
+
+    passes: list[list[CheckResult]] = []
+    fake_ollama.script(Reply(content="Nothing to fix: the threshold is 0.01 %."))
+    outlet = PostingOutlet(make)
+    [companion] = _extra_jobs(alone, services, [], outlets=[outlet], on_checks=lambda r: passes.append(list(r)))
+    task = asyncio.create_task(companion)
+    try:
+        with caplog.at_level(logging.INFO, logger="bot.scheduler"):
+            await until(lambda: bool(made and made[0].reports and made[0].requests and passes), timeout=30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await outlet.aclose()
+        await services.close()
+    [adapter] = made  # posts without serving: one adapter, never served
+    [posted] = adapter.reports
+    assert posted.channel == CHANNEL["slack"] and "disk:" in posted.text
+    assert adapter.requests[0].thread == posted.ref  # the agent looks into it in the incident's thread
+    assert any(r.name == "disk" and not r.ok for r in passes[0])
+    [line] = [r for r in caplog.records if r.getMessage().startswith("incident report: ")]
+    assert line.levelno == logging.WARNING and "disk:" in line.getMessage()
+
+
+def test_a_report_in_the_log_is_one_line_then_its_text(caplog: pytest.LogCaptureFixture) -> None:
+    from bot.scheduler import log_report
+    from core.events import Attachment, Report
+
+    report = Report(kind="daily", title="Daily report: vm", text="CPU 3 %\n\nMemory 40 %",
+                    attachments=(Attachment("/data/reports/daily.png"),))  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="bot.scheduler"):
+        log_report(report)
+    first, text = caplog.records
+    assert (first.levelno, first.getMessage()) == (
+        logging.INFO,
+        "daily report: Daily report: vm (/data/reports/daily.png)",
+    )
+    assert (text.levelno, text.getMessage()) == (logging.INFO, "    CPU 3 %\n\n    Memory 40 %")

@@ -22,6 +22,7 @@ from core.health.metrics import (
     sample_metrics,
 )
 from core.health.models import MetricSample
+from tests.support.postgres import on_each_database
 
 
 def test_a_sample_reads_the_real_host() -> None:
@@ -57,13 +58,19 @@ def test_pressure_file_parsing(tmp_path: Path) -> None:
     assert read_pressure(tmp_path / "missing") is None
 
 
+@on_each_database
 @pytest.mark.asyncio
-async def test_samples_are_stored_compactly_and_pruned_after_the_retention(services: Services) -> None:
+async def test_samples_are_stored_compactly_and_pruned_after_the_retention(
+    services: Services, database_url: str
+) -> None:
     now = 1_800_000_000.0
     recorder = MetricsRecorder(services.store, MetricsSampler(host="box"), retention_days=30, clock=lambda: now)
     snap = dataclasses.replace(
         await recorder.read(),
         host="box",
+        mem_used=19 * 2**30,
+        mem_total=25 * 2**30,
+        net_sent=9 * 2**40,  # beyond 32 bits, as on a real server
         disks=(DiskReading("/", 40.0, 40, 100, free=55), DiskReading("/var", 91.5, 915, 1000)),
         top=(ProcessReading(42, "postgres", 12.5, 2**30),),
     )
@@ -74,6 +81,7 @@ async def test_samples_are_stored_compactly_and_pruned_after_the_retention(servi
     assert json.loads(rows[0].disks_json) == [{"m": "/", "p": 40.0, "u": 40, "t": 100, "f": 55},
                                                {"m": "/var", "p": 91.5, "u": 915, "t": 1000, "f": 85}]  # fmt: skip
     assert json.loads(rows[0].top_json) == [{"n": "postgres", "pid": 42, "c": 12.5, "r": 2**30}]
+    assert (rows[0].mem_total, rows[0].net_sent) == (25 * 2**30, 9 * 2**40)
 
     assert await recorder.prune() == 2
     left = await services.store.run(lambda s: s.exec(select(func.count()).select_from(MetricSample)).one())

@@ -28,30 +28,38 @@ async def memory(new_store: Callable[..., MemoryStore]) -> AsyncIterator[MemoryS
     await service.aclose()
 
 
-def exchange(text: str, answer: str = "Noted.") -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+def exchange(text: str, answer: str = "Noted.", *, tool: str = "") -> list[dict[str, Any]]:
+    """The run's new messages; with ``tool``, the agent answered the turn by calling that tool first."""
+    if not tool:
+        return [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+    return [
+        {"role": "user", "content": text},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": tool, "arguments": {}}}]},
+        {"role": "tool", "content": "…", "tool_name": tool},
+        {"role": "assistant", "content": answer},
+    ]
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("text", "tool", "expected"),
     [
-        ("postgres on db1 listens on port 5433", True),
-        ("I prefer answers in French.", True),
-        ("Never restart the billing container during office hours", True),
-        ("no, it listens on 5433 since Monday", True),
-        ("The disk on web1 is slow. Can you check it?", True),
-        ("how full is the disk?", False),
-        ("restart nginx on web1 please", False),
-        ("what do you remember about db1", False),
-        ("thanks, that works now!", False),
-        ("hi", False),
-        ("status?", False),
-        ("format the disk", False),
+        ("postgres on db1 listens on port 5433", "", True),
+        ("I prefer answers in French.", "", True),
+        ("Never restart the billing container during office hours", "", True),
+        ("no, it listens on 5433 since Monday", "", True),
+        ("The disk on web1 is slow. Can you check it?", "", True),
+        ("how full is the disk?", "", False),
+        ("restart nginx on web1 please", "run_command", False),
+        ("what do you remember about db1", "memory_recall", False),
+        ("thanks, that works now!", "", False),
+        ("hi", "", False),
+        ("status?", "", False),
+        ("format the disk", "", False),
     ],
 )
-def test_the_gate_asks_the_model_only_when_the_user_stated_something(text: str, expected: bool) -> None:
+def test_the_gate_asks_the_model_only_when_the_user_stated_something(text: str, tool: str, expected: bool) -> None:
     request = Request("console", "me", "console", text)
-    assert worth_extracting(request, exchange(text)) is expected, statements(text)
+    assert worth_extracting(request, exchange(text, tool=tool)) is expected, statements(text)
 
 
 def test_the_gate_skips_runs_where_the_agent_already_stored_the_fact() -> None:
