@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from bot.app import Services, build_services
 from bot.settings import Settings
-from core.events import Answer, Event, Failed, Request
+from core.events import Answer, Event, Failed, Partial, Request
 from core.llm import LLMError, OllamaLLM
 from tests.adapters.test_slack import make_stand
 from tests.fakes.ollama import DEFAULT_MODEL, FakeOllama, Reply
@@ -185,8 +185,11 @@ async def ask(services: Services, text: str = "why is the disk full?", *, thread
 
 
 async def assert_failed_run(services: Services, events: list[Event], *, starts: str) -> str:
-    assert [type(e).__name__ for e in events] == ["Failed"]
-    failed = events[0]
+    """One Failed line and nothing else stored; what streamed before the fault was shown live only,
+    as text in progress (`Partial`), never as an answer."""
+    assert [type(e).__name__ for e in events if not isinstance(e, Partial)] == ["Failed"]
+    assert isinstance(events[-1], Failed)
+    failed = events[-1]
     assert isinstance(failed, Failed) and failed.error.startswith(starts)
     [run] = await services.store.runs()
     assert run.status == "failed" and run.error == failed.error and run.answer == ""

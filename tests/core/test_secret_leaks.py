@@ -141,7 +141,8 @@ async def test_a_file_of_secrets_read_by_the_model_leaks_nothing(
     fake_ollama.script(
         read_call(),
         Reply(content="Here is the file again:\n" + SECRETS_FILE),  # as if the model had seen it raw
-        Reply(content=json.dumps({"facts": echoed})),  # the memory extraction, after the run
+        Reply(content="Noted."),  # the second run: a statement, so facts are extracted after it
+        Reply(content=json.dumps({"facts": echoed})),  # the memory extraction, as if it echoed the secrets
     )
     services = await build_services(_settings(tmp_path, fake_ollama, workspace))
     services.policy.redact.add_secret(DB_PASSWORD)  # the store stays SQLite: add the database password by hand
@@ -153,10 +154,13 @@ async def test_a_file_of_secrets_read_by_the_model_leaks_nothing(
         answer = events[-1]
         assert isinstance(answer, Answer)
         assert leaks(answer.text) == []
+        # a run answered with a tool call is a request: no extraction after it; a statement has one
+        said = request("The ops notes for the shop live in secrets.txt on this host.")
+        assert isinstance([ev async for ev in services.agent.run(said)][-1], Answer)
         stored = await _everything_stored(services)
     finally:
         await services.close()
-    assert len(fake_ollama.chat_requests) == 3  # the read, the answer, the fact extraction
+    assert len(fake_ollama.chat_requests) == 4  # the read, the answer, the statement's answer, the extraction
     for sent in fake_ollama.chat_requests:
         assert leaks(json.dumps(sent, ensure_ascii=False)) == []
     assert leaks(stored) == []
