@@ -239,35 +239,101 @@ def raw_collection(path: Path) -> Collection:
     return client.get_collection(DEFAULT_COLLECTION, embedding_function=None)
 
 
-def quality(embedding: Any) -> None:
-    """Right fact first per language pair, and unrelated questions that return nothing, on the labelled set."""
+def judge(
+    store: MemoryStore, queries: list[dict[str, Any]], facts: dict[str, str], cut: float
+) -> dict[str, list[bool]]:
+    """Per language pair, whether each question got its right fact first (or nothing, when unrelated) at ``cut``."""
+    hits: dict[str, list[bool]] = {}
+    for query in queries:
+        found = store.recall(query["text"], scopes=[SHARED_SCOPE], k=K, identifier_leeway=True, max_distance=cut)
+        wanted = store_text(facts[query["fact"]]) if query["fact"] is not None else None
+        ok = not found if wanted is None else bool(found) and found[0].text == wanted
+        hits.setdefault(query["pair"], []).append(ok)
+    return hits
+
+
+def target_of(pair: str) -> tuple[str, float]:
+    if "-" not in pair:
+        return f"unrelated questions ({pair}) return nothing", TARGET_NOTHING
+    asked, stored = pair.split("-")
+    return f"right fact first, {pair}", TARGET_WITHIN if asked == stored else TARGET_ACROSS
+
+
+def fit_cut(store: MemoryStore, queries: list[dict[str, Any]], facts: dict[str, str]) -> tuple[float, float, float]:
+    """The cut-off that gets the most questions of ``queries`` right: the middle of the widest best interval."""
+    grid = [round(0.30 + 0.005 * n, 3) for n in range(int((0.98 - 0.30) / 0.005) + 1)]
+    scores = [sum(sum(oks) for oks in judge(store, queries, facts, cut).values()) for cut in grid]
+    best = max(scores)
+    runs: list[tuple[int, int]] = []
+    for n, score in enumerate(scores):
+        if score == best:
+            if runs and runs[-1][1] == n - 1:
+                runs[-1] = (runs[-1][0], n)
+            else:
+                runs.append((n, n))
+    first, last = max(runs, key=lambda run: run[1] - run[0])
+    return round((grid[first] + grid[last]) / 2, 3), grid[first], grid[last]
+
+
+def quality(embedding: Any, *, calibrate: bool = False, languages: frozenset[str] = frozenset({"en", "fr"})) -> None:
+    """Right fact first per language pair, and unrelated questions that return nothing, on the labelled set.
+
+    With ``calibrate``: the cut-off fitted on the "fit" questions, and the figures of the
+    "check" questions (which the fit did not see) at it.  Only questions and facts in
+    ``languages`` are fitted on (an English-only model is calibrated on English).
+    """
     labelled = json.loads(LABELLED_SET.read_text(encoding="utf-8"))
     facts: dict[str, str] = labelled["facts"]
+    queries: list[dict[str, Any]] = labelled["queries"]
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-quality-"))
     try:
         with MemoryStore(tmp / "memory", embedding=embedding) as store:
             store.add_many([NewMemory(text, kind="fact", scope=SHARED_SCOPE) for text in facts.values()])
-            hits: dict[str, list[bool]] = {}
-            for query in labelled["queries"]:
-                found = store.recall(query["text"], scopes=[SHARED_SCOPE], k=K, identifier_leeway=True)
-                if query["fact"] is None:
-                    ok = not found
-                else:
-                    ok = bool(found) and found[0].text == store_text(facts[query["fact"]])
-                hits.setdefault(query["pair"], []).append(ok)
-            cut = store.recall_distance
+            shipped = store.recall_distance
+            print(
+                f"quality of {embedding.model_name} on the labelled set ({len(facts)} facts, {len(queries)} questions, "
+                f"cut-off {shipped:.3f}{'' if embedding.thresholds.calibrated else ', not calibrated'}):"
+            )
+            report(judge(store, queries, facts, shipped))
+            if calibrate:
+                spoken = [q for q in queries if set(q["pair"].split("-")) <= languages]
+                fit = [q for q in spoken if q.get("split", "fit") == "fit"]
+                check = [q for q in spoken if q.get("split") == "check"]
+                cut, low, high = fit_cut(store, fit, facts)
+                print(
+                    f"calibration: fitted on {len(fit)} questions in {'/'.join(sorted(languages))}, "
+                    f"the best cut-off is {cut:.3f} "
+                    f"(every cut-off from {low:.3f} to {high:.3f} scores the same); the engine ships {shipped:.3f}"
+                )
+                print(f"  the {len(check)} held-out questions at the fitted cut-off {cut:.3f}:")
+                report(judge(store, check, facts, cut), indent="    ")
+                distances(store, queries, facts)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"quality of {embedding.model_name} on the labelled set (cut-off {cut:.2f}):")
+
+
+def report(hits: dict[str, list[bool]], indent: str = "  ") -> None:
     for pair, oks in hits.items():
+        label, target = target_of(pair)
         rate = sum(oks) / len(oks)
-        if "-" not in pair:
-            label, target = f"unrelated questions ({pair}) return nothing", TARGET_NOTHING
-        elif pair.split("-")[0] == pair.split("-")[1]:
-            label, target = f"right fact first, {pair}", TARGET_WITHIN
+        print(f"{indent}{label}: {sum(oks)}/{len(oks)} = {rate:.0%} (target >= {target:.0%}) {verdict(rate >= target)}")
+
+
+def distances(store: MemoryStore, queries: list[dict[str, Any]], facts: dict[str, str]) -> None:
+    """Where the right facts and the nearest memory of unrelated questions lie, as the thresholds' comments quote."""
+    right: list[float] = []
+    unrelated: list[float] = []
+    for query in queries:
+        found = store.recall(query["text"], scopes=[SHARED_SCOPE], k=len(facts), max_distance=1.99)
+        if query["fact"] is None:
+            unrelated.append(min(m.distance or 2.0 for m in found))
         else:
-            label, target = f"right fact first, {pair}", TARGET_ACROSS
-        print(f"  {label}: {sum(oks)}/{len(oks)} = {rate:.0%} (target >= {target:.0%}) {verdict(rate >= target)}")
+            wanted = store_text(facts[query["fact"]])
+            right += [m.distance or 0.0 for m in found if m.text == wanted]
+    print(
+        f"  distances: the right fact {min(right):.2f}-{max(right):.2f} (p90 {percentile(right, 0.9):.2f}); "
+        f"the nearest memory of an unrelated question {min(unrelated):.2f}-{max(unrelated):.2f}"
+    )
 
 
 def store_text(text: str) -> str:
@@ -340,10 +406,16 @@ if __name__ == "__main__":
     parser.add_argument("--inserts", type=int, default=200)
     parser.add_argument("--keep", type=Path, default=None, help="build the store in DIR and keep it (reused next time)")
     parser.add_argument("--quality-only", action="store_true", help="only the labelled-set quality figures")
-    parser.add_argument("--embedding", default="offline", help="quality of this engine: offline or ollama")
+    parser.add_argument("--embedding", default="offline", help="quality of this engine: offline, minilm or ollama")
+    parser.add_argument("--calibrate", action="store_true", help="fit the recall cut-off on the labelled set")
+    parser.add_argument("--languages", default="en,fr", help="with --calibrate: fit on these languages only")
     parser.add_argument("--embed-model", default="", help="with --embedding ollama, e.g. bge-m3")
     parser.add_argument("--ollama-host", default=os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434"))
     args = parser.parse_args()
     if not args.quality_only:
         main(args.memories, args.queries, args.inserts, args.keep)
-    quality(embedding_from_settings(args.embedding, ollama_host=args.ollama_host, model=args.embed_model))
+    quality(
+        embedding_from_settings(args.embedding, ollama_host=args.ollama_host, model=args.embed_model),
+        calibrate=args.calibrate,
+        languages=frozenset(args.languages.split(",")),
+    )

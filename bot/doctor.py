@@ -150,12 +150,16 @@ async def _memory_check(settings: Settings) -> Check:
     wanted = model_name(settings)
     if not info.exists:
         return Check("memory", True, f"{info.location} (empty; embedding model {wanted})")
-    if info.model and info.model != wanted:
+    if info.model != wanted:
+        built = info.model or "an unknown model"
         return Check(
-            "memory", False, f"{info.location} was built with {info.model}, the settings name {wanted}" + MEMORY_OFF,
-            "set ORCHESTRATOR_EMBEDDING back, or run `orchestrator memory reset` to start a new memory",
+            "memory", True,
+            f"{info.location} ({info.count} memories built with {built}; the settings name {wanted}, "
+            f"so the next start re-embeds them, which nothing loses)",
+            "run `orchestrator memory reindex` now to see it done, or set ORCHESTRATOR_EMBEDDING back",
+            warning=True,
         )  # fmt: skip
-    return Check("memory", True, f"{info.location} ({info.count} memories, embedding model {wanted})")
+    return Check("memory", True, f"{info.location} ({info.count} memories, built with embedding model {wanted})")
 
 
 MEMORY_OFF = " (the bot starts without memory)"

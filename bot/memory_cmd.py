@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +55,10 @@ FORGOT = "forgot: {text}  ({id})"
 NO_SUCH_ID = "no memory with id {id!r}{where}"
 NO_MATCH = "no memory close enough to {query!r}{where}; `orchestrator memory search` shows ids to forget"
 FOOTER = "{count} memor{plural} at {location} (embedding model {model})"
+REINDEX_START = "re-embedding {memories} at {location} with {model} (built with {old}); nothing is lost"
+REINDEX_PROGRESS = "re-embedding the memory with {model}: {done}/{total}"
+REINDEX_DONE = "re-embedded {memories} at {location} with {model} in {seconds:.1f} s"
+REINDEX_NOTHING = "{memories} at {location}, already embedded with {model}: nothing to do"
 
 
 # ---- opening ----------------------------------------------------------------------------------
@@ -61,23 +66,33 @@ def memory_path(settings: Settings) -> Path:
     return settings.data_dir / MEMORY_DIR
 
 
-def open_store(settings: Settings) -> MemoryStore:
-    """The store the settings name (blocking: call it in a worker thread from async code)."""
+def open_store(
+    settings: Settings, *, reindex: bool = False, progress: Callable[[int, int, str], None] | None = None
+) -> MemoryStore:
+    """The store the settings name (blocking: call it in a worker thread from async code).
+
+    With ``reindex``, a store another embedding model built is re-embedded with the
+    configured one as it opens (``progress(done, total, built_with)`` after each batch)."""
     from core.memory.embeddings import embedding_from_settings
     from core.memory.store import MemoryStore
 
     model = settings.embed_model if settings.embedding == "ollama" else ""
     embedding = embedding_from_settings(settings.embedding, ollama_host=settings.ollama_host, model=model)
-    if settings.chroma_host:
-        return MemoryStore(embedding=embedding, host=settings.chroma_host, port=settings.chroma_port)
-    return MemoryStore(memory_path(settings), embedding=embedding)
+    where: dict[str, Any] = (
+        {"host": settings.chroma_host, "port": settings.chroma_port}
+        if settings.chroma_host
+        else {"path": memory_path(settings)}
+    )
+    return MemoryStore(
+        embedding=embedding, recall_distance=settings.recall_distance, reindex=reindex, progress=progress, **where
+    )
 
 
 def model_name(settings: Settings) -> str:
     """The embedding model the settings name, as a store records it."""
-    from core.memory.embeddings import OFFLINE_MODEL_NAME
+    from core.memory.embeddings import model_name_for
 
-    return f"ollama:{settings.embed_model}" if settings.embedding == "ollama" else OFFLINE_MODEL_NAME
+    return model_name_for(settings.embedding, settings.embed_model if settings.embedding == "ollama" else "")
 
 
 @dataclass(frozen=True)
@@ -159,7 +174,7 @@ async def open_memory(settings: Settings, *, llm: LLM, redact: Callable[[str], s
     from core.memory.tools import memory_tools
 
     try:
-        store = await asyncio.to_thread(open_store, settings)
+        store = await asyncio.to_thread(open_store, settings, reindex=True, progress=_LoggedProgress(settings))
     except Exception as exc:  # memory is optional: whatever chromadb raises, the bot starts without it
         problem = memory_problem(settings, exc)
         log.error(UNAVAILABLE.format(problem=problem))
@@ -169,6 +184,55 @@ async def open_memory(settings: Settings, *, llm: LLM, redact: Callable[[str], s
     if settings.memory_extract:
         hooks.append(FactExtractor(llm, service, skip_users=NOT_A_PERSON).after_run)
     return MemoryParts(service, memory_tools(service), service.context, hooks)
+
+
+def memories(count: int) -> str:
+    return f"{count} memory" if count == 1 else f"{count} memories"
+
+
+class _LoggedProgress:
+    """Re-embedding at start-up, in the log: a line when it starts, then at most one every 5 s."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._model = model_name(settings)
+        self._location = settings.chroma_host or str(memory_path(settings))
+        self._started = 0.0
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, built_with: str) -> None:
+        now = time.monotonic()
+        if not self._started:
+            self._started = self._last = now
+            log.warning(REINDEX_START.format(memories=memories(total), location=self._location, model=self._model,
+                                             old=built_with))  # fmt: skip
+        if done >= total:
+            log.warning(REINDEX_DONE.format(memories=memories(total), location=self._location, model=self._model,
+                                            seconds=now - self._started))  # fmt: skip
+        elif now - self._last >= 5:
+            self._last = now
+            log.info(REINDEX_PROGRESS.format(model=self._model, done=done, total=total))
+
+
+class _ProgressBar:
+    """`orchestrator memory reindex`'s bar on stderr: redrawn in place at a terminal, a line per tenth otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: Any = None) -> None:
+        self._stream = stream or sys.stderr
+        self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
+        self._tenth = -1
+
+    def __call__(self, done: int, total: int, built_with: str) -> None:
+        share = done / total if total else 1.0
+        if self._tty:
+            filled = int(self.WIDTH * share)
+            bar = "#" * filled + "." * (self.WIDTH - filled)
+            end = "\n" if done >= total else ""
+            print(f"\r[{bar}] {done}/{total} memories ({share:.0%})", end=end, file=self._stream, flush=True)
+        elif int(share * 10) > self._tenth:
+            self._tenth = int(share * 10)
+            print(f"{done}/{total} memories re-embedded ({share:.0%})", file=self._stream, flush=True)
 
 
 # ---- the commands -----------------------------------------------------------------------------
@@ -280,6 +344,28 @@ def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reindex(settings: Settings, args: argparse.Namespace) -> int:
+    """Re-embed every memory with the configured model, with a progress bar; nothing is lost."""
+    from core.memory.store import MemoryStore
+
+    host = settings.chroma_host or None
+    info = MemoryStore.inspect(None if host else memory_path(settings), host=host, port=settings.chroma_port)
+    wanted = model_name(settings)
+    if not info.exists or info.model == wanted:
+        print(REINDEX_NOTHING.format(memories=memories(info.count), location=info.location, model=wanted))
+        return 0
+    print(REINDEX_START.format(memories=memories(info.count), location=info.location, model=wanted,
+                               old=info.model or "an unknown model"), file=sys.stderr)  # fmt: skip
+    started = time.monotonic()
+    store = open_store(settings, reindex=True, progress=_ProgressBar())
+    try:
+        print(REINDEX_DONE.format(memories=memories(store.reindexed or 0), location=store.location, model=wanted,
+                                  seconds=time.monotonic() - started))  # fmt: skip
+    finally:
+        store.close()
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from bot.settings import load_settings
 
@@ -287,6 +373,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.memory_command == "reset":
             return cmd_reset(settings, args)
+        if args.memory_command == "reindex":
+            return cmd_reindex(settings, args)
         store = open_store(settings)
     except Exception as exc:  # chromadb raises many kinds for a store it cannot open
         problem = memory_problem(settings, exc)
@@ -303,7 +391,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add `orchestrator memory …` to the CLI's subcommands."""
-    memory = subparsers.add_parser("memory", help="what the bot remembers: list, search, forget, reset")
+    memory = subparsers.add_parser("memory", help="what the bot remembers: list, search, forget, reindex, reset")
     memory.set_defaults(func=_run)
     actions = memory.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
     user_help = "only what PLATFORM:USER may see (shared memories and their own DM ones), e.g. slack:U024BE7LH"
@@ -330,6 +418,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--user", metavar="PLATFORM:USER", help=user_help)
     p.set_defaults(memory_func=cmd_forget)
 
-    p = actions.add_parser("reset", help="delete every memory (e.g. after changing the embedding model)")
+    p = actions.add_parser("reindex", help="re-embed every memory with the configured embedding model")
+    p.set_defaults(memory_func=None)
+
+    p = actions.add_parser("reset", help="delete every memory and start over")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(memory_func=None)

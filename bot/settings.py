@@ -277,11 +277,14 @@ class Settings(BaseSettings):
     chroma_host: str = Field("", validation_alias=_env("CHROMA_HOST", "chroma_host"))
     chroma_port: int = Field(8000, validation_alias=_env("CHROMA_PORT", "chroma_port"))
     memory: bool = Field(True, validation_alias=_env("ORCHESTRATOR_MEMORY", "memory"))  # on/off
-    embedding: str = Field(
-        "offline", pattern="^(offline|ollama)$", validation_alias=_env("ORCHESTRATOR_EMBEDDING", "embedding")
+    embedding: str = Field(  # offline: multilingual (USE v3); minilm: English only; docs/memory.md
+        "offline", pattern="^(offline|minilm|ollama)$", validation_alias=_env("ORCHESTRATOR_EMBEDDING", "embedding")
     )
-    embed_model: str = Field(  # used when embedding = "ollama"; the offline engine has one model
+    embed_model: str = Field(  # used when embedding = "ollama"; the offline engines have one model each
         "nomic-embed-text", validation_alias=_env("ORCHESTRATOR_EMBED_MODEL", "embed_model")
+    )
+    recall_distance: float | None = Field(  # None: the engine's calibrated cut-off
+        None, gt=0, lt=2, validation_alias=_env("ORCHESTRATOR_RECALL_DISTANCE", "recall_distance")
     )
     memory_tokens: int = Field(400, ge=0, validation_alias=_env("ORCHESTRATOR_MEMORY_TOKENS", "memory_tokens"))
     memory_extract: bool = Field(True, validation_alias=_env("ORCHESTRATOR_MEMORY_EXTRACT", "memory_extract"))

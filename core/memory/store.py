@@ -40,13 +40,10 @@ from chromadb.base_types import InclusionExclusionOperator, LiteralValue
 from chromadb.config import Settings
 from chromadb.errors import NotFoundError
 
-from core.memory.embeddings import MemoryEmbedding, OfflineEmbedding
+from core.memory.embeddings import MemoryEmbedding, shared_offline_embedding
 
 __all__ = [
     "DEFAULT_COLLECTION",
-    "DEFAULT_DEDUP_DISTANCE",
-    "DEFAULT_FORGET_DISTANCE",
-    "DEFAULT_RECALL_DISTANCE",
     "IDENTIFIER_BONUS",
     "INCIDENT_FIELDS",
     "KINDS",
@@ -72,22 +69,13 @@ SYSTEM_AUTHOR: Final = "system"
 INCIDENT_FIELDS: Final = ("symptom", "cause", "fix", "outcome", "audit_ids")
 DEFAULT_COLLECTION: Final = "orchestrator_memories"
 
-# Cosine distances (1 - cosine similarity) measured with all-MiniLM-L6-v2:
-# a question about a stored fact lands at 0.15-0.46 (a few paraphrases that
-# share no words with it at 0.65-0.70); unrelated questions stay at 0.74 or
-# more.  The same fact restated lands at 0.01-0.07 (looser rewordings up to
-# 0.24), while facts that differ in one word ("staging"/"production") land at
-# 0.10-0.16, so only close restatements are merged.  Tuned for the offline
-# model; other models may need other values.
-DEFAULT_RECALL_DISTANCE: Final = 0.60
-DEFAULT_DEDUP_DISTANCE: Final = 0.05
-DEFAULT_FORGET_DISTANCE: Final = 0.35
 # How much nearer a memory ranks in recall when it names all the identifiers
 # the query names (db7, vpn.example.com).  Ranking only: the cut-off applies
 # to the real distance.
 IDENTIFIER_BONUS: Final = 0.2
 
 _META_MODEL: Final = "embedding_model"
+_REINDEX_BATCH: Final = 256  # memories re-embedded and written at a time
 _META_FORMAT: Final = "memory_format"
 _FORMAT_VERSION: Final = 1
 _SOURCE_PREFIX: Final = "src_"
@@ -128,9 +116,9 @@ class EmbeddingModelMismatch(MemoryStoreError):
         super().__init__(
             f"memory collection {collection!r} at {location} was built with embedding model "
             f"{stored!r}, but {requested!r} is configured; vectors of different models cannot be "
-            f"compared.  Either configure {stored!r} again, or start over with the new model: "
-            f"run `orchestrator memory reset` (deletes the stored memories) or point the "
-            f"memory store at a new data directory."
+            f"compared.  Run `orchestrator memory reindex` to re-embed every memory with "
+            f"{requested!r} (nothing is lost; the bot also does it when it starts), or configure "
+            f"{stored!r} again."
         )
 
 
@@ -223,6 +211,32 @@ def _prepare(item: NewMemory) -> NewMemory:
         raise ValueError("cannot remember an empty text")
     source = {str(k): str(v) for k, v in item.source.items() if v is not None and str(v) != ""}
     return replace(item, text=text, kind=_check_kind(item.kind), scope=_check_scope(item.scope), source=source)
+
+
+def _embedded(text: str, kind: str, extra: Mapping[str, Any] | None) -> str:
+    """What a memory's vector is made from: its text, or for an incident its symptom.
+
+    A later failure is described the way the symptom was ("web1 shows bad gateway
+    errors"), not with the cause and fix, which only dilute the vector (0.55 from
+    the symptom, 0.71 from the whole incident, with the multilingual model).
+    """
+    symptom = (extra or {}).get("symptom") if kind == "incident" else None
+    return symptom.strip() if isinstance(symptom, str) and symptom.strip() else text
+
+
+def _embedded_record(document: str, meta: Mapping[str, Any] | None) -> str:
+    """:func:`_embedded` for a stored row (its document and metadata)."""
+    meta = meta or {}
+    try:
+        extra = json.loads(str(meta.get("extra") or "{}"))
+    except ValueError:
+        extra = {}
+    return _embedded(document, str(meta.get("kind") or ""), extra if isinstance(extra, dict) else {})
+
+
+def _same_words(a: str, b: str) -> bool:
+    """Two texts that differ only in case and spacing (incidents merge only then)."""
+    return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
 
 
 def private_scope(platform: str, user: str) -> str:
@@ -360,7 +374,9 @@ class MemoryStore:
     """Facts, incidents and summaries with semantic recall.
 
     Embedded Chroma at ``path`` by default; a Chroma server when ``host`` is
-    given.  ``embedding`` defaults to the offline all-MiniLM-L6-v2.
+    given.  ``embedding`` defaults to the offline multilingual model; the
+    distances it judges with come from the engine (``recall_distance`` and
+    ``dedup_distance`` replace them).
     """
 
     def __init__(
@@ -371,8 +387,10 @@ class MemoryStore:
         host: str | None = None,
         port: int = 8000,
         collection: str = DEFAULT_COLLECTION,
-        recall_distance: float = DEFAULT_RECALL_DISTANCE,
-        dedup_distance: float = DEFAULT_DEDUP_DISTANCE,
+        recall_distance: float | None = None,
+        dedup_distance: float | None = None,
+        reindex: bool = False,
+        progress: Callable[[int, int, str], None] | None = None,
     ) -> None:
         settings = Settings(anonymized_telemetry=False)
         self._client: ClientAPI
@@ -385,21 +403,29 @@ class MemoryStore:
             self.location = str(path)
         else:
             raise ValueError("MemoryStore needs a data directory (path) or a Chroma server (host)")
-        self.embedding: MemoryEmbedding = embedding if embedding is not None else OfflineEmbedding()
+        self.embedding: MemoryEmbedding = embedding if embedding is not None else shared_offline_embedding()
         self.collection_name = collection
-        self.recall_distance = recall_distance
-        self.dedup_distance = dedup_distance
+        # The engine's calibrated distances (core.memory.embeddings.Thresholds) unless the caller names its own.
+        thresholds = self.embedding.thresholds
+        self.recall_distance = thresholds.recall if recall_distance is None else recall_distance
+        self.dedup_distance = thresholds.dedup if dedup_distance is None else dedup_distance
+        self.forget_distance = thresholds.forget
         self._lock = threading.RLock()
+        self.reindexed: int | None = None  # how many memories opening re-embedded, when it did
         try:
-            self._collection = self._open_collection()
+            self._collection = self._open_collection(reindex=reindex, progress=progress)
         except BaseException:
             self.close()
             raise
 
     # -- lifecycle --------------------------------------------------------------
 
-    def _open_collection(self) -> Collection:
+    def _open_collection(
+        self, *, reindex: bool = False, progress: Callable[[int, int, str], None] | None = None
+    ) -> Collection:
+        """The collection, made when missing; one built by another model is re-embedded when ``reindex``."""
         model = self.embedding.model_name
+        self._finish_swap()
         try:
             collection = self._client.get_collection(self.collection_name, embedding_function=None)
         except (NotFoundError, ValueError):
@@ -417,7 +443,9 @@ class MemoryStore:
             else:  # an empty collection someone else made: claim it
                 collection.modify(metadata={**metadata, _META_MODEL: model, _META_FORMAT: _FORMAT_VERSION})
                 stored = model
-        if stored != model:
+        if stored != model and reindex:  # progress(done, total, the model that built it) after each batch
+            collection = self._reembed(collection, progress)
+        elif stored != model:
             raise EmbeddingModelMismatch(
                 collection=self.collection_name,
                 stored=str(stored),
@@ -433,6 +461,84 @@ class MemoryStore:
                 f"distance, not 'cosine': run `orchestrator memory reset` or use a new data directory"
             )
         return collection
+
+    # -- re-embedding -------------------------------------------------------------
+    #
+    # The memories are copied, with new vectors, into a side collection; only a
+    # complete copy replaces the original, by two renames.  Whenever the process
+    # dies, the next opener finds either the original under its name (the copy is
+    # dropped and made again) or, between the renames, the original under
+    # `<name>__previous`, which `_finish_swap` puts back.  Nothing is lost.
+
+    def _side(self, suffix: str) -> str:
+        return f"{self.collection_name}__{suffix}"
+
+    def _get(self, name: str) -> Collection | None:
+        try:
+            return self._client.get_collection(name, embedding_function=None)
+        except (NotFoundError, ValueError):
+            return None
+
+    def _drop(self, name: str) -> None:
+        try:
+            self._client.delete_collection(name)
+        except (NotFoundError, ValueError):
+            pass
+
+    def _finish_swap(self) -> None:
+        """Undo what an interrupted re-embedding left: the original back under its name, no side copies."""
+        previous = self._get(self._side("previous"))
+        if previous is None:
+            return
+        if self._get(self.collection_name) is None:  # died between the two renames
+            previous.modify(name=self.collection_name)
+        else:  # died after them: the re-embedded copy is in place
+            self._drop(self._side("previous"))
+
+    def _reembed(self, old: Collection, progress: Callable[[int, int, str], None] | None) -> Collection:
+        """Every memory of ``old``, with vectors of this store's model, in place of ``old``."""
+        model = self.embedding.model_name
+        total = old.count()
+        built_with = str((old.metadata or {}).get(_META_MODEL) or "an unknown model")
+        self._drop(self._side("reindex"))
+        copy = self._client.create_collection(
+            self._side("reindex"),
+            metadata={**(old.metadata or {}), _META_MODEL: model, _META_FORMAT: _FORMAT_VERSION},
+            configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+        )
+        done = 0
+        if progress is not None:
+            progress(0, total, built_with)
+        try:
+            while True:
+                page = old.get(include=["documents", "metadatas"], limit=_REINDEX_BATCH, offset=done)
+                ids = page["ids"]
+                if not ids:
+                    break
+                documents = [doc or "" for doc in page["documents"] or []]
+                metadatas = page["metadatas"] or [{} for _ in ids]
+                vectors = self.embedding(
+                    [_embedded_record(doc, meta) for doc, meta in zip(documents, metadatas, strict=True)]
+                )
+                copy.add(ids=ids, embeddings=vectors, documents=documents, metadatas=metadatas)
+                done += len(ids)
+                if progress is not None:
+                    progress(done, total, built_with)
+        except BaseException:
+            self._drop(self._side("reindex"))  # the original is untouched
+            raise
+        if copy.count() != old.count():
+            self._drop(self._side("reindex"))
+            raise MemoryStoreError(
+                f"re-embedding {self.location} copied {copy.count()} of {old.count()} memories "
+                f"(were some added meanwhile?); the store is unchanged: run it again"
+            )
+        old.modify(name=self._side("previous"))
+        copy.modify(name=self.collection_name)
+        self._drop(self._side("previous"))
+        self.reindexed = done
+        return copy
 
     def close(self) -> None:
         """Release the client (the embedded database's files, for the next opener)."""
@@ -487,6 +593,11 @@ class MemoryStore:
             except (NotFoundError, ValueError):
                 return 0
             client.delete_collection(collection)
+            for side in ("reindex", "previous"):  # what an interrupted re-embedding left
+                try:
+                    client.delete_collection(f"{collection}__{side}")
+                except (NotFoundError, ValueError):
+                    pass
             return held
 
     def reset(self) -> None:
@@ -559,7 +670,7 @@ class MemoryStore:
     def _add_chunk(
         self, chunk: Sequence[NewMemory], may_merge: Callable[[Memory], bool] | None = None
     ) -> builtins.list[Memory]:
-        vectors = self.embedding([item.text for item in chunk])
+        vectors = self.embedding([_embedded(item.text, item.kind, item.extra) for item in chunk])
         now = _now()
         results: builtins.list[Memory] = []
         with self._lock:
@@ -620,6 +731,8 @@ class MemoryStore:
         for memory, other, _ in staged.values():
             if memory.kind != item.kind or memory.scope != item.scope:
                 continue
+            if item.kind == "incident" and not _same_words(memory.text, item.text):
+                continue  # one symptom, another cause or fix: another incident
             distance = 1.0 - float(np.dot(vector, other))
             nearer = best is None or distance < (best.distance or 0.0)
             if distance < self.dedup_distance and nearer and _identifiers(memory.text) == wanted:
@@ -671,6 +784,8 @@ class MemoryStore:
         found = self._nearest(vector, scopes=[scope], kinds=[kind], n=3, cutoff=self.dedup_distance)
         for memory in found.hits:
             close = memory.distance is not None and memory.distance < self.dedup_distance
+            if kind == "incident" and not _same_words(memory.text, text):
+                continue  # one symptom, another cause or fix: another incident
             if close and memory.id not in skip and _identifiers(memory.text) == wanted:
                 return memory
         return None
@@ -728,7 +843,7 @@ class MemoryStore:
         query: str | None = None,
         scopes: Sequence[str] | None = None,
         kinds: Sequence[str] | None = None,
-        max_distance: float = DEFAULT_FORGET_DISTANCE,
+        max_distance: float | None = None,
         limit: int = 1,
     ) -> int:
         """:meth:`remove`, returning how many memories were deleted."""
@@ -744,7 +859,7 @@ class MemoryStore:
         query: str | None = None,
         scopes: Sequence[str] | None = None,
         kinds: Sequence[str] | None = None,
-        max_distance: float = DEFAULT_FORGET_DISTANCE,
+        max_distance: float | None = None,
         limit: int = 1,
     ) -> builtins.list[Memory]:
         """Delete one memory by id, or the ``limit`` memories closest to ``query``; returns what was deleted.
@@ -770,7 +885,7 @@ class MemoryStore:
         query: str | None = None,
         scopes: Sequence[str] | None = None,
         kinds: Sequence[str] | None = None,
-        max_distance: float = DEFAULT_FORGET_DISTANCE,
+        max_distance: float | None = None,
         limit: int = 1,
     ) -> builtins.list[Memory]:
         """What :meth:`remove` would delete with these arguments, without deleting it."""
@@ -785,7 +900,8 @@ class MemoryStore:
         if not scopes:
             raise ValueError("forgetting by query needs the scopes the requester may change")
         named = _identifiers(query)
-        candidates = self.recall(query, scopes=scopes, kinds=kinds, k=max(5, 3 * limit), max_distance=max_distance)
+        cutoff = self.forget_distance if max_distance is None else max_distance
+        candidates = self.recall(query, scopes=scopes, kinds=kinds, k=max(5, 3 * limit), max_distance=cutoff)
         return [m for m in candidates if named <= _identifiers(m.text)][:limit]
 
     def remove_unchanged(self, memories: Sequence[Memory]) -> builtins.list[Memory] | None:

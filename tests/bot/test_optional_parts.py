@@ -106,7 +106,7 @@ def test_an_unwritable_memory_store_is_switched_off_and_explained(env: dict[str,
 
     doctor = run_cli(["doctor"], env)  # writable again: the memory was never touched
     line, _ = doctor_line(doctor.stdout, "memory")
-    assert line == f"[ok  ] memory: {store} (1 memories, embedding model all-MiniLM-L6-v2)"
+    assert line == f"[ok  ] memory: {store} (1 memories, built with embedding model use-multilingual-v3)"
 
 
 def test_docker_that_does_not_answer_is_a_warning_and_the_bot_starts(

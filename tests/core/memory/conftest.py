@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from core.memory.embeddings import OfflineEmbedding, OllamaEmbedding
+from core.memory.embeddings import MemoryEmbedding, MiniLMEmbedding, OllamaEmbedding, shared_offline_embedding
 from core.memory.store import MemoryStore
 
 if TYPE_CHECKING:
@@ -24,9 +24,17 @@ MEMORY_BACKENDS = ("embedded", pytest.param("chroma-server", marks=pytest.mark.c
 
 
 @pytest.fixture(scope="session")
-def offline() -> OfflineEmbedding:
-    """One loaded model for the whole run (loading takes about 0.3 s)."""
-    embedding = OfflineEmbedding()
+def offline() -> MemoryEmbedding:
+    """The default offline engine (multilingual), loaded once for the whole run (about 0.6 s)."""
+    embedding = shared_offline_embedding()
+    embedding(["warm up"])
+    return embedding
+
+
+@pytest.fixture(scope="session")
+def minilm() -> MiniLMEmbedding:
+    """The English-only engine (ORCHESTRATOR_EMBEDDING=minilm), loaded once (about 0.3 s)."""
+    embedding = MiniLMEmbedding()
     embedding(["warm up"])
     return embedding
 
@@ -42,7 +50,7 @@ def chroma(request: pytest.FixtureRequest) -> ChromaServer | None:
 
 @pytest.fixture
 def new_store(
-    tmp_path: Path, offline: OfflineEmbedding, chroma: ChromaServer | None
+    tmp_path: Path, offline: MemoryEmbedding, chroma: ChromaServer | None
 ) -> Iterator[Callable[..., MemoryStore]]:
     """Open the memory where this test keeps it: embedded at tmp_path/chroma, or on the Chroma server
     as `bot.memory_cmd.open_store` opens it when CHROMA_HOST is set. Closed after the test."""

@@ -247,22 +247,49 @@ async def test_the_model_cannot_claim_another_requester(services: Services, fake
 
 
 @pytest.mark.asyncio
-async def test_switching_the_embedding_model_is_refused_at_start_up(
+async def test_a_store_of_the_english_model_is_reembedded_at_start_up(
+    memory_settings: Settings, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The upgrade: a memory built with all-MiniLM-L6-v2 (the earlier builds' default) is re-embedded with the
+    multilingual model when the bot starts, the log says so, nothing is lost, and French now finds it."""
+    before = memory_settings.model_copy(update={"embedding": "minilm"})
+    first = await build_services(before)
+    await memory_of(first).remember(DB1, alice("…"))
+    stored = await memory_of(first).remember("Bob is on call for production incidents this week.", alice("…"))
+    french = "qui est d'astreinte cette semaine ?"
+    assert memory_of(first).store.recall(french, scopes=[SHARED_SCOPE]) == []  # MiniLM does not read French
+    await first.close()
+
+    with caplog.at_level(logging.INFO, logger="bot.memory_cmd"):
+        services = await build_services(memory_settings)
+    try:
+        store = memory_of(services).store
+        assert store.embedding.model_name == "use-multilingual-v3" and store.reindexed == 2
+        lines = [r.getMessage() for r in caplog.records if r.name == "bot.memory_cmd"]
+        assert any("re-embedding 2 memories" in line and "built with all-MiniLM-L6-v2" in line for line in lines)
+        assert any(line.startswith("re-embedded 2 memories") for line in lines)
+        assert all(r.exc_info is None for r in caplog.records)
+        assert store.count() == 2
+        assert store.recall(french, scopes=[SHARED_SCOPE])[0].id == stored.id
+    finally:
+        await services.close()
+
+
+@pytest.mark.asyncio
+async def test_a_memory_that_cannot_be_reembedded_is_off_with_a_clear_line(
     memory_settings: Settings, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = await build_services(memory_settings)
     await memory_of(first).remember(DB1, alice("…"))
     await first.close()
 
-    switched = memory_settings.model_copy(update={"embedding": "ollama"})
+    switched = memory_settings.model_copy(update={"embedding": "ollama"})  # the stand-in has no embedding model
     with caplog.at_level(logging.ERROR, logger="bot.memory_cmd"):
         services = await build_services(switched)
     try:
         assert services.memory is None and "memory_store" not in services.tools
         [record] = [r for r in caplog.records if r.name == "bot.memory_cmd"]
-        message = record.getMessage()
-        assert "'all-MiniLM-L6-v2'" in message and "'ollama:nomic-embed-text'" in message
-        assert "orchestrator memory reset" in message
+        assert "ollama pull nomic-embed-text" in record.getMessage()
         assert record.exc_info is None  # a clear message, not a traceback
         fake_ollama.script(Reply(content="Still here."))
         events = [ev async for ev in services.agent.run(alice("hello there, are you up?"))]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from core.memory.embeddings import OfflineEmbedding
+from core.memory.embeddings import MemoryEmbedding
 from core.memory.store import SHARED_SCOPE, MemoryStore, private_scope
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def server(chroma: ChromaServer | None) -> dict[str, str]:
 
 
 @pytest.fixture
-def data(tmp_path: Path, offline: OfflineEmbedding, chroma: ChromaServer | None) -> Path:
+def data(tmp_path: Path, offline: MemoryEmbedding, chroma: ChromaServer | None) -> Path:
     """The bot's data directory, with four memories in it (or on the Chroma server)."""
     data = tmp_path / "data"
     where: dict[str, Any] = {"host": chroma.host, "port": chroma.port} if chroma else {"path": data / "memory"}
@@ -66,7 +66,7 @@ def test_list_search_and_forget(data: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert DB1 in shown.stdout and FRENCH not in shown.stdout and "disk /" not in shown.stdout
     assert "said by Alice (slack user U-alice) in channel C-ops on slack" in shown.stdout
-    assert "4 memories at" in shown.stderr and "all-MiniLM-L6-v2" in shown.stderr
+    assert "4 memories at" in shown.stderr and "use-multilingual-v3" in shown.stderr
 
     found = orchestrator(["search", "which port does the database on db1 use?"], data)
     assert found.returncode == 0, found.stderr
@@ -84,11 +84,22 @@ def test_list_search_and_forget(data: Path) -> None:
 
 
 def test_a_changed_embedding_model_is_refused_with_the_way_out(data: Path, server: dict[str, str]) -> None:
-    refused = orchestrator(["list"], data, ORCHESTRATOR_EMBEDDING="ollama", **server)
+    refused = orchestrator(["list"], data, ORCHESTRATOR_EMBEDDING="minilm", **server)
     assert refused.returncode == 2
     assert "Traceback" not in refused.stderr
-    assert "'all-MiniLM-L6-v2'" in refused.stderr and "'ollama:nomic-embed-text'" in refused.stderr
-    assert "orchestrator memory reset" in refused.stderr
+    assert "'use-multilingual-v3'" in refused.stderr and "'all-MiniLM-L6-v2'" in refused.stderr
+    assert "orchestrator memory reindex" in refused.stderr and "nothing is lost" in refused.stderr
+
+    # `orchestrator memory reindex`: every memory re-embedded with the configured model, a progress line.
+    reindexed = orchestrator(["reindex"], data, ORCHESTRATOR_EMBEDDING="minilm", **server)
+    assert reindexed.returncode == 0, reindexed.stderr
+    assert "re-embedding 4 memories" in reindexed.stderr and "built with use-multilingual-v3" in reindexed.stderr
+    assert "4/4 memories re-embedded (100%)" in reindexed.stderr  # not a terminal: a line per tenth
+    assert reindexed.stdout.startswith("re-embedded 4 memories") and "with all-MiniLM-L6-v2" in reindexed.stdout
+    listed = orchestrator(["list"], data, ORCHESTRATOR_EMBEDDING="minilm", **server)
+    assert listed.returncode == 0 and DB1 in listed.stdout and "4 memories at" in listed.stderr
+    again = orchestrator(["reindex"], data, ORCHESTRATOR_EMBEDDING="minilm", **server)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
 
     kept = orchestrator(["reset"], data, stdin="no\n", ORCHESTRATOR_EMBEDDING="ollama", **server)
     assert kept.returncode == 1 and "deletes all 4 memories" in kept.stdout

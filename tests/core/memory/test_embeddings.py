@@ -11,11 +11,15 @@ from chromadb.utils.embedding_functions import known_embedding_functions
 
 from core.memory.embeddings import (
     DEFAULT_OLLAMA_MODEL,
+    MINILM_THRESHOLDS,
+    MULTILINGUAL_THRESHOLDS,
     EmbeddingError,
     MemoryEmbedding,
-    OfflineEmbedding,
+    MiniLMEmbedding,
+    MultilingualEmbedding,
     OllamaEmbedding,
     embedding_from_settings,
+    model_name_for,
 )
 from tests.fakes.ollama import FakeOllama
 
@@ -24,8 +28,8 @@ def cosine(a: Any, b: Any) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def test_offline_vectors_are_unit_length_384d(offline: OfflineEmbedding) -> None:
-    vectors = offline(["postgres on db1 listens on port 5433", "hello"])
+def test_minilm_vectors_are_unit_length_384d(minilm: MiniLMEmbedding) -> None:
+    vectors = minilm(["postgres on db1 listens on port 5433", "hello"])
     assert len(vectors) == 2
     for vector in vectors:
         assert vector.shape == (384,)
@@ -33,8 +37,8 @@ def test_offline_vectors_are_unit_length_384d(offline: OfflineEmbedding) -> None
         assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
 
 
-def test_offline_is_semantic_not_lexical(offline: OfflineEmbedding) -> None:
-    fact, related, unrelated = offline(
+def test_minilm_is_semantic_not_lexical(minilm: MiniLMEmbedding) -> None:
+    fact, related, unrelated = minilm(
         [
             "the server has 16 gigabytes of RAM",
             "how much memory is installed in that machine?",  # no word in common
@@ -45,39 +49,75 @@ def test_offline_is_semantic_not_lexical(offline: OfflineEmbedding) -> None:
     assert cosine(fact, unrelated) < 0.2  # measured 0.060
 
 
-def test_offline_batching_keeps_order_and_values(offline: OfflineEmbedding) -> None:
+@pytest.fixture(params=["multilingual", "minilm"])
+def engine(request: pytest.FixtureRequest) -> MultilingualEmbedding | MiniLMEmbedding:
+    """Each offline engine the project ships."""
+    found: MultilingualEmbedding | MiniLMEmbedding = request.getfixturevalue(
+        "offline" if request.param == "multilingual" else "minilm"
+    )
+    return found
+
+
+def test_offline_batching_keeps_order_and_values(engine: MultilingualEmbedding | MiniLMEmbedding) -> None:
     texts = [f"server web{i} has {i * 4} GB of RAM and runs " + "nginx " * (i % 7) for i in range(70)]
-    batched = offline.encode(texts)
-    singles = np.stack([offline.encode([t])[0] for t in texts[:10]])
+    batched = engine.encode(texts)
+    singles = np.stack([engine.encode([t])[0] for t in texts[:10]])
     np.testing.assert_allclose(batched[:10], singles, atol=1e-4)
-    assert offline.encode([]).shape == (0, 384)
+    assert engine.encode([]).shape == (0, engine.dimension)
 
 
-def test_long_text_is_truncated_not_rejected(offline: OfflineEmbedding) -> None:
-    vector = offline(["disk usage report " * 400])[0]
+def test_long_text_is_truncated_not_rejected(engine: MultilingualEmbedding | MiniLMEmbedding) -> None:
+    vector = engine(["disk usage report " * 400])[0]
     assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
 
 
-def test_offline_implements_chromadb_protocol(offline: OfflineEmbedding) -> None:
-    assert isinstance(offline, MemoryEmbedding)
-    assert offline.model_name == "all-MiniLM-L6-v2"
-    assert not offline.is_legacy()
-    assert known_embedding_functions[OfflineEmbedding.name()] is OfflineEmbedding
-    rebuilt = OfflineEmbedding.build_from_config(offline.get_config())
-    assert isinstance(rebuilt, OfflineEmbedding)
-    np.testing.assert_allclose(rebuilt(["db1"])[0], offline(["db1"])[0], atol=1e-6)
-    assert offline.embed_query(["db1"])[0].shape == (384,)
+def test_offline_engines_implement_chromadb_protocol(engine: MultilingualEmbedding | MiniLMEmbedding) -> None:
+    assert isinstance(engine, MemoryEmbedding)
+    assert not engine.is_legacy()
+    kind = type(engine)
+    assert known_embedding_functions[kind.name()] is kind
+    rebuilt = kind.build_from_config(engine.get_config())
+    assert isinstance(rebuilt, kind) and rebuilt.model_name == engine.model_name
+    np.testing.assert_allclose(rebuilt(["db1"])[0], engine(["db1"])[0], atol=1e-6)
+    assert engine.embed_query(["db1"])[0].shape == (engine.dimension,)
 
 
-def test_missing_model_file_is_a_clear_error() -> None:
-    broken = OfflineEmbedding(model_path="/nonexistent/model.onnx")
+def test_each_engine_judges_with_its_own_distances(offline: MemoryEmbedding, minilm: MiniLMEmbedding) -> None:
+    assert offline.model_name == "use-multilingual-v3" and offline.thresholds == MULTILINGUAL_THRESHOLDS
+    assert minilm.model_name == "all-MiniLM-L6-v2" and minilm.thresholds == MINILM_THRESHOLDS
+    assert MULTILINGUAL_THRESHOLDS.recall != MINILM_THRESHOLDS.recall
+
+
+def test_multilingual_vectors_are_unit_length_512d(offline: MultilingualEmbedding) -> None:
+    vectors = offline(["postgres on db1 listens on port 5433", "bonjour"])
+    for vector in vectors:
+        assert vector.shape == (512,) and vector.dtype == np.float32
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+
+
+def test_multilingual_puts_french_and_english_in_one_space(offline: MultilingualEmbedding) -> None:
+    fact, french, unrelated = offline(
+        [
+            "Bob is on call for production incidents this week.",
+            "qui est d'astreinte cette semaine pour les incidents ?",
+            "quelle est la recette de la tarte aux pommes ?",
+        ]
+    )
+    assert cosine(fact, french) > 0.4  # measured 0.53
+    assert cosine(fact, unrelated) < 0.15  # measured 0.03
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path: Any) -> None:
+    broken = MiniLMEmbedding(model_path="/nonexistent/model.onnx")
     with pytest.raises(Exception, match=r"model\.onnx"):
         broken(["x"])
+    with pytest.raises(EmbeddingError, match=r"weights\.npz is missing"):
+        MultilingualEmbedding(resources=tmp_path)(["x"])
 
 
 @pytest.fixture
-def fake_ollama(offline: OfflineEmbedding) -> Iterator[FakeOllama]:
-    """An Ollama stand-in that serves real all-MiniLM-L6-v2 vectors, prefixes stripped."""
+def fake_ollama(offline: MultilingualEmbedding) -> Iterator[FakeOllama]:
+    """An Ollama stand-in that serves real vectors of the offline model, prefixes stripped."""
     with FakeOllama(models=[DEFAULT_OLLAMA_MODEL]) as fake:
 
         def embed(text: str) -> list[float]:
@@ -90,7 +130,7 @@ def fake_ollama(offline: OfflineEmbedding) -> Iterator[FakeOllama]:
 
 
 def test_ollama_embedding_uses_official_client(
-    fake_ollama: FakeOllama, offline: OfflineEmbedding, make_ollama: Callable[..., OllamaEmbedding]
+    fake_ollama: FakeOllama, offline: MultilingualEmbedding, make_ollama: Callable[..., OllamaEmbedding]
 ) -> None:
     ef = make_ollama(host=fake_ollama.url)
     assert ef.model_name == "ollama:nomic-embed-text"
@@ -127,10 +167,12 @@ def test_ollama_unreachable_is_an_embedding_error(make_ollama: Callable[..., Oll
 
 
 def test_embedding_from_settings() -> None:
-    assert isinstance(embedding_from_settings("offline", ollama_host="http://x:11434", model=""), OfflineEmbedding)
-    assert isinstance(
-        embedding_from_settings("onnx", ollama_host="http://x:11434", model="all-MiniLM-L6-v2"), OfflineEmbedding
-    )
+    default = embedding_from_settings("offline", ollama_host="http://x:11434", model="")
+    assert isinstance(default, MultilingualEmbedding)
+    assert default is embedding_from_settings("offline", ollama_host="", model="use-multilingual-v3")  # one per process
+    assert isinstance(embedding_from_settings("minilm", ollama_host="", model="all-MiniLM-L6-v2"), MiniLMEmbedding)
+    assert model_name_for("minilm") == "all-MiniLM-L6-v2" and model_name_for("offline") == "use-multilingual-v3"
+    assert model_name_for("ollama", "bge-m3") == "ollama:bge-m3"
     ollama_ef = embedding_from_settings("ollama", ollama_host="http://x:11434", model="")
     assert isinstance(ollama_ef, OllamaEmbedding)
     assert ollama_ef.model_name == "ollama:nomic-embed-text"

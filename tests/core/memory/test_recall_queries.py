@@ -14,7 +14,7 @@ import pytest
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Documents, Embeddings
 
-from core.memory.embeddings import OfflineEmbedding
+from core.memory.embeddings import MemoryEmbedding, Thresholds
 from core.memory.store import SHARED_SCOPE, MemoryStore, NewMemory, private_scope
 
 DB7 = "clients reach the db7 postgres through pgbouncer on 6543"
@@ -28,13 +28,17 @@ BOB = private_scope("slack", "U-bob")
 class CountingEmbedding:
     """The offline model, counting the texts it embeds for queries and for documents."""
 
-    inner: OfflineEmbedding
+    inner: MemoryEmbedding
     queries: list[str] = field(default_factory=list)
     documents: list[str] = field(default_factory=list)
 
     @property
     def model_name(self) -> str:
         return self.inner.model_name
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.inner.thresholds
 
     def __call__(self, input: Documents) -> Embeddings:
         self.documents.extend(input)
@@ -46,7 +50,7 @@ class CountingEmbedding:
 
 
 @pytest.fixture
-def embedding(offline: OfflineEmbedding) -> CountingEmbedding:
+def embedding(offline: MemoryEmbedding) -> CountingEmbedding:
     return CountingEmbedding(offline)
 
 

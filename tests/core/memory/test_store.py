@@ -9,13 +9,21 @@ import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import chromadb
 import pytest
+from chromadb.config import Settings
 
-from core.memory.embeddings import DEFAULT_OLLAMA_MODEL, OfflineEmbedding, OllamaEmbedding
+from core.memory.embeddings import (
+    DEFAULT_OLLAMA_MODEL,
+    EmbeddingError,
+    MemoryEmbedding,
+    MiniLMEmbedding,
+    OllamaEmbedding,
+)
 from core.memory.store import (
-    DEFAULT_DEDUP_DISTANCE,
-    DEFAULT_RECALL_DISTANCE,
+    DEFAULT_COLLECTION,
     SHARED_SCOPE,
     EmbeddingModelMismatch,
     MemoryStore,
@@ -39,11 +47,12 @@ FACTS = [
     "disk on web1 is 80% full",
     "the staging cluster is called kube-stg and runs in eu-west-1",
 ]
+# Not here: "translate hello into Spanish", which the multilingual model puts 0.68 from "Alice prefers
+# answers in French" (within its 0.785 cut-off): a neighbouring topic, recalled (docs/memory.md says so).
 UNRELATED_QUESTIONS = [
     "what is the weather like in Paris?",
     "tell me a joke",
     "what's 2+2?",
-    "translate hello into Spanish",
     "who wrote Hamlet?",
     "what time is it?",
 ]
@@ -56,7 +65,7 @@ def test_fact_recalled_by_a_differently_worded_question(store: MemoryStore) -> N
     hits = store.recall("which port should I use to connect to the database server db1?", scopes=[SHARED_SCOPE])
     assert [h.id for h in hits] == [stored.id]
     assert hits[0].text == FACT
-    assert hits[0].distance is not None and hits[0].distance < DEFAULT_RECALL_DISTANCE
+    assert hits[0].distance is not None and hits[0].distance < store.recall_distance
     assert hits[0].source == SOURCE and hits[0].platform == "slack" and hits[0].user == "U-alice"
     assert hits[0].created_at
 
@@ -85,7 +94,7 @@ def test_unrelated_questions_recall_nothing_and_related_ones_the_right_fact(stor
         assert distances == sorted(distances)
 
 
-def test_facts_survive_reopening_in_another_process(tmp_path: Path, offline: OfflineEmbedding) -> None:
+def test_facts_survive_reopening_in_another_process(tmp_path: Path, offline: MemoryEmbedding) -> None:
     data = tmp_path / "chroma"
     writer = textwrap.dedent(
         f"""
@@ -106,7 +115,7 @@ def test_facts_survive_reopening_in_another_process(tmp_path: Path, offline: Off
         assert [m.text for m in reopened.list(scope="private:slack:U-alice")] == ["Alice prefers answers in French"]
 
 
-def test_reopening_in_the_same_process_keeps_facts(tmp_path: Path, offline: OfflineEmbedding) -> None:
+def test_reopening_in_the_same_process_keeps_facts(tmp_path: Path, offline: MemoryEmbedding) -> None:
     with MemoryStore(tmp_path / "db", embedding=offline) as first:
         added = first.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
     with MemoryStore(tmp_path / "db", embedding=offline) as second:
@@ -150,7 +159,7 @@ def test_near_duplicates_collapse_into_one(store: MemoryStore) -> None:
     )
     assert second.updated and third.updated
     assert first.id == second.id == third.id
-    assert second.distance is not None and second.distance < DEFAULT_DEDUP_DISTANCE
+    assert second.distance is not None and second.distance < store.dedup_distance
     assert store.count() == 1
     [kept] = store.list()
     assert kept.text == "The postgres server on db1 is listening on port 5433"
@@ -182,15 +191,15 @@ def test_a_corrected_value_updates_but_another_host_does_not(store: MemoryStore)
 
 
 @pytest.fixture
-def fake_ollama(offline: OfflineEmbedding) -> Iterator[FakeOllama]:
+def fake_ollama(offline: MemoryEmbedding) -> Iterator[FakeOllama]:
     with FakeOllama(models=[DEFAULT_OLLAMA_MODEL]) as fake:
         fake.embed_fn = lambda text: [float(x) for x in offline.encode([text])[0]]
         yield fake
 
 
-def test_switching_embedding_model_is_refused(
+def test_switching_embedding_model_is_refused_unless_asked_to_reembed(
     tmp_path: Path,
-    offline: OfflineEmbedding,
+    offline: MemoryEmbedding,
     fake_ollama: FakeOllama,
     make_ollama: Callable[..., OllamaEmbedding],
 ) -> None:
@@ -201,9 +210,9 @@ def test_switching_embedding_model_is_refused(
     with pytest.raises(EmbeddingModelMismatch) as caught:
         MemoryStore(data, embedding=make_ollama(host=fake_ollama.url))
     message = str(caught.value)
-    assert "'all-MiniLM-L6-v2'" in message and "'ollama:nomic-embed-text'" in message
-    assert "orchestrator memory reset" in message and "new data directory" in message
-    assert caught.value.stored == "all-MiniLM-L6-v2"
+    assert "'use-multilingual-v3'" in message and "'ollama:nomic-embed-text'" in message
+    assert "orchestrator memory reindex" in message and "nothing is lost" in message
+    assert caught.value.stored == "use-multilingual-v3"
 
     # Nothing was lost, and the original model still opens it.
     with MemoryStore(data, embedding=offline) as store:
@@ -220,8 +229,93 @@ def test_switching_embedding_model_is_refused(
         assert store.count() == 0
 
 
+def test_a_store_of_the_old_model_is_reembedded_with_nothing_lost(
+    new_store: Callable[..., MemoryStore], offline: MemoryEmbedding, minilm: MiniLMEmbedding
+) -> None:
+    """An English-only store from before the upgrade: every memory keeps its id, text, scope, author and
+    history, and a French question now finds the English fact."""
+    alice = private_scope("slack", "U-alice")
+    with new_store(embedding=minilm) as old:
+        old.add_many([NewMemory(f"server web{n} has {n * 2} GB of RAM", kind="fact", scope=SHARED_SCOPE)
+                      for n in range(300)])  # fmt: skip
+        oncall = old.add("Bob is on call for production incidents this week.", kind="fact", scope=SHARED_SCOPE,
+                         source=SOURCE, author="slack:U-alice", author_name="Alice")  # fmt: skip
+        old.add("Bob is on call for production incidents this week", kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+        secret = old.add("my sudo hint is the cat's name", kind="fact", scope=alice, source=SOURCE)
+        before = {m.id: m for m in old.list()}
+        assert old.recall("qui est d'astreinte cette semaine ?", scopes=[SHARED_SCOPE]) == []  # MiniLM reads no French
+
+    seen: list[tuple[int, int, str]] = []
+    store = new_store(embedding=offline, reindex=True, progress=lambda *p: seen.append(p))
+    assert store.reindexed == len(before) == 302
+    assert seen[0] == (0, 302, "all-MiniLM-L6-v2") and seen[-1] == (302, 302, "all-MiniLM-L6-v2")
+    assert len(seen) == 3  # a line per batch of 256: progress shown on long work
+    after = {m.id: m for m in store.list()}
+    assert after == before  # ids, texts, kinds, scopes, sources, authors, revisions, timestamps
+    assert after[oncall.id].revision == 2 and after[oncall.id].author_name == "Alice"
+    hits = store.recall("qui est d'astreinte cette semaine ?", scopes=[SHARED_SCOPE])
+    assert hits and hits[0].id == oncall.id
+    assert store.recall("sudo hint", scopes=[alice])[0].id == secret.id
+    assert store.recall("sudo hint", scopes=[SHARED_SCOPE]) == []
+
+    # Opened again, it is simply the new model's store: nothing to re-embed.
+    again = new_store(embedding=offline, reindex=True)
+    assert again.reindexed is None and again.count() == 302
+
+
+class FailingEmbedding:
+    """The multilingual engine, failing on its second batch as an Ollama server that went away would."""
+
+    def __init__(self, inner: MemoryEmbedding) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    @property
+    def thresholds(self) -> Any:
+        return self.inner.thresholds
+
+    def __call__(self, input: list[str]) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            raise EmbeddingError("Ollama at http://127.0.0.1:11434 is unreachable")
+        return self.inner(input)
+
+    def embed_query(self, input: list[str]) -> Any:
+        return self.inner.embed_query(input)
+
+
+def test_an_interrupted_reembedding_leaves_the_store_as_it_was(
+    tmp_path: Path, offline: MemoryEmbedding, minilm: MiniLMEmbedding
+) -> None:
+    data = tmp_path / "chroma"
+    with MemoryStore(data, embedding=minilm) as old:
+        old.add_many([NewMemory(f"host{n} sits in rack {n}", kind="fact", scope=SHARED_SCOPE) for n in range(400)])
+        before = {m.id: m for m in old.list()}
+
+    # The engine fails halfway: the error says why, the store keeps the old model and every memory.
+    with pytest.raises(EmbeddingError, match="unreachable"):
+        MemoryStore(data, embedding=FailingEmbedding(offline), reindex=True)  # type: ignore[arg-type]
+    with MemoryStore(data, embedding=minilm) as store:
+        assert {m.id: m for m in store.list()} == before
+
+    # The process died between the two renames: the original sits under its side name, a copy beside it.
+    client = chromadb.PersistentClient(path=str(data), settings=Settings(anonymized_telemetry=False))
+    client.get_collection(DEFAULT_COLLECTION).modify(name=f"{DEFAULT_COLLECTION}__previous")
+    client.create_collection(f"{DEFAULT_COLLECTION}__reindex").add(ids=["half"], embeddings=[[0.0] * 512])
+    del client
+    with MemoryStore(data, embedding=offline, reindex=True) as store:  # puts the original back, then re-embeds
+        assert store.reindexed == 400
+        assert {m.id: m.text for m in store.list()} == {i: m.text for i, m in before.items()}
+    client = chromadb.PersistentClient(path=str(data), settings=Settings(anonymized_telemetry=False))
+    assert [c.name for c in client.list_collections()] == [DEFAULT_COLLECTION]
+
+
 def test_ollama_backed_store_end_to_end(
-    tmp_path: Path, fake_ollama: FakeOllama, make_ollama: Callable[..., OllamaEmbedding]
+    tmp_path: Path, offline: MemoryEmbedding, fake_ollama: FakeOllama, make_ollama: Callable[..., OllamaEmbedding]
 ) -> None:
     with MemoryStore(tmp_path / "chroma", embedding=make_ollama(host=fake_ollama.url)) as store:
         store.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
@@ -229,7 +323,7 @@ def test_ollama_backed_store_end_to_end(
         hits = store.recall("which port should I use to connect to the database server db1?", scopes=[SHARED_SCOPE])
         assert [h.text for h in hits] == [FACT]
     with pytest.raises(EmbeddingModelMismatch, match="ollama:nomic-embed-text"):
-        MemoryStore(tmp_path / "chroma", embedding=OfflineEmbedding())
+        MemoryStore(tmp_path / "chroma", embedding=offline)
 
 
 def test_incident_with_fix_recalled_for_a_similar_later_failure(store: MemoryStore) -> None:
@@ -359,8 +453,25 @@ def test_add_many_deduplicates_against_the_store_and_within_the_batch(store: Mem
     assert results[2].id == results[0].id and results[2].revision == 2
     assert store.count() == 5
     assert store.get(results[0].id) == replace(results[2], distance=None, updated=False)
-    hits = store.recall("which port should I use to connect to the database server db1?", scopes=[SHARED_SCOPE], k=1)
+    hits = store.recall(
+        "which port should I use to connect to the database server db1?", scopes=[SHARED_SCOPE], kinds=["fact"], k=1
+    )
     assert hits[0].text == "PostgreSQL on db1 listens on port 5433."
     with pytest.raises(ValueError, match="memory kind"):
         store.add_many([NewMemory("x", kind="note", scope=SHARED_SCOPE)])
     assert store.add_many([]) == []
+
+
+def test_an_incident_is_found_by_its_symptom_and_kept_apart_from_another_fix(store: MemoryStore) -> None:
+    """An incident's vector is its symptom's, so a later failure described in other words finds it;
+    the same symptom fixed another way is another incident, never merged into the first."""
+    first = store.add_incident(symptom="disk / on web2 above 90%", fix="pruned docker images",
+                               scope=SHARED_SCOPE, source={})  # fmt: skip
+    second = store.add_incident(symptom="disk / on web2 above 90%", fix="rotated the nginx logs",
+                                scope=SHARED_SCOPE, source={})  # fmt: skip
+    assert not second.updated and second.id != first.id
+    again = store.add_incident(symptom="disk / on web2 above 90%", fix="pruned docker images",
+                               scope=SHARED_SCOPE, source={})  # fmt: skip
+    assert again.updated and again.id == first.id  # the same incident told twice
+    hits = store.recall("the root filesystem of web2 is almost full", scopes=[SHARED_SCOPE], kinds=["incident"])
+    assert {h.id for h in hits} == {first.id, second.id}
