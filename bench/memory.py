@@ -1,7 +1,7 @@
 """Memory at 10,000 memories: recall latency beside its floor, insert throughput, disk size.
 
-Real embedded Chroma and the real offline model (all-MiniLM-L6-v2 on onnxruntime), as the
-bot runs them by default.  The store is built with `add_many` (one embedding batch and one
+Real embedded Chroma and the real offline model (USE multilingual v3; `--embedding minilm`
+for all-MiniLM-L6-v2), as the bot runs them by default.  The store is built with `add_many` (one embedding batch and one
 write per 128 memories, each item still checked for near-duplicates), then:
 
 - recall: one question at a time about the stored hosts and services, as the agent asks
@@ -18,13 +18,15 @@ write per 128 memories, each item still checked for near-duplicates), then:
   identifier leeway on, the store's cut-off).  Per language pair: how often the right fact
   comes first (targets: >= 95 % within a language, >= 90 % across English/French) and how
   often an unrelated question returns nothing (target >= 95 %).  `--quality-only` skips the
-  10k part.
+  10k part.  `--calibrate` also fits the recall cut-off on the set's "fit" questions (only
+  those in `--languages`, default en,fr) and scores the held-out "check" ones at it.
 
 With `--keep DIR` the store stays in DIR and a later run with the same DIR measures again
 without rebuilding it (the inserts of each run are added on top, about new hosts).
 
     .venv/bin/python bench/memory.py [--memories 10000] [--queries 300] [--inserts 200] [--keep DIR]
-                                     [--quality-only] [--embedding offline|ollama] [--embed-model bge-m3]
+                                     [--quality-only] [--calibrate] [--languages en,fr]
+                                     [--embedding offline|minilm|ollama] [--embed-model bge-m3]
 """
 
 from __future__ import annotations
