@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -21,6 +23,34 @@ for _name in ("OLLAMA_HOST", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNIN
               "DATABASE_URL", "CHROMA_HOST", "ORCHESTRATOR_CONFIG"):  # fmt: skip
     os.environ.pop(_name, None)
 os.environ["OLLAMA_HOST"] = "http://127.0.0.1:9"
+
+# The hard switch: in this process, an HTTP request (the ollama client's, Chroma's) to anything
+# but this machine, or to Ollama's own port 11434 on it, raises instead of leaving: a test that
+# would talk to a real model fails loudly, whatever settings it built.
+REAL_OLLAMA_PORT = 11434
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def _refuse_real_services(url: httpx.URL) -> None:
+    if url.host not in _LOOPBACK or url.port == REAL_OLLAMA_PORT:
+        raise RuntimeError(f"the test suite never reaches a real service: refused {url} (use a stand-in)")
+
+
+_sync_send, _async_send = httpx.Client.send, httpx.AsyncClient.send
+
+
+def _guarded_send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+    _refuse_real_services(request.url)
+    return _sync_send(self, request, **kwargs)
+
+
+async def _guarded_async_send(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+    _refuse_real_services(request.url)
+    return await _async_send(self, request, **kwargs)
+
+
+httpx.Client.send = _guarded_send  # type: ignore[method-assign]
+httpx.AsyncClient.send = _guarded_async_send  # type: ignore[method-assign]
 
 
 @pytest.fixture

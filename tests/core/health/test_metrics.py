@@ -28,9 +28,8 @@ from tests.support.postgres import on_each_database
 def test_a_sample_reads_the_real_host() -> None:
     sampler = MetricsSampler(top=3)
     first = sampler.sample()
-    busy = sum(i * i for i in range(200_000))  # some CPU for this process between the samples
+    sum(i * i for i in range(200_000))  # some CPU for this process between the samples
     second = sampler.sample()
-    assert busy > 0
     for snap in (first, second):
         assert snap.cpu_cores >= 1 and 0 <= snap.cpu_percent <= 100
         assert 0 < snap.mem_percent < 100 and snap.mem_total > snap.mem_used > 0
