@@ -1,36 +1,20 @@
-"""Shared pieces of the benchmarks: a scripted model and a wired agent on a temp store."""
+"""Shared pieces of the benchmarks: a wired agent on a temp store (the scripted models are
+the tests' own, in tests/support/models.py)."""
 
 from __future__ import annotations
 
 import itertools
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from core.agent import Agent, AgentConfig
 from core.approval import ApprovalGate, ApprovalRules
-from core.llm import LLMReply, LLMToolCall, WholeReplies
 from core.policy import Policy, PolicyConfig
 from core.store import Store
 from core.tools.builtin import builtin_tools
 from core.tools.registry import ToolRegistry
-
-
-class ScriptedLLM(WholeReplies):
-    """Answers instantly: `steps` tool calls, then an answer. Per conversation, by thread text."""
-
-    def __init__(self, make_call: Callable[[int], LLMToolCall], steps: int) -> None:
-        self.make_call = make_call
-        self.steps = steps
-        self.calls = 0
-
-    async def chat(self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> LLMReply:
-        self.calls += 1
-        done = sum(1 for m in messages if m["role"] == "tool")
-        if done < self.steps:
-            return LLMReply(thinking=f"step {done + 1}", tool_calls=(self.make_call(done),))
-        return LLMReply(content=f"finished after {done} steps")
 
 
 class NoStepWrites(Store):

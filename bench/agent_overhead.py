@@ -19,11 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import NoStepWrites, ScriptedLLM, make_agent
+from bench._common import NoStepWrites, make_agent
 from core.events import Request
 from core.llm import LLMToolCall
 from core.store import Store
 from core.tools.registry import ToolRegistry, tool
+from tests.support.models import steps_then_answer
 
 TARGET_MS = 2.0
 
@@ -40,7 +41,7 @@ async def echo(text: str) -> str:
 
 async def per_step(runs: int, steps: int, store_class: type[Store]) -> list[float]:
     """Milliseconds per step of each run (warm-up runs excluded), sorted."""
-    llm = ScriptedLLM(lambda i: LLMToolCall("echo", {"text": f"step {i}"}), steps)
+    llm = steps_then_answer(lambda i: LLMToolCall("echo", {"text": f"step {i}"}), steps)
     agent, store, _tmp = await make_agent(llm, registry=ToolRegistry([echo]), store_class=store_class)
     times: list[float] = []
     for n in range(runs + 3):

@@ -20,10 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import ScriptedLLM, make_agent
+from bench._common import make_agent
 from core.events import Answer, Request, ToolResult
 from core.llm import LLMToolCall
 from core.sandbox import Sandbox, SandboxConfig
+from tests.support.models import steps_then_answer
 
 TARGET_RATIO = 1.3
 
@@ -49,7 +50,7 @@ async def sandbox_floor(n: int, seconds: float, root: Path) -> float:
 
 
 async def through_agent(n: int, seconds: float) -> tuple[float, int, Path]:
-    llm = ScriptedLLM(lambda i: LLMToolCall("run_command", {"command": f"sleep {seconds:g}"}), 1)
+    llm = steps_then_answer(lambda i: LLMToolCall("run_command", {"command": f"sleep {seconds:g}"}), 1)
     agent, store, tmp = await make_agent(llm, extra_read=["sleep"])
 
     async def one(k: int) -> bool:

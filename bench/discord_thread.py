@@ -37,9 +37,10 @@ from adapters.progress import step_line
 from bot.app import build_services
 from bot.settings import Settings
 from core.events import Answer, Event, Request
-from core.llm import LLMReply, LLMToolCall, WholeReplies
+from core.llm import LLMReply, LLMToolCall
 from core.tools.registry import ToolRegistry, tool
 from tests.fakes.discord import APPROVER_ID, BOT_USER_ID, TEXT_CHANNEL_ID, FakeDiscord, RestCall
+from tests.support.models import FunctionModel, question, tool_turns
 
 TOKEN = "bench-token"
 WINDOW = 5.0  # seconds: Discord's per-channel window for message creates and edits
@@ -62,23 +63,16 @@ def make_tools(delay: float) -> ToolRegistry:
     return ToolRegistry([bench_step])
 
 
-class ScriptedModel(WholeReplies):
+def scripted_reply(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> LLMReply:
     """Per conversation (tagged `[cN]` in the question): two tool turns, then an answer."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-
-    async def chat(self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> LLMReply:
-        await asyncio.sleep(self.delay)
-        question = next(m["content"] for m in messages if m["role"] == "user")
-        match = _TAG.search(question)
-        tag = match.group(0) if match else "[c?]"
-        done = sum(1 for m in messages if m["role"] == "tool")
-        if done < TOOL_TURNS:
-            step = 3 * done + 1
-            call = LLMToolCall("bench_step", {"step": f"{tag} s{step + 1}"})
-            return LLMReply(thinking=f"thinking {tag} s{step}", tool_calls=(call,))
-        return LLMReply(thinking=f"thinking {tag} s7", content=f"answer {tag}: all {TOOL_TURNS} lookups done")
+    match = _TAG.search(question(messages))
+    tag = match.group(0) if match else "[c?]"
+    done = tool_turns(messages)
+    if done < TOOL_TURNS:
+        step = 3 * done + 1
+        call = LLMToolCall("bench_step", {"step": f"{tag} s{step + 1}"})
+        return LLMReply(thinking=f"thinking {tag} s{step}", tool_calls=(call,))
+    return LLMReply(thinking=f"thinking {tag} s7", content=f"answer {tag}: all {TOOL_TURNS} lookups done")
 
 
 class TimedAgent:
@@ -126,7 +120,9 @@ def answer_posted(text: str) -> Callable[[RestCall], bool]:
 async def main(conversations: int, model_delay: float, tool_delay: float, **pacing: Any) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-discord-"))
     settings = Settings(ORCHESTRATOR_DATA_DIR=str(tmp), OLLAMA_HOST="http://127.0.0.1:9", DISCORD_TOKEN=TOKEN)
-    services = await build_services(settings, llm=ScriptedModel(model_delay), extra_tools=make_tools(tool_delay))
+    services = await build_services(
+        settings, llm=FunctionModel(scripted_reply, delay=model_delay), extra_tools=make_tools(tool_delay)
+    )
     agent = TimedAgent(services.agent)
     async with FakeDiscord(token=TOKEN) as fake:
         config = replace(

@@ -47,6 +47,7 @@ from tests.fakes.slack import (
     signed_headers,
     url_verification,
 )
+from tests.support.waiting import until
 
 SECRET = "s3cret"
 CHANNEL = "C1"
@@ -55,14 +56,6 @@ _ts = itertools.count(1)
 
 def next_ts() -> str:
     return f"1700009000.{next(_ts):06d}"
-
-
-async def until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,20 +21,13 @@ from core.instance import OwnerId, ProcessIdentity
 from core.runs import RESTARTED, STOPPED, interrupt_orphaned_runs
 from core.store.models import ApprovalStatus, Message, Run, RunStatus
 from tests.fakes.ollama import FakeOllama, Reply
+from tests.support.waiting import until
 
 WAIT = 10.0
 
 
 def request(text: str = "how full is the disk?", thread: str = "t1") -> Request:
     return Request(platform="console", user_id="tester", channel="console", thread=thread, text=text)
-
-
-async def until(predicate: Callable[[], object], timeout: float = WAIT) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def the_run(services: Services, run_id: int = 1) -> Run:
