@@ -9,10 +9,6 @@ from core.events import Event, Report, Request
 from core.store.models import Approval
 
 
-class AdapterSetupError(Exception):
-    """The platform refused the bot (bad token, missing intents or scopes); the message says how to fix it."""
-
-
 class ChatAdapter(Protocol):
     platform: str
 

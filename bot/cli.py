@@ -169,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             logging.getLogger("bot.cli").warning(RUN_ALL_ALONE)
     else:
         platforms = [args.platform]
-    from adapters.base import AdapterSetupError
+    from core.errors import AdapterSetupError
 
     try:
         return asyncio.run(serve(settings, platforms))

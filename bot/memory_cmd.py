@@ -143,11 +143,13 @@ def memory_problem(settings: Settings, exc: BaseException) -> MemoryProblem:
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
+    from core.errors import InvalidArgument
     from core.memory.embeddings import EmbeddingError
     from core.memory.store import MemoryStoreError
 
-    # ValueError: a bad engine/model name, or chromadb's "Could not connect to a Chroma server".
-    return (MemoryStoreError, EmbeddingError, ValueError, ConnectionError)
+    # InvalidArgument: ours (a bad engine or model name); ValueError: chromadb's "Could not connect to
+    # a Chroma server", which it raises as a bare ValueError.
+    return (MemoryStoreError, EmbeddingError, InvalidArgument, ValueError, ConnectionError)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from core.approval import ApprovalGate
-from core.errors import ServiceUnavailable
+from core.errors import ModelFacingError, ServiceUnavailable
 from core.events import (
     Answer,
     ApprovalRequested,
@@ -47,7 +47,7 @@ from core.events import (
 )
 from core.formats import LiveReader, read_reply
 from core.llm import LLM, LLMChunk, LLMError, LLMReply, LLMToolCall
-from core.policy import Policy, PolicyError
+from core.policy import Policy
 from core.redact import LiveRedactor
 from core.runs import RUN_LEASE, STOPPED
 from core.store import Store
@@ -56,7 +56,6 @@ from core.store.models import ApprovalStatus, AuditEntry, Message, RunStatus
 from core.tools.registry import (
     TARGET_CHANGED,
     ToolContext,
-    ToolError,
     ToolOutput,
     ToolRegistry,
     canonical_json,
@@ -524,7 +523,7 @@ class Agent:
         try:
             args = spec.validate(call.arguments)
             plan = await spec.make_plan(args, ToolContext(request=request, run_id=run_id, call_id=call_id))
-        except (ToolError, PolicyError) as exc:
+        except ModelFacingError as exc:
             yield refuse(f"error: {exc}", audit_action="refused")
             return
         fp = fingerprint(spec.name, args, plan.fingerprint_parts)
@@ -574,7 +573,7 @@ class Agent:
                 parts = await spec.fresh_parts(
                     args, ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan)
                 )
-            except (ToolError, PolicyError) as exc:
+            except ModelFacingError as exc:
                 yield refuse(f"not run: {exc}", audit_action="refused")
                 return
             if fingerprint(spec.name, args, parts) != final.fingerprint:
@@ -587,7 +586,7 @@ class Agent:
             out = await spec.run(args, ctx)
         except asyncio.CancelledError:
             raise
-        except (ToolError, PolicyError) as exc:
+        except ModelFacingError as exc:
             out = ToolOutput(f"error: {exc}", ok=False)
         except Exception as exc:  # a tool bug is an observation, not a crash
             log.exception("tool %s failed", spec.name)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.tools.registry import ToolError
+from core.errors import ToolError
 
 LOCAL = "local"
 

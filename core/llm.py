@@ -14,6 +14,8 @@ from typing import Any, Protocol, cast
 import httpx
 import ollama
 
+from core.errors import RuntimeFailure
+
 log = logging.getLogger(__name__)
 
 
@@ -39,7 +41,7 @@ class LLMChunk:
     tool_calls: tuple[LLMToolCall, ...] = ()
 
 
-class LLMError(Exception):
+class LLMError(RuntimeFailure):
     """The model could not be reached, refused the request or sent a broken reply. The message is for people."""
 
 

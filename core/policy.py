@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core import forbidden
+from core.errors import ModelFacingError
 from core.grammar import Checks, Program, Rejected, check_argv, load_table, simple_program
 from core.redact import Redactor
 
@@ -45,7 +46,7 @@ class CommandDecision:
     workdir: Path | None = None  # where it runs: the first file root that exists
 
 
-class PolicyError(Exception):
+class PolicyError(ModelFacingError):
     """A refusal the model should see (and may correct)."""
 
 

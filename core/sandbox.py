@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from core.errors import RuntimeFailure
 from core.process import ProcessResult, run_process
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ _PLAIN_TZ = re.compile(r":?[A-Za-z0-9_+\-:/.,<>]{1,128}")  # Europe/Paris, :/etc
 _PROBE_TIMEOUT = 10.0
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(RuntimeFailure):
     """The sandbox cannot run a command here; the reason says why and how to fix it."""
 
 

@@ -126,7 +126,7 @@ def test_the_docker_sdk_loads_on_the_first_docker_call_and_its_errors_still_read
         from bot.settings import Settings
         from core.hosts import Inventory
         from core.tools.docker import DockerEngines, docker_tools
-        from core.tools.registry import ToolError
+        from core.errors import ToolError
 
         engines = DockerEngines(Inventory.from_mapping({}), timeout=2)
         assert docker_tools(make_policy(Settings()), engines)

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import discord
 
-from adapters.base import AdapterSetupError
 from adapters.intake import RETRY_DELAYS
 from adapters.outbox import DEFAULT_BACKOFF, Backoff
 from core.access import AccessRules, DmPolicy
+from core.errors import AdapterSetupError
 
 from .payloads import PLATFORM
 

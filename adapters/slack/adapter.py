@@ -29,13 +29,13 @@ from slack_sdk.errors import SlackApiError
 from sqlmodel import select
 
 from adapters import texts
-from adapters.base import AdapterSetupError
 from adapters.intake import Intake, StoreUnavailable
 from adapters.outbox import Outbox
 from adapters.progress import split_message
 from adapters.thread_run import ThreadRun
 from core.access import Admit, Asker, Gatekeeper
 from core.approval import ApprovalGate
+from core.errors import AdapterSetupError
 from core.events import Event, Partial, Report, Request
 from core.store import Store
 from core.store.db import is_unavailable

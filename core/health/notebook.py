@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from core.errors import RuntimeFailure
 from core.tools.command import scrubbed_env
 
 
-class NotebookError(Exception):
+class NotebookError(RuntimeFailure):
     """The notebook could not run or one of its cells raised; the message names the cell's error."""
 
 

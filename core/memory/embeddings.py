@@ -42,6 +42,8 @@ import numpy.typing as npt
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from core.errors import InvalidArgument, RuntimeFailure
+
 __all__ = [
     "DEFAULT_OLLAMA_MODEL",
     "ENGINES",
@@ -86,7 +88,7 @@ _NOMIC_PREFIXES: Final = ("search_document: ", "search_query: ")
 FloatMatrix = npt.NDArray[np.float32]
 
 
-class EmbeddingError(RuntimeError):
+class EmbeddingError(RuntimeFailure):
     """The embedding engine is missing, broken or unreachable."""
 
 
@@ -192,7 +194,7 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
         threads: int = 0,
     ) -> None:
         if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise InvalidArgument("batch_size must be at least 1")
         self._model_path = Path(model_path) if model_path is not None else None
         self._tokenizer_path = Path(tokenizer_path) if tokenizer_path is not None else None
         self.batch_size = batch_size
@@ -433,7 +435,7 @@ class OllamaEmbedding(EmbeddingFunction[Documents]):
         import ollama
 
         if not model:
-            raise ValueError("an Ollama embedding model name is required")
+            raise InvalidArgument("an Ollama embedding model name is required")
         is_nomic = model.split(":")[0].endswith("nomic-embed-text")
         self.host = host
         self.model = model
@@ -521,7 +523,7 @@ def shared_offline_embedding(model: str = OFFLINE_MODEL_NAME) -> MultilingualEmb
         return MiniLMEmbedding()
     if model == MULTILINGUAL_MODEL_NAME:
         return MultilingualEmbedding()
-    raise ValueError(
+    raise InvalidArgument(
         f"no offline embedding model {model!r}: expected {MULTILINGUAL_MODEL_NAME!r} or {MINILM_MODEL_NAME!r}"
     )
 
@@ -536,9 +538,9 @@ def model_name_for(kind: str, model: str = "") -> str:
     elif normalised in ("offline", "multilingual", "local"):
         name = OFFLINE_MODEL_NAME
     else:
-        raise ValueError(f"unknown embedding kind {kind!r}: expected one of {', '.join(ENGINES)}")
+        raise InvalidArgument(f"unknown embedding kind {kind!r}: expected one of {', '.join(ENGINES)}")
     if model and model != name:
-        raise ValueError(
+        raise InvalidArgument(
             f"the {normalised} embedding engine only has {name!r}, not {model!r}; use kind 'ollama' for other models"
         )
     return name

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
+from core.errors import InvalidArgument
 from core.events import Request
 from core.memory import texts
 from core.memory.incidents import SimilarIncident
@@ -55,16 +56,16 @@ class MemoryService:
 
     # ---- facts ------------------------------------------------------------------------------
     def clean_fact(self, text: str) -> str:
-        """``text`` as it would be stored (one line, secrets redacted), or ValueError saying why it
+        """``text`` as it would be stored (one line, secrets redacted), or InvalidArgument saying why it
         cannot be: empty, too long, or nothing but a secret (never kept, not even redacted)."""
         text = " ".join(text.split())
         if not text:
-            raise ValueError(texts.FACT_EMPTY)
+            raise InvalidArgument(texts.FACT_EMPTY)
         if len(text) > MAX_FACT_CHARS:
-            raise ValueError(texts.FACT_TOO_LONG.format(limit=MAX_FACT_CHARS))
+            raise InvalidArgument(texts.FACT_TOO_LONG.format(limit=MAX_FACT_CHARS))
         clean = " ".join(self._redact(text).split())
         if only_secret(clean):
-            raise ValueError(texts.FACT_ONLY_SECRET)
+            raise InvalidArgument(texts.FACT_ONLY_SECRET)
         return clean
 
     def redact(self, text: str) -> str:
@@ -85,7 +86,7 @@ class MemoryService:
     ) -> Memory:
         """Store a fact told in ``request``: private in a DM, shared in a channel; by its requester.
 
-        ValueError when it cannot be stored (see `clean_fact`). A restatement updates its
+        InvalidArgument when it cannot be stored (see `clean_fact`). A restatement updates its
         near-duplicate only if the requester wrote it, or ``may_merge`` allows it (an approved
         call); otherwise `MergeRefused`, and nothing is written.
         """
@@ -110,7 +111,7 @@ class MemoryService:
         for text, extra in facts:
             try:
                 clean = self.clean_fact(text)
-            except ValueError as exc:
+            except InvalidArgument as exc:
                 log.info("an extracted fact was not remembered: %s", exc)
                 continue
             items.append(self._item(clean, extra, request, via=via))

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
+from core.errors import InvalidArgument
 from core.events import Request
 from core.memory import texts
 from core.memory.store import SHARED_SCOPE, SYSTEM_AUTHOR, Memory, private_scope
@@ -18,7 +19,7 @@ def requester_scope(request: Request) -> str | None:
     """The requester's private scope, or None when the platform/user cannot name one."""
     try:
         return private_scope(request.platform, request.user_id)
-    except ValueError:
+    except InvalidArgument:
         return None
 
 

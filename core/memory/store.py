@@ -40,6 +40,7 @@ from chromadb.base_types import InclusionExclusionOperator, LiteralValue
 from chromadb.config import Settings
 from chromadb.errors import NotFoundError
 
+from core.errors import InvalidArgument, RuntimeFailure
 from core.memory.embeddings import MemoryEmbedding, shared_offline_embedding
 
 __all__ = [
@@ -74,6 +75,8 @@ DEFAULT_COLLECTION: Final = "orchestrator_memories"
 # to the real distance.
 IDENTIFIER_BONUS: Final = 0.2
 
+# What chromadb raises for a collection that does not exist (NotFoundError, or ValueError in some versions).
+_NO_SUCH_COLLECTION: Final = (NotFoundError, ValueError)
 _META_MODEL: Final = "embedding_model"
 _REINDEX_BATCH: Final = 256  # memories re-embedded and written at a time
 _META_FORMAT: Final = "memory_format"
@@ -93,7 +96,7 @@ _PRIVATE_SCOPE_RE: Final = re.compile(r"^private:[^:\s]+:\S+$")
 _IDENTIFIER_RE: Final = re.compile(r"[a-z][a-z0-9_-]*[0-9][a-z0-9_-]*|[a-z0-9_-]+(?:\.[a-z0-9_-]+)+", re.IGNORECASE)
 
 
-class MemoryStoreError(RuntimeError):
+class MemoryStoreError(RuntimeFailure):
     """The memory store cannot be used as asked."""
 
 
@@ -208,7 +211,7 @@ class CollectionInfo:
 def _prepare(item: NewMemory) -> NewMemory:
     text = item.text.strip()
     if not text:
-        raise ValueError("cannot remember an empty text")
+        raise InvalidArgument("cannot remember an empty text")
     source = {str(k): str(v) for k, v in item.source.items() if v is not None and str(v) != ""}
     return replace(item, text=text, kind=_check_kind(item.kind), scope=_check_scope(item.scope), source=source)
 
@@ -242,7 +245,7 @@ def _same_words(a: str, b: str) -> bool:
 def private_scope(platform: str, user: str) -> str:
     """The scope of what ``user`` told the bot in a DM on ``platform``."""
     if not platform or not user or ":" in platform or any(c.isspace() for c in platform + user):
-        raise ValueError(f"invalid platform/user for a private scope: {platform!r}, {user!r}")
+        raise InvalidArgument(f"invalid platform/user for a private scope: {platform!r}, {user!r}")
     return f"private:{platform}:{user}"
 
 
@@ -257,13 +260,13 @@ def incident_text(*, symptom: str, cause: str = "", fix: str = "", outcome: str 
 
 def _check_scope(scope: str) -> str:
     if scope != SHARED_SCOPE and not _PRIVATE_SCOPE_RE.match(scope):
-        raise ValueError(f"invalid scope {scope!r}: expected 'shared' or 'private:<platform>:<user>'")
+        raise InvalidArgument(f"invalid scope {scope!r}: expected 'shared' or 'private:<platform>:<user>'")
     return scope
 
 
 def _check_kind(kind: str) -> Kind:
     if kind not in KINDS:
-        raise ValueError(f"invalid memory kind {kind!r}: expected one of {', '.join(KINDS)}")
+        raise InvalidArgument(f"invalid memory kind {kind!r}: expected one of {', '.join(KINDS)}")
     return kind
 
 
@@ -356,7 +359,7 @@ def _raw_client(path: str | Path | None, *, host: str | None, port: int) -> Iter
     if host:
         client: ClientAPI = chromadb.HttpClient(host=host, port=port, settings=settings)
     elif path is None:
-        raise ValueError("a data directory (path) or a Chroma server (host) is required")
+        raise InvalidArgument("a data directory (path) or a Chroma server (host) is required")
     elif not Path(path).exists():
         yield None
         return
@@ -402,7 +405,7 @@ class MemoryStore:
             self._client = chromadb.PersistentClient(path=str(path), settings=settings)
             self.location = str(path)
         else:
-            raise ValueError("MemoryStore needs a data directory (path) or a Chroma server (host)")
+            raise InvalidArgument("MemoryStore needs a data directory (path) or a Chroma server (host)")
         self.embedding: MemoryEmbedding = embedding if embedding is not None else shared_offline_embedding()
         self.collection_name = collection
         # The engine's calibrated distances (core.memory.embeddings.Thresholds) unless the caller names its own.
@@ -428,7 +431,7 @@ class MemoryStore:
         self._finish_swap()
         try:
             collection = self._client.get_collection(self.collection_name, embedding_function=None)
-        except (NotFoundError, ValueError):
+        except _NO_SUCH_COLLECTION:
             collection = self._client.get_or_create_collection(
                 self.collection_name,
                 metadata={_META_MODEL: model, _META_FORMAT: _FORMAT_VERSION},
@@ -476,13 +479,13 @@ class MemoryStore:
     def _get(self, name: str) -> Collection | None:
         try:
             return self._client.get_collection(name, embedding_function=None)
-        except (NotFoundError, ValueError):
+        except _NO_SUCH_COLLECTION:
             return None
 
     def _drop(self, name: str) -> None:
         try:
             self._client.delete_collection(name)
-        except (NotFoundError, ValueError):
+        except _NO_SUCH_COLLECTION:
             pass
 
     def _finish_swap(self) -> None:
@@ -565,7 +568,7 @@ class MemoryStore:
         with _raw_client(path, host=host, port=port) as client:
             try:
                 found = client.get_collection(collection, embedding_function=None) if client is not None else None
-            except (NotFoundError, ValueError):
+            except _NO_SUCH_COLLECTION:
                 found = None
             if found is None:
                 return CollectionInfo(location, exists=False)
@@ -590,13 +593,13 @@ class MemoryStore:
                 return 0
             try:
                 held = client.get_collection(collection, embedding_function=None).count()
-            except (NotFoundError, ValueError):
+            except _NO_SUCH_COLLECTION:
                 return 0
             client.delete_collection(collection)
             for side in ("reindex", "previous"):  # what an interrupted re-embedding left
                 try:
                     client.delete_collection(f"{collection}__{side}")
-                except (NotFoundError, ValueError):
+                except _NO_SUCH_COLLECTION:
                     pass
             return held
 
@@ -605,7 +608,7 @@ class MemoryStore:
         with self._lock:
             try:
                 self._client.delete_collection(self.collection_name)
-            except (NotFoundError, ValueError):
+            except _NO_SUCH_COLLECTION:
                 pass
             self._collection = self._open_collection()
 
@@ -657,7 +660,7 @@ class MemoryStore:
         item's chunk unwritten.
         """
         if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise InvalidArgument("batch_size must be at least 1")
         prepared = [_prepare(item) for item in items]
         added: builtins.list[Memory] = []
         for start in range(0, len(prepared), batch_size):
@@ -890,7 +893,7 @@ class MemoryStore:
     ) -> builtins.list[Memory]:
         """What :meth:`remove` would delete with these arguments, without deleting it."""
         if (memory_id is None) == (query is None):
-            raise ValueError("forget needs exactly one of memory_id or query")
+            raise InvalidArgument("forget needs exactly one of memory_id or query")
         if memory_id is not None:
             found = self.get(memory_id)
             if found is None or (scopes is not None and found.scope not in scopes):
@@ -898,7 +901,7 @@ class MemoryStore:
             return [found]
         assert query is not None
         if not scopes:
-            raise ValueError("forgetting by query needs the scopes the requester may change")
+            raise InvalidArgument("forgetting by query needs the scopes the requester may change")
         named = _identifiers(query)
         cutoff = self.forget_distance if max_distance is None else max_distance
         candidates = self.recall(query, scopes=scopes, kinds=kinds, k=max(5, 3 * limit), max_distance=cutoff)
@@ -948,7 +951,7 @@ class MemoryStore:
         than an exhaustive search would find.
         """
         if not scopes:
-            raise ValueError("recall needs at least one scope (e.g. 'shared')")
+            raise InvalidArgument("recall needs at least one scope (e.g. 'shared')")
         for scope in scopes:
             _check_scope(scope)
         if kinds is not None:

@@ -30,12 +30,13 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from core.errors import InvalidArgument, ToolError
 from core.events import Request, Risk
 from core.memory import texts
 from core.memory.service import MemoryService
 from core.memory.sources import author_label, describe_source, owns
 from core.memory.store import SHARED_SCOPE, Memory, MergeRefused
-from core.tools.registry import Plan, ToolContext, ToolError, ToolSpec, tool
+from core.tools.registry import Plan, ToolContext, ToolSpec, tool
 
 
 def bound_part(memory: Memory) -> str:
@@ -84,7 +85,7 @@ def memory_tools(memory: MemoryService) -> list[ToolSpec]:
     def clean(fact: str) -> str:
         try:
             return memory.clean_fact(fact)
-        except ValueError as exc:
+        except InvalidArgument as exc:
             raise ToolError(str(exc)) from exc
 
     # ---- memory_store -------------------------------------------------------------------
@@ -102,7 +103,7 @@ def memory_tools(memory: MemoryService) -> list[ToolSpec]:
             raise ToolError(
                 texts.STORE_NOT_YOURS.format(id=twin.id, text=memory.redact(twin.text), author=author_label(twin))
             ) from None
-        except ValueError as exc:
+        except InvalidArgument as exc:
             raise ToolError(str(exc)) from exc
         template = texts.UPDATED if stored.updated else texts.STORED
         return template.format(visibility=_visibility(stored), text=stored.text, id=stored.id)
@@ -112,7 +113,7 @@ def memory_tools(memory: MemoryService) -> list[ToolSpec]:
         new = clean(args["fact"])
         try:
             twin = await memory.twin(new, request)
-        except ValueError as exc:  # a requester who cannot have a private scope
+        except InvalidArgument as exc:  # a requester who cannot have a private scope
             raise ToolError(str(exc)) from exc
         if twin is None:
             summary = texts.PLAN_STORE.format(text=new)

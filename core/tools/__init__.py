@@ -1,5 +1,6 @@
 """Tools the model may call. Each is a typed `async def` registered with its risk."""
 
-from core.tools.registry import Plan, ToolContext, ToolError, ToolRegistry, ToolSpec, tool
+from core.errors import ToolError
+from core.tools.registry import Plan, ToolContext, ToolRegistry, ToolSpec, tool
 
 __all__ = ["Plan", "ToolContext", "ToolError", "ToolRegistry", "ToolSpec", "tool"]

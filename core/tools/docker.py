@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from core.errors import ToolError
 from core.events import Risk
 from core.hosts import LOCAL, Host, Inventory
 from core.policy import Policy
 from core.process import run_process
 from core.tools.command import scrubbed_env
-from core.tools.registry import Plan, ToolContext, ToolError, ToolOutput, ToolSpec, tool
+from core.tools.registry import Plan, ToolContext, ToolOutput, ToolSpec, tool
 
 T = TypeVar("T")
 Connect = Callable[[Host, float], Any]

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.errors import ToolError
 from core.events import Risk
 from core.policy import Policy
-from core.tools.registry import Plan, ToolContext, ToolError, ToolSpec, tool
+from core.tools.registry import Plan, ToolContext, ToolSpec, tool
 
 MAX_READ = 200_000
 MAX_SEARCH_FILE = 2_000_000

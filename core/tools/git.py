@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import ToolError
 from core.events import Risk
 from core.policy import Policy
 from core.process import ProcessResult, run_process
 from core.tools.command import scrubbed_env
-from core.tools.registry import Plan, ToolContext, ToolError, ToolSpec, tool
+from core.tools.registry import Plan, ToolContext, ToolSpec, tool
 
 GIT = (
     "git",

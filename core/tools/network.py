@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from core.errors import ToolError
 from core.events import Risk
-from core.tools.registry import ToolError, ToolSpec, tool
+from core.tools.registry import ToolSpec, tool
 
 DEFAULT_TIMEOUT = 10.0
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")

@@ -33,6 +33,7 @@ from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from core.errors import ToolError
 from core.events import Request, Risk
 
 ToolFn = Callable[..., Awaitable[Any]]
@@ -42,10 +43,6 @@ TARGET_CHANGED = (
     "the target changed after the approval was requested (the diff no longer applies); "
     "read it again and propose a new change"
 )
-
-
-class ToolError(Exception):
-    """A failure the model sees as an observation (bad path, refused command, missing unit…)."""
 
 
 @dataclass(frozen=True)

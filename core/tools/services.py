@@ -12,12 +12,13 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from core.errors import ToolError
 from core.events import Risk
 from core.hosts import LOCAL, Host, Inventory
 from core.policy import Policy
 from core.process import ProcessResult, run_process
 from core.tools.command import scrubbed_env
-from core.tools.registry import Plan, ToolError, ToolOutput, ToolSpec, tool
+from core.tools.registry import Plan, ToolOutput, ToolSpec, tool
 
 NO_SYSTEMD = "systemd is not available on this host"
 SYSTEMD_MARKER = Path("/run/systemd/system")  # what sd_booted() checks

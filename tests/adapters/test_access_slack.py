@@ -18,9 +18,10 @@ import pytest
 import pytest_asyncio
 
 from bot.cli import build_parser
-from tests.adapters.test_slack import CHANNEL, Stand, make_stand, next_ts, until
+from tests.adapters.test_slack import CHANNEL, Stand, make_stand, next_ts
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import BOT_USER_ID, FakeSlack, app_mention, message
+from tests.support.waiting import until
 
 STRANGER = "UNEW"
 DM = "DNEW"

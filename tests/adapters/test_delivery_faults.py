@@ -41,10 +41,11 @@ from bot.settings import Settings
 from core.events import Answer, ToolCall
 from core.store import Store
 from core.store.models import OutboxStatus
-from tests.adapters.test_slack import CHANNEL, Stand, echo_reply, make_stand, touch_reply, until
+from tests.adapters.test_slack import CHANNEL, Stand, echo_reply, make_stand, touch_reply
 from tests.fakes.discord import APPROVER_ID, BOT_USER_ID, TEXT_CHANNEL_ID, FakeDiscord
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import BOT_ID, FakeSlack
+from tests.support.waiting import until
 
 WAIT = 20.0  # upper bounds for waits, never measured
 QUICK = Backoff(first=0.02, cap=0.1)  # for failures that come without a Retry-After

@@ -22,9 +22,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack import SlackAdapter
 from core.events import Failed
 from tests.adapters.live import EventFeed
-from tests.adapters.test_slack import CHANNEL, Stand, echo_reply, make_stand, touch_reply, until
+from tests.adapters.test_slack import CHANNEL, Stand, echo_reply, make_stand, touch_reply
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import FakeSlack, Stream, message
+from tests.support.waiting import until
 
 WAIT = 10.0
 STREAM_CALLS = ("chat.startStream", "chat.appendStream", "chat.stopStream")

@@ -17,10 +17,11 @@ from core.events import Event, Partial
 from tests.adapters.live import EventFeed
 from tests.adapters.test_discord import ask, posted
 from tests.adapters.test_live_discord import serving, shown
-from tests.adapters.test_slack import make_stand, until
+from tests.adapters.test_slack import make_stand
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
+from tests.support.waiting import until
 
 fake = discord_tests.fake
 settings = discord_tests.settings

@@ -12,6 +12,7 @@ import pytest
 
 from adapters.console import ConsoleAdapter
 from bot.app import Services
+from core.errors import ToolError
 from core.events import (
     Answer,
     ApprovalRequested,
@@ -25,7 +26,7 @@ from core.events import (
     ToolResult,
 )
 from core.policy import CommandDecision, PolicyError, Verdict
-from core.tools.registry import Plan, ToolContext, ToolError, ToolSpec, tool
+from core.tools.registry import Plan, ToolContext, ToolSpec, tool
 from tests.fakes.ollama import FakeOllama, Reply
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 async def until(
     predicate: Callable[[], Any],
-    *,
     timeout: float = 10.0,
+    *,
     what: str = "the condition",
     log: Callable[[], str] = str,
     interval: float = 0.01,
@@ -33,8 +33,8 @@ async def until(
 
 async def until_async(
     check: Callable[[], Awaitable[Any]],
-    *,
     timeout: float = 10.0,
+    *,
     what: str = "the condition",
     log: Callable[[], str] = str,
     interval: float = 0.1,

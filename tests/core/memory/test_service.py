@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import pytest_asyncio
 
+from core.errors import ToolError
 from core.events import Answer, ApprovalRequested, ApprovalResolved, Request, Risk, Thinking
 from core.memory import texts
 from core.memory.incidents import format_incidents, summarize_run
 from core.memory.service import CHARS_PER_TOKEN, MemoryService
 from core.memory.store import SHARED_SCOPE, Memory, MemoryStore
 from core.memory.tools import memory_tools
-from core.tools.registry import ToolContext, ToolError
+from core.tools.registry import ToolContext
 
 ALICE = Request("slack", "U-alice", "C-ops", "…", user_name="Alice")
 INCIDENT_SOURCE = {"platform": "slack", "channel": "C-alerts", "thread": "171.5", "host": "web1", "check": "nginx"}

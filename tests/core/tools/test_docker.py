@@ -13,11 +13,12 @@ import pytest
 from docker.models.containers import Container
 
 from bot.app import Services
+from core.errors import ToolError
 from core.events import ApprovalRequested, ApprovalResolved, Request, ToolResult
 from core.hosts import Host, Inventory
 from core.policy import Policy, PolicyError
 from core.tools.docker import DockerEngines, cpu_percent, docker_tools, memory_usage, parse_since
-from core.tools.registry import ToolContext, ToolError, ToolOutput, ToolSpec
+from core.tools.registry import ToolContext, ToolOutput, ToolSpec
 from tests.core.tools.conftest import REQUESTER, invoke, remote, run_approved, wait_for
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.support.dockerd import DockerEngine

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from bot.app import Services
+from core.errors import ToolError
 from core.events import ApprovalRequested, Request, ToolResult
 from core.policy import Policy, PolicyError
 from core.tools.git import git_tools
-from core.tools.registry import ToolContext, ToolError, ToolSpec
+from core.tools.registry import ToolContext, ToolSpec
 from tests.core.tools.conftest import REQUESTER, invoke, run_approved
 from tests.fakes.ollama import FakeOllama, Reply
 

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from core.errors import ToolError
 from core.tools.network import network_tools
-from core.tools.registry import ToolError, ToolSpec
+from core.tools.registry import ToolSpec
 
 
 def tools(**kwargs: Any) -> dict[str, ToolSpec]:

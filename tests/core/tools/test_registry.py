@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from core.errors import ToolError
 from core.events import Request, Risk
-from core.tools.registry import Plan, ToolContext, ToolError, tool
+from core.tools.registry import Plan, ToolContext, tool
 
 REQUEST = Request(platform="console", user_id="tester", channel="console", text="x")
 

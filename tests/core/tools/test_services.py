@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from core.errors import ToolError
 from core.hosts import Host, Inventory
 from core.policy import Policy
-from core.tools.registry import ToolError, ToolSpec
+from core.tools.registry import ToolSpec
 from core.tools.services import NO_SYSTEMD, SYSTEMD_MARKER, check_unit, service_tools
 from tests.core.tools.conftest import invoke
 
