@@ -1,4 +1,4 @@
-"""`orchestrator memory list|search|forget|reset`, and the memory's wiring for `build_services`.
+"""`orchestrator memory list|search|forget|reindex|reset`, and the memory's wiring for `build_services`.
 
 The memory lives in Chroma: embedded under `<data dir>/memory` by default, or on the
 server named by CHROMA_HOST/CHROMA_PORT.  chromadb is imported only when the memory is

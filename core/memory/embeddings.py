@@ -35,7 +35,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -175,15 +175,51 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _OfflineEngine(EmbeddingFunction[Documents]):
+    """What the two offline engines share: one model in this process, documents and queries alike."""
+
+    MODEL_NAME: ClassVar[str]
+    THRESHOLDS: ClassVar[Thresholds]
+    dimension: ClassVar[int]
+
+    @property
+    def model_name(self) -> str:
+        return self.MODEL_NAME
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.THRESHOLDS
+
+    def encode(self, texts: Sequence[str]) -> FloatMatrix:
+        """Unit vectors, one row per text, in input order."""
+        raise NotImplementedError
+
+    # -- chromadb EmbeddingFunction protocol ---------------------------------
+
+    def __call__(self, input: Documents) -> Embeddings:
+        return _as_embeddings(self.encode(input))
+
+    def embed_query(self, input: Documents) -> Embeddings:
+        return self.__call__(input)
+
+    def default_space(self) -> Space:
+        return "cosine"
+
+    def is_legacy(self) -> bool:
+        return False
+
+
 @register_embedding_function
-class MiniLMEmbedding(EmbeddingFunction[Documents]):
+class MiniLMEmbedding(_OfflineEngine):
     """all-MiniLM-L6-v2 (384 dimensions) on onnxruntime, fully offline, English only.
 
     Loading is lazy and thread-safe: constructing one is free; the first call
     loads the tokenizer and the ONNX session (about 0.3 s).
     """
 
-    dimension: Final = 384
+    MODEL_NAME: ClassVar[str] = MINILM_MODEL_NAME
+    THRESHOLDS: ClassVar[Thresholds] = MINILM_THRESHOLDS
+    dimension: ClassVar[int] = 384
 
     def __init__(
         self,
@@ -204,28 +240,11 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
         self._tokenizer: Any = None
         self._input_names: frozenset[str] = frozenset()
 
-    @property
-    def model_name(self) -> str:
-        return MINILM_MODEL_NAME
-
-    @property
-    def thresholds(self) -> Thresholds:
-        return MINILM_THRESHOLDS
-
     # -- chromadb EmbeddingFunction protocol ---------------------------------
-
-    def __call__(self, input: Documents) -> Embeddings:
-        return _as_embeddings(self.encode(input))
-
-    def embed_query(self, input: Documents) -> Embeddings:
-        return self.__call__(input)
 
     @staticmethod
     def name() -> str:
         return "orchestrator_offline_minilm"
-
-    def default_space(self) -> Space:
-        return "cosine"
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -242,9 +261,6 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
             tokenizer_path=config.get("tokenizer_path"),
             batch_size=int(config.get("batch_size") or 32),
         )
-
-    def is_legacy(self) -> bool:
-        return False
 
     # -- engine ---------------------------------------------------------------
 
@@ -322,7 +338,7 @@ def _plain(text: str) -> str:
 
 
 @register_embedding_function
-class MultilingualEmbedding(EmbeddingFunction[Documents]):
+class MultilingualEmbedding(_OfflineEngine):
     """Universal Sentence Encoder multilingual v3 (512 dimensions) in numpy, fully offline.
 
     One space for 16 languages: a French question finds an English fact.  Loading
@@ -330,35 +346,20 @@ class MultilingualEmbedding(EmbeddingFunction[Documents]):
     weights (about 0.6 s, 100 MB resident).  A question embeds in about 1 ms.
     """
 
-    dimension: Final = 512
+    MODEL_NAME: ClassVar[str] = MULTILINGUAL_MODEL_NAME
+    THRESHOLDS: ClassVar[Thresholds] = MULTILINGUAL_THRESHOLDS
+    dimension: ClassVar[int] = 512
 
     def __init__(self, *, resources: str | Path | None = None) -> None:
         self._resources = Path(resources) if resources is not None else None
         self._lock = threading.Lock()
         self._model: Any = None
 
-    @property
-    def model_name(self) -> str:
-        return MULTILINGUAL_MODEL_NAME
-
-    @property
-    def thresholds(self) -> Thresholds:
-        return MULTILINGUAL_THRESHOLDS
-
     # -- chromadb EmbeddingFunction protocol ---------------------------------
-
-    def __call__(self, input: Documents) -> Embeddings:
-        return _as_embeddings(self.encode(input))
-
-    def embed_query(self, input: Documents) -> Embeddings:
-        return self.__call__(input)
 
     @staticmethod
     def name() -> str:
         return "orchestrator_offline_use_m3"
-
-    def default_space(self) -> Space:
-        return "cosine"
 
     def get_config(self) -> dict[str, Any]:
         return {"model_name": MULTILINGUAL_MODEL_NAME, "resources": str(self._resources) if self._resources else None}
@@ -366,9 +367,6 @@ class MultilingualEmbedding(EmbeddingFunction[Documents]):
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> MultilingualEmbedding:
         return MultilingualEmbedding(resources=config.get("resources"))
-
-    def is_legacy(self) -> bool:
-        return False
 
     # -- engine ---------------------------------------------------------------
 

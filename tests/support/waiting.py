@@ -20,15 +20,10 @@ async def until(
     After ``timeout`` seconds the test fails with "timed out waiting for <what>" and what
     ``log()`` says (a process's stderr, the calls a stand-in saw)."""
 
-    async def poll() -> Any:
-        while not (result := predicate()):
-            await asyncio.sleep(interval)
-        return result
+    async def check() -> Any:
+        return predicate()
 
-    try:
-        return await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}\n{log()}".rstrip()) from None
+    return await until_async(check, timeout, what=what, log=log, interval=interval)
 
 
 async def until_async(
