@@ -31,7 +31,7 @@ from typing import IO, Any, Literal
 
 from adapters import texts
 from core.agent import Agent
-from core.approval import ApprovalGate
+from core.approval import ApprovalGate, Outcome
 from core.events import (
     Answer,
     ApprovalRequested,
@@ -292,7 +292,7 @@ class ConsoleAdapter:
             approve=approve,
             reason="" if approve else ("no input" if line is None else "denied at the console"),
         )
-        if result.outcome.value not in {"approved", "denied"}:
+        if result.outcome not in {Outcome.APPROVED, Outcome.DENIED}:
             self._print(f"({result.message})", stream=self.err)
 
     # ---- entry points ----------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.discord_adapter import DiscordAdapter, DiscordConfig
+from adapters.discord import DiscordAdapter, DiscordConfig
 from adapters.progress import step_line
 from bot.app import build_services
 from bot.settings import Settings

@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fakes
 
-from adapters.discord_adapter import DiscordAdapter
+from adapters.discord import DiscordAdapter
 from adapters.progress import step_line
 from adapters.slack import SlackAdapter
 from adapters.slack.messages import escape, mrkdwn

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.discord_adapter import DiscordAdapter, DiscordConfig
+from adapters.discord import DiscordAdapter, DiscordConfig
 from bot.app import Services
 from bot.runner import ConfigurationError
 from bot.settings import Settings

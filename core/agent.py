@@ -220,7 +220,7 @@ class Agent:
         try:
             lock = self._locks.setdefault(request.conversation_key, asyncio.Lock())
             async with lock:
-                conv_id = await self.store.conversation_id(*request.conversation_key)
+                conv_id = await self.store.open_conversation(*request.conversation_key)
                 state = _RunState(await self.store.start_run(request, conv_id, owner=self.owner), conv_id)
                 self._running[request.conversation_key] = state
                 beat = asyncio.create_task(self._heartbeat(state.run_id), name=f"run-{state.run_id}-heartbeat")
@@ -561,7 +561,11 @@ class Agent:
             approved = final.status == ApprovalStatus.APPROVED
             yield ApprovalResolved(run_id, approval.id, approved, final.decided_by, final.reason), ()
             if not approved:
-                why = "no decision before the timeout" if final.status == "expired" else (final.reason or "denied")
+                why = (
+                    "no decision before the timeout"
+                    if final.status == ApprovalStatus.EXPIRED
+                    else (final.reason or "denied")
+                )
                 yield refuse(
                     f"not run: the action was {final.status} by {final.decided_by} ({why}). "
                     "Do not retry it; tell the user and ask how to proceed."

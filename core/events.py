@@ -18,6 +18,10 @@ class Risk(StrEnum):
     EXEC = "exec"
 
 
+DetailKind = Literal["argv", "diff", "text"]
+"""What an approval prompt shows: the exact argv, a unified diff, or plain text."""
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     platform: str
@@ -83,7 +87,7 @@ class ApprovalRequested:
     risk: Risk
     summary: str
     detail: str
-    detail_kind: str  # "argv" | "diff" | "text"
+    detail_kind: DetailKind
     host: str
     expires_at: float
     requested_by: str

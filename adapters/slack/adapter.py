@@ -43,7 +43,7 @@ from core.store.models import Approval, Conversation
 
 from . import messages as m
 from .api import Identity, SlackApi, SlackDelivery, make_client, read_bytes
-from .approvals import ReactionDecider
+from .approvals import ApprovalReactions
 from .config import Mode, SlackConfig
 from .payloads import PLATFORM, Incoming, as_message, as_reaction, from_a_bot, normalise, to_request
 from .stream import Recipient, StreamSupport
@@ -113,7 +113,7 @@ class SlackAdapter:
         self.intake = Intake(store, delays=config.store_retry_delays)
         #: Where Slack refused its agent stream or the assistant status (remembered while the process lives).
         self.streams = StreamSupport(enabled=config.streaming)
-        self.decider = ReactionDecider(self.api, gate, store, config, outbox=self.outbox, intake=self.intake)
+        self.decider = ApprovalReactions(self.api, gate, store, config, outbox=self.outbox, intake=self.intake)
         # `client` carries the token, base URL and retry handlers. The verification
         # middleware checks HTTP requests and lets Socket Mode envelopes through.
         with _quiet_token_warning():
@@ -327,7 +327,7 @@ class SlackAdapter:
             return
         if not msg.text:  # just "@orchestrator": say how to ask
             await self._post(msg.channel, msg.thread, m.HELP.format(bot=await self._bot_user_id()))
-            await self._join_thread(msg.channel, msg.thread)
+            await self._remember_thread(msg.channel, msg.thread)
             return
         if self.access.busy(asker):  # it waits for a turn: say so rather than look ignored
             await self._tell(msg, texts.QUEUED)
@@ -425,9 +425,9 @@ class SlackAdapter:
     async def _bot_user_id(self) -> str:
         return (await self.api.identity()).user_id
 
-    async def _join_thread(self, channel: str, thread: str) -> None:
+    async def _remember_thread(self, channel: str, thread: str) -> None:
         """Replies in a thread the bot posted in continue a conversation there."""
-        await self.store.conversation_id(PLATFORM, channel, thread)
+        await self.store.open_conversation(PLATFORM, channel, thread)
 
     # ---- ChatAdapter: posts started by the application ---------------------------------------
     async def post_report(self, channel: str, report: Report) -> str:
@@ -441,14 +441,14 @@ class SlackAdapter:
             upload = {"content_b64": data, "filename": name, "title": att.title or name}
             keys.append(await self.outbox.post(channel, "", {"upload": upload}))
         first = (await self.outbox.sent(keys))[0]
-        await self._join_thread(channel, first)
+        await self._remember_thread(channel, first)
         return first
 
     async def post_in_thread(self, channel: str, thread: str, text: str) -> str:
         """Queue `text` in a thread and wait until Slack has it; returns the ts of its first part."""
         keys = [await self._post(channel, thread, part) for part in split_message(m.mrkdwn(text), ANSWER_LIMIT)]
         first = (await self.outbox.sent(keys))[0]
-        await self._join_thread(channel, thread)
+        await self._remember_thread(channel, thread)
         return first
 
     async def announce_expired(self, approvals: Sequence[Approval]) -> None:

@@ -31,7 +31,7 @@ def reaction_name(raw: str) -> str:
     return raw.split("::", 1)[0].strip(":")
 
 
-class ReactionDecider:
+class ApprovalReactions:
     def __init__(
         self, api: SlackApi, gate: ApprovalGate, store: Store, config: SlackConfig, *, outbox: Outbox, intake: Intake
     ) -> None:

@@ -195,7 +195,9 @@ class Store:
         return await self._call(work)
 
     # ---- conversations ------------------------------------------------------
-    async def conversation_id(self, platform: str, channel: str, thread: str) -> int:
+    async def open_conversation(self, platform: str, channel: str, thread: str) -> int:
+        """The id of the conversation in this thread, creating its row on first use (and marking it active)."""
+
         def work() -> int:
             now = time.time()
             with self._session() as s:
@@ -409,7 +411,7 @@ class Store:
             with self._session() as s:
                 s.execute(
                     update(Approval)
-                    .where(col(Approval.id) == approval_id, col(Approval.status) == "pending")
+                    .where(col(Approval.id) == approval_id, col(Approval.status) == ApprovalStatus.PENDING)
                     .values(votes_json=json.dumps(votes))
                 )
                 s.commit()
@@ -502,7 +504,9 @@ class Store:
     async def pending_approvals(self) -> list[Approval]:
         return await self.run(
             lambda s: list(
-                s.exec(select(Approval).where(Approval.status == "pending").order_by(col(Approval.id))).all()
+                s.exec(
+                    select(Approval).where(Approval.status == ApprovalStatus.PENDING).order_by(col(Approval.id))
+                ).all()
             )
         )
 

@@ -29,15 +29,14 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_type_hints
+from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from core.errors import ToolError
-from core.events import Request, Risk
+from core.events import DetailKind, Request, Risk
 
 ToolFn = Callable[..., Awaitable[Any]]
-DetailKind = Literal["argv", "diff", "text"]
 CONTEXT_PARAM = "ctx"
 TARGET_CHANGED = (
     "the target changed after the approval was requested (the diff no longer applies); "

@@ -31,7 +31,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from adapters import texts
-from adapters.discord_adapter import DiscordAdapter
+from adapters.discord import DiscordAdapter
 from adapters.outbox import Backoff, Delivery, Outbox, Payload
 from adapters.progress import ProgressView
 from adapters.slack import SlackAdapter

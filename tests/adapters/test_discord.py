@@ -18,7 +18,7 @@ import discord
 import pytest
 import pytest_asyncio
 
-from adapters.discord_adapter import DiscordAdapter, DiscordSetupError
+from adapters.discord import DiscordAdapter, DiscordSetupError
 from bot.app import Services, build_services
 from bot.discord_main import discord_config
 from bot.settings import Settings
@@ -528,7 +528,7 @@ async def test_errors_are_one_readable_line_and_other_conversations_carry_on(
     services: Services,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.discord_adapter")
+    caplog.set_level(logging.INFO, logger="adapters.discord")
     async with running(services) as adapter:
         fake_ollama.fail_next(500, "model crashed\nwith a multi-line error")
         failed = await ask(fake, "first question")
@@ -558,7 +558,7 @@ async def test_reconnects_after_a_gateway_drop(
     services: Services,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.discord_adapter")
+    caplog.set_level(logging.INFO, logger="adapters.discord")
     fake_ollama.script(Reply(content="Still here."))
     async with running(services) as adapter:
         await fake.drop_gateway(abrupt=True)

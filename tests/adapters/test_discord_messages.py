@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import discord
 
-from adapters.discord_adapter import messages as m
-from adapters.discord_adapter.config import DiscordConfig, intents, invite_url, permissions
-from adapters.discord_adapter.payloads import emoji_name, strip_mention
+from adapters.discord import messages as m
+from adapters.discord.config import DiscordConfig, intents, invite_url, permissions
+from adapters.discord.payloads import emoji_name, strip_mention
 from core.events import ApprovalRequested, ApprovalResolved, Risk
 
 

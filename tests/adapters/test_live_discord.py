@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import tests.adapters.test_discord as discord_tests
-from adapters.discord_adapter import DiscordAdapter
-from adapters.discord_adapter.adapter import AgentRunner
+from adapters.discord import DiscordAdapter
+from adapters.discord.adapter import AgentRunner
 from bot.app import Services
 from bot.discord_main import discord_config
 from tests.adapters.live import EventFeed

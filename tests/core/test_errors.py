@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.discord_adapter.config import DiscordSetupError
+from adapters.discord.config import DiscordSetupError
 from adapters.slack.adapter import SlackSetupError
 from bot.app import build_services
 from bot.settings import Settings

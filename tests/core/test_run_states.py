@@ -60,7 +60,7 @@ async def test_an_answered_run_ends_answered(services: Services, fake_ollama: Fa
 @pytest.mark.asyncio
 async def test_an_internal_error_fails_the_run_with_a_failed_event(services: Services, fake_ollama: FakeOllama) -> None:
     # The fault: a history row whose stored tool calls are not JSON (a hand edit, a half-written disk).
-    conv = await services.store.conversation_id("console", "console", "t1")
+    conv = await services.store.open_conversation("console", "console", "t1")
     await services.store.add_messages(conv, [{"role": "user", "content": "earlier"}])
 
     def corrupt(s: object) -> None:
@@ -176,7 +176,7 @@ async def test_runs_of_a_live_process_on_the_same_database_are_left_alone(
 @pytest.mark.asyncio
 async def test_a_run_of_another_machine_is_judged_by_its_heartbeat(services: Services) -> None:
     store = services.store
-    conv = await store.conversation_id("slack", "C1", "1.0")
+    conv = await store.open_conversation("slack", "C1", "1.0")
     elsewhere = str(OwnerId("web-2", 4242, "abc123", "feedfacecafe"))  # another data directory: no lock to probe
     run_id = await store.start_run(
         Request(platform="slack", user_id="U1", channel="C1", thread="1.0", text="q"), conv, owner=elsewhere

@@ -28,7 +28,7 @@ from .payloads import PLATFORM, emoji_name
 log = logging.getLogger(__name__)
 
 
-class ReactionDecider:
+class ApprovalReactions:
     def __init__(
         self,
         api: DiscordApi,

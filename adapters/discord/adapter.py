@@ -44,7 +44,7 @@ from core.store.models import Approval
 
 from . import messages as m
 from .api import MAX_FILES, DiscordApi, DiscordDelivery, as_files, read_upload
-from .approvals import ReactionDecider
+from .approvals import ApprovalReactions
 from .config import DiscordConfig, DiscordSetupError, intents, invite_url
 from .payloads import PLATFORM, Incoming, normalise, to_request
 from .thread import DiscordThread
@@ -121,7 +121,7 @@ class DiscordAdapter:
             store, self.delivery, backoff=config.delivery_backoff, lease=DELIVERY_LEASE, ready=self.ready
         )
         self.intake = Intake(store, delays=config.store_retry_delays)
-        self.decider = ReactionDecider(self.api, gate, store, config, outbox=self.outbox)
+        self.decider = ApprovalReactions(self.api, gate, store, config, outbox=self.outbox)
         self._tasks: set[asyncio.Task[None]] = set()
         self._expired: list[Approval] = []  # announced once connected
 
