@@ -14,20 +14,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Protocol
 
 from adapters import texts
-from core.events import (
-    Answer,
-    ApprovalRequested,
-    ApprovalResolved,
-    Event,
-    Failed,
-    Thinking,
-    ToolCall,
-    ToolResult,
-)
-from core.runs import INTERRUPTION_LINES
+from adapters.texts import LiveKind, live_line, step_line
+from core.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -66,45 +57,6 @@ class Pacer:
 class ThreadSink(Protocol):
     async def post(self, text: str) -> str: ...
     async def edit(self, message_id: str, text: str) -> None: ...
-
-
-def step_line(ev: Event) -> str | None:
-    """The one-line form of a step in the progress message."""
-    match ev:
-        case Thinking(text=text):
-            first = " ".join(text.split())
-            return "💭 " + (first if len(first) <= 160 else first[:159] + "…")
-        case ToolCall(tool=tool, args=args):
-            return f"🔧 `{tool}({texts.format_args(args, 120)})`"
-        case ToolResult(tool=tool, ok=ok, output=output):
-            lines = output.strip().splitlines()
-            head = " ".join(lines[0].split())[:100] if lines else "(no output)"
-            more = f" (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
-            return f"{'✅' if ok else '⚠️'} {tool}: {head}{more}"
-        case ApprovalRequested(tool=tool, approval_id=aid):
-            return f"⏸️ waiting for approval #{aid} ({tool})"
-        case ApprovalResolved(approved=approved, approval_id=aid):
-            return f"{'▶️' if approved else '⛔'} approval #{aid}: " + texts.resolution_line(ev)
-        case Answer():
-            return "🏁 done"
-        case Failed(error=error):
-            return f"{'⏹️' if error in INTERRUPTION_LINES else '❌'} {error[:200]}"
-    return None
-
-
-LiveKind = Literal["thinking", "text"]
-LIVE_ICONS: dict[LiveKind, str] = {"thinking": "💭", "text": "✍️"}
-
-
-def tail(text: str, chars: int) -> str:
-    """The last `chars` characters of `text` on one line (whitespace collapsed), "…" in front when cut."""
-    flat = " ".join(text[-(2 * chars + 64) :].split())
-    return flat if len(flat) <= chars and len(text) <= 2 * chars + 64 else "…" + flat[-(chars - 1) :]
-
-
-def live_line(kind: LiveKind, text: str, chars: int) -> str:
-    """The progress message's last line while the model thinks or writes: its latest words."""
-    return f"{LIVE_ICONS[kind]} {tail(text, chars)}"
 
 
 class ProgressView:
@@ -172,7 +124,7 @@ class ProgressView:
         shown = self.lines[-self.max_lines :]
         hidden = len(self.lines) - len(shown)
         live = [self._live] if self._live else []
-        body = ([f"… {hidden} earlier step(s)"] if hidden else []) + shown
+        body = ([texts.EARLIER_STEPS.format(hidden=hidden)] if hidden else []) + shown
         text = "\n".join([self.header, *body, *live])
         while len(text) > self.limit and len(body) > 1:
             body = body[1:]

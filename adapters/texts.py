@@ -1,13 +1,25 @@
-"""Every user-facing sentence the adapters post, in one place."""
+"""Every user-facing sentence the adapters post, in one place: the chat lines, the progress
+message's step lines, the approval header. What only one platform says (its markup, its
+attachment notes) lives in that platform's `messages.py`."""
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Literal
 
 from core.access import Admit, Asker, Decision, Pair, Refusal, Refuse
-from core.events import ApprovalRequested, ApprovalResolved
+from core.events import (
+    Answer,
+    ApprovalRequested,
+    ApprovalResolved,
+    DetailKind,
+    Event,
+    Failed,
+    Thinking,
+    ToolCall,
+    ToolResult,
+)
 from core.runs import INTERRUPTION_LINES
 
 NOT_AN_APPROVER = "<@{user}> you are not an approver for this action, so your reaction was ignored."
@@ -75,6 +87,25 @@ ANSWER_CONTINUED = "… the full answer ({chars} characters) is attached below."
 ANSWER_BELOW = "The answer is long, so it follows below."
 OUTPUT_ATTACHED = "Full output of `{tool}` ({lines} lines):"
 
+# ---- the progress message: one line per step (step_line), the live line last (live_line)
+STEP_THINKING = "💭 {text}"
+STEP_CALL = "🔧 `{tool}({args})`"
+STEP_RESULT = "{mark} {tool}: {head}{more}"
+STEP_RESULT_MORE = " (+{lines} lines)"
+STEP_NO_OUTPUT = "(no output)"
+STEP_WAITING = "⏸️ waiting for approval #{id} ({tool})"
+STEP_DECIDED = "{mark} approval #{id}: {line}"
+STEP_DONE = "🏁 done"
+STEP_FAILED = "{mark} {error}"
+EARLIER_STEPS = "… {hidden} earlier step(s)"
+
+LiveKind = Literal["thinking", "text"]
+LIVE_ICONS: dict[LiveKind, str] = {"thinking": "💭", "text": "✍️"}
+
+# ---- what an approval shows: its detail named by kind (the header's noun, the attachment's noun)
+DETAIL_NOUN: dict[DetailKind, str] = {"argv": "command", "diff": "file change", "text": "action"}
+DETAIL_FILE_NOUN: dict[DetailKind, str] = {"argv": "command", "diff": "diff", "text": "action"}
+
 
 def access_reply(decision: Decision, asker: Asker) -> str | None:
     """What a person the gatekeeper did not admit is told; None when nothing is said."""
@@ -133,7 +164,7 @@ def short(text: str, *, lines: int = 8, chars: int = 600) -> str:
 
 
 def approval_header(ev: ApprovalRequested) -> str:
-    what = {"argv": "command", "diff": "file change", "text": "action"}.get(ev.detail_kind, "action")
+    what = DETAIL_NOUN.get(ev.detail_kind, "action")
     return f"Approval needed ({ev.risk} on {ev.host}): {ev.tool} wants to run this {what}"
 
 
@@ -143,3 +174,38 @@ def resolution_line(ev: ApprovalResolved) -> str:
     if ev.decided_by == "timeout":
         return f"Not approved in time: denied ({ev.reason})."
     return f"Denied by {ev.decided_by}" + (f": {ev.reason}" if ev.reason and ev.reason != "denied" else ".")
+
+
+def step_line(ev: Event) -> str | None:
+    """The one-line form of a step in the progress message."""
+    match ev:
+        case Thinking(text=text):
+            first = " ".join(text.split())
+            return STEP_THINKING.format(text=first if len(first) <= 160 else first[:159] + "…")
+        case ToolCall(tool=tool, args=args):
+            return STEP_CALL.format(tool=tool, args=format_args(args, 120))
+        case ToolResult(tool=tool, ok=ok, output=output):
+            lines = output.strip().splitlines()
+            head = " ".join(lines[0].split())[:100] if lines else STEP_NO_OUTPUT
+            more = STEP_RESULT_MORE.format(lines=len(lines) - 1) if len(lines) > 1 else ""
+            return STEP_RESULT.format(mark="✅" if ok else "⚠️", tool=tool, head=head, more=more)
+        case ApprovalRequested(tool=tool, approval_id=aid):
+            return STEP_WAITING.format(id=aid, tool=tool)
+        case ApprovalResolved(approved=approved, approval_id=aid):
+            return STEP_DECIDED.format(mark="▶️" if approved else "⛔", id=aid, line=resolution_line(ev))
+        case Answer():
+            return STEP_DONE
+        case Failed(error=error):
+            return STEP_FAILED.format(mark="⏹️" if error in INTERRUPTION_LINES else "❌", error=error[:200])
+    return None
+
+
+def tail(text: str, chars: int) -> str:
+    """The last `chars` characters of `text` on one line (whitespace collapsed), "…" in front when cut."""
+    flat = " ".join(text[-(2 * chars + 64) :].split())
+    return flat if len(flat) <= chars and len(text) <= 2 * chars + 64 else "…" + flat[-(chars - 1) :]
+
+
+def live_line(kind: LiveKind, text: str, chars: int) -> str:
+    """The progress message's last line while the model thinks or writes: its latest words."""
+    return f"{LIVE_ICONS[kind]} {tail(text, chars)}"

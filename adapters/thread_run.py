@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from adapters import texts
-from adapters.progress import LiveKind, ProgressView, split_message, step_line, tail
+from adapters.progress import ProgressView, split_message
+from adapters.texts import LiveKind, step_line, tail
 from core.events import (
     Answer,
     ApprovalRequested,

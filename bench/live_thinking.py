@@ -36,9 +36,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fakes
 
 from adapters.discord import DiscordAdapter
-from adapters.progress import step_line
 from adapters.slack import SlackAdapter
 from adapters.slack.messages import escape, mrkdwn
+from adapters.texts import step_line
 from bot.app import Services, build_services
 from bot.discord_main import discord_config
 from bot.settings import Settings

@@ -27,8 +27,6 @@ INTERNAL_ERROR = "the Discord adapter hit an internal error ({kind}); the bot's 
 THREAD_NAME_LIMIT = 90  # Discord allows 100
 SUMMARY_LIMIT = 200  # the summary repeats the command; the code block below has it in full
 
-_WHAT = {"argv": "command", "diff": "diff", "text": "action"}
-
 
 def code_block(text: str, lang: str = "") -> str:
     # A literal ``` inside would close the block early; a zero-width space keeps it visible.
@@ -73,7 +71,7 @@ def approval_message(
     if len(full) <= limit:
         return full, False
     # Too long for one message: a preview here, the exact text attached to the same message.
-    what = _WHAT.get(ev.detail_kind, "action")
+    what = texts.DETAIL_FILE_NOUN.get(ev.detail_kind, "action")
     note = DETAIL_ATTACHED.format(what=what, lines=len(shown.splitlines()))
     budget = max(100, limit - len("\n".join([*head, note, *tail])) - 40)
     preview = shown[:budget]

@@ -26,8 +26,6 @@ RESULT = "*Result:* {line}"
 INTERNAL_ERROR = "the Slack adapter hit an internal error ({kind}); the bot's log has the details"
 NOT_DELIVERED = "Slack refused one of my messages here ({error}), so something above may be missing"
 
-_WHAT = {"argv": "command", "diff": "diff", "text": "action"}
-
 
 def escape(text: str) -> str:
     """Slack's three control characters; everything else is shown as written."""
@@ -103,7 +101,7 @@ def approval_message(
     # Too long for one message: a preview here, the exact text as a file right below.
     budget = max(200, limit - len("\n".join([*head, *tail])) - 200)
     preview = shown[:budget].rsplit("\n", 1)[0] if "\n" in shown[:budget] else shown[:budget]
-    what = _WHAT.get(ev.detail_kind, "action")
+    what = texts.DETAIL_FILE_NOUN.get(ev.detail_kind, "action")
     note = DETAIL_ATTACHED.format(what=what, lines=shown.count("\n") + 1)
     return "\n".join([*head, code_block(preview + "\n…"), note, *tail]), True
 

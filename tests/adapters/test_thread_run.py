@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import tests.adapters.test_discord as discord_tests
-from adapters.progress import ProgressView, live_line, tail
+from adapters.progress import ProgressView
 from adapters.slack import SlackAdapter
+from adapters.texts import live_line, tail
 from bot.app import Services
 from core.events import Event, Partial
 from tests.adapters.live import EventFeed

@@ -2,7 +2,7 @@
 
 `RecordingAdapter` implements the `adapters.base.ChatAdapter` protocol: it records every
 report and thread message, runs requests through the real agent rendering each step with
-the shared `step_line` (as the chat adapters' progress messages do), and decides approvals
+the shared `adapters.texts.step_line` (as the chat adapters' progress messages do), and decides approvals
 through the real `ApprovalGate` as a reaction from `approver` would.
 
 To run these tests against the Slack or Discord stand-ins instead, give a fixture that
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.progress import step_line
+from adapters.texts import step_line
 from bot.settings import ReportSettings, Settings
 from core.agent import Agent
 from core.approval import ApprovalGate
