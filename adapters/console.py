@@ -255,9 +255,9 @@ class ConsoleAdapter:
                 self._print(self._style("… " + texts.short(text, lines=12, chars=1200), "2"))
             case ToolCall(tool=tool, args=args):
                 self._print(self._style(f"→ {tool}({texts.format_args(args)})", "36"))
-            case ToolResult(ok=ok, output=output):
+            case ToolResult(ok=ok):
                 mark = "←" if ok else "✗"
-                self._print(self._style(f"{mark} " + texts.short(output).replace("\n", "\n  "), "2" if ok else "33"))
+                self._print(self._style(f"{mark} " + texts.short(ev.shown).replace("\n", "\n  "), "2" if ok else "33"))
             case ApprovalRequested():
                 await self._ask_approval(ev)
             case ApprovalResolved():

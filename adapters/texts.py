@@ -184,8 +184,8 @@ def step_line(ev: Event) -> str | None:
             return STEP_THINKING.format(text=first if len(first) <= 160 else first[:159] + "…")
         case ToolCall(tool=tool, args=args):
             return STEP_CALL.format(tool=tool, args=format_args(args, 120))
-        case ToolResult(tool=tool, ok=ok, output=output):
-            lines = output.strip().splitlines()
+        case ToolResult(tool=tool, ok=ok):
+            lines = ev.shown.strip().splitlines()
             head = " ".join(lines[0].split())[:100] if lines else STEP_NO_OUTPUT
             more = STEP_RESULT_MORE.format(lines=len(lines) - 1) if len(lines) > 1 else ""
             return STEP_RESULT.format(mark="✅" if ok else "⚠️", tool=tool, head=head, more=more)

@@ -228,7 +228,7 @@ class ThreadRun:
                 self._call_titles[call_id] = self._title(ev)
                 self._step(ev, self._call_task(call_id, "pending"))
             case ToolResult(call_id=call_id, ok=ok):
-                self._step(ev, self._call_task(call_id, "complete" if ok else "error", output=self._short(ev.output)))
+                self._step(ev, self._call_task(call_id, "complete" if ok else "error", output=self._short(ev.shown)))
                 await self._attach_long_output(ev)
             case ApprovalRequested():
                 waiting = texts.WAITING_FOR_APPROVAL.format(id=ev.approval_id)

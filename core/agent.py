@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from core import texts
 from core.approval import ApprovalGate
 from core.errors import ModelFacingError, ServiceUnavailable
 from core.events import (
@@ -120,6 +121,16 @@ def _output_text(out: object) -> tuple[str, bool, int | None]:
 
 
 class Agent:
+    """The ReAct loop over one model, one tool registry and one store: every run of every conversation.
+
+    Build one per process with its dependencies passed in (the gate holds risky calls until a
+    person decides, the policy redacts what is recorded and shown) and iterate `run(request)`
+    for each message: it yields the run's events, each already recorded, ending in an answer, a
+    `Failed` event or an interruption. Runs of one conversation take turns; `stop_conversation`
+    ends one of them, `stop_runs` then `wait_stopped` end them all. It never posts to a chat:
+    adapters render the events.
+    """
+
     def __init__(
         self,
         *,
@@ -295,7 +306,7 @@ class Agent:
         try:
             await self._finish(state, RunStatus.INTERRUPTED, error=reason)
             await self._record(state, ev)
-            await self.gate.expire_for_run(state.run_id, reason="the bot was stopped before a decision")
+            await self.gate.expire_for_run(state.run_id, reason=texts.STOPPED_BEFORE_DECISION)
         except Exception:  # the thread is told all the same
             log.exception("run #%s: its interruption could not be stored", state.run_id)
         return ev
@@ -305,13 +316,11 @@ class Agent:
         log.error("run #%s failed with an internal error", state.run_id, exc_info=exc)
         detail = self.policy.redact(" ".join(str(exc).split()))[:200]
         if isinstance(exc, ServiceUnavailable):
-            error = f"{detail}; ask again in a moment"
+            error = texts.UNAVAILABLE.format(detail=detail)
         elif is_unavailable(exc):
-            error = f"the database refused to save this run ({type(exc).__name__}); ask again in a moment"
+            error = texts.DATABASE_REFUSED.format(kind=type(exc).__name__)
         else:
-            error = (
-                f"internal error ({type(exc).__name__}{': ' + detail if detail else ''}); the bot's log has the details"
-            )
+            error = texts.INTERNAL_ERROR.format(kind=type(exc).__name__, detail=f": {detail}" if detail else "")
         ev = Failed(state.run_id, error)
         try:
             await self._finish(state, RunStatus.FAILED, error=error)
@@ -392,16 +401,12 @@ class Agent:
             if not content:
                 empty_replies += 1
                 if empty_replies >= 2:
-                    error = (
-                        "the model returned an empty reply twice; try again or use another model (ORCHESTRATOR_MODEL)"
-                    )
+                    error = texts.EMPTY_TWICE
                     failed = await record(Failed(run_id, error))
                     await self._finish(state, RunStatus.FAILED, error=error)
                     yield failed
                     return
-                messages.append(
-                    {"role": "user", "content": "Your last reply was empty. Answer the question, or call a tool."}
-                )
+                messages.append({"role": "user", "content": texts.EMPTY_REPLY_NUDGE})
                 continue
             answer = self.policy.redact(content)
             final = Answer(run_id, answer)
@@ -417,10 +422,7 @@ class Agent:
                 except Exception:
                     log.exception("after-run hook failed")
             return
-        error = (
-            f"stopped after {self.config.max_iterations} model turns without a final answer "
-            "(the model kept calling tools); ask a narrower question or raise ORCHESTRATOR_MAX_ITERATIONS"
-        )
+        error = texts.TOO_MANY_TURNS.format(turns=self.config.max_iterations)
         failed = await record(Failed(run_id, error))
         await self.store.add_messages(conv_id, [user_msg])
         await self._finish(state, RunStatus.FAILED, error=error)
@@ -499,7 +501,8 @@ class Agent:
         yield ToolCall(run_id, call_id, call.name, shown_args), ()
         actor = f"{request.platform}:{request.user_id}"
 
-        def refuse(message: str, *, audit_action: str = "") -> tuple[ToolResult, Sequence[AuditEntry]]:
+        def refuse(message: str, *, shown: str = "", audit_action: str = "") -> tuple[ToolResult, Sequence[AuditEntry]]:
+            """A call that does not run: `message` for the model, `shown` (default: the same) for people."""
             audit = [
                 AuditEntry(
                     at=_now(),
@@ -511,20 +514,19 @@ class Agent:
                     detail=message[:2000],
                 )
             ]
-            return ToolResult(run_id, call_id, call.name, False, message), audit if audit_action else ()
+            result = ToolResult(run_id, call_id, call.name, False, message, refused=shown or message)
+            return result, audit if audit_action else ()
 
         spec = self.tools.get(call.name)
         if spec is None:
-            yield refuse(
-                f"error: there is no tool named {call.name!r}. Available tools: {', '.join(self.tools.names())}",
-                audit_action="refused",
-            )
+            tools = ", ".join(self.tools.names())
+            yield refuse(texts.NO_SUCH_TOOL.format(name=call.name, tools=tools), audit_action="refused")
             return
         try:
             args = spec.validate(call.arguments)
             plan = await spec.make_plan(args, ToolContext(request=request, run_id=run_id, call_id=call_id))
         except ModelFacingError as exc:
-            yield refuse(f"error: {exc}", audit_action="refused")
+            yield refuse(texts.CALL_REFUSED.format(error=exc), audit_action="refused")
             return
         fp = fingerprint(spec.name, args, plan.fingerprint_parts)
 
@@ -561,15 +563,9 @@ class Agent:
             approved = final.status == ApprovalStatus.APPROVED
             yield ApprovalResolved(run_id, approval.id, approved, final.decided_by, final.reason), ()
             if not approved:
-                why = (
-                    "no decision before the timeout"
-                    if final.status == ApprovalStatus.EXPIRED
-                    else (final.reason or "denied")
-                )
-                yield refuse(
-                    f"not run: the action was {final.status} by {final.decided_by} ({why}). "
-                    "Do not retry it; tell the user and ask how to proceed."
-                )
+                why = texts.NO_DECISION if final.status == ApprovalStatus.EXPIRED else (final.reason or "denied")
+                decided = {"status": final.status, "by": final.decided_by, "why": why}
+                yield refuse(texts.NOT_RUN_DECIDED.format(**decided), shown=texts.NOT_RUN_SHOWN.format(**decided))
                 return
             # Approved: the tool's fresh hook checks the policy again and re-derives the facts the
             # approval was bound to; the body runs only if they are still the ones approved.
@@ -578,10 +574,10 @@ class Agent:
                     args, ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan)
                 )
             except ModelFacingError as exc:
-                yield refuse(f"not run: {exc}", audit_action="refused")
+                yield refuse(texts.NOT_RUN.format(why=exc), audit_action="refused")
                 return
             if fingerprint(spec.name, args, parts) != final.fingerprint:
-                yield refuse(f"not run: {TARGET_CHANGED}", audit_action="refused")
+                yield refuse(texts.NOT_RUN.format(why=TARGET_CHANGED), audit_action="refused")
                 return
             approval_id = approval.id
 
@@ -591,10 +587,10 @@ class Agent:
         except asyncio.CancelledError:
             raise
         except ModelFacingError as exc:
-            out = ToolOutput(f"error: {exc}", ok=False)
+            out = ToolOutput(texts.CALL_REFUSED.format(error=exc), ok=False)
         except Exception as exc:  # a tool bug is an observation, not a crash
             log.exception("tool %s failed", spec.name)
-            out = ToolOutput(f"error: {spec.name} failed: {type(exc).__name__}: {exc}", ok=False)
+            out = ToolOutput(texts.TOOL_FAILED.format(tool=spec.name, kind=type(exc).__name__, error=exc), ok=False)
         text, ok, exit_status = _output_text(out)
         clean, truncated = self.policy.clean(text)
         ran = AuditEntry(

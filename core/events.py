@@ -75,8 +75,15 @@ class ToolResult:
     call_id: str
     tool: str
     ok: bool
-    output: str
+    output: str  # what the model reads
     truncated: bool = False
+    refused: str = ""  # why the call did not run, written for a person; empty when it ran
+
+    @property
+    def shown(self) -> str:
+        """What a person is shown: the output, or why nothing ran (the model's refusal text says
+        what the model should do next, which is not for people)."""
+        return self.refused or self.output
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,7 @@ def executed_approved_action(events: Sequence[Event]) -> bool:
         if isinstance(ev, ApprovalResolved):
             approved = ev.approved
         elif isinstance(ev, ToolResult):
-            if approved and not ev.output.startswith("not run:"):
+            if approved and not ev.refused:
                 return True
             approved = False
     return False

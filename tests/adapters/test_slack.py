@@ -487,6 +487,7 @@ async def test_deny_reaction_denies_and_says_so(stand: Stand, tmp_path: Path) ->
     assert ":no_entry: *Result:* Denied by <@UADMIN>." in texts_in_thread
     tool_msg = [m for m in stand.ollama.chat_requests[1]["messages"] if m["role"] == "tool"]
     assert "not run: the action was denied by slack:UADMIN" in tool_msg[0]["content"]
+    assert not any("Do not retry" in text for text in texts_in_thread)  # that sentence is for the model
 
 
 @pytest.mark.asyncio

@@ -80,6 +80,11 @@ def test_anything_but_yes_denies(cli_env: dict[str, str], fake_ollama: FakeOllam
     assert proc.returncode == 0
     assert not target.exists()
     assert "Denied by console:cli-user" in proc.stdout
+    # the person reads why nothing ran; the instruction for the model goes to the model only
+    assert "✗ not run: denied by console:cli-user (denied at the console)" in proc.stdout
+    assert "Do not retry" not in proc.stdout + proc.stderr
+    told_model = fake_ollama.chat_requests[-1]["messages"][-1]["content"]
+    assert told_model.startswith("not run: the action was denied") and "Do not retry it" in told_model
 
 
 def test_unreachable_ollama_is_one_line_naming_ollama_host(cli_env: dict[str, str]) -> None:
