@@ -87,6 +87,15 @@ class PolicyConfig:
 
 
 class Policy:
+    """What the tools may do, decided in one place from a `PolicyConfig`: commands, paths, output.
+
+    `check_command` classifies a command line as forbidden, free to run (read-only) or waiting
+    for approval, and never raises: a refusal is a `CommandDecision` with a reason.
+    `resolve_path` confines the file tools to the configured roots (raising `PathRefused`);
+    `clean` redacts and caps what a tool returns, and `redact` is the redactor itself, which
+    the agent also applies to plans and answers. Pass the same one to the agent and the tools.
+    """
+
     def __init__(self, config: PolicyConfig, redactor: Redactor | None = None) -> None:
         self.config = config
         self.redact = redactor or Redactor()

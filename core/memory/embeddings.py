@@ -19,7 +19,7 @@ Three engines, each usable as a chromadb ``EmbeddingFunction``:
 
 Vectors of different engines live in different spaces: the store records
 :attr:`MemoryEmbedding.model_name` and re-embeds its memories when the model
-changes (:meth:`core.memory.store.MemoryStore.reindex`).  Each engine carries
+changes (``MemoryStore(..., reindex=True)``, done by :func:`core.memory.chroma.open_collection`).  Each engine carries
 the distances the store judges with (:class:`Thresholds`), measured on the
 labelled set in ``tests/core/memory/data/recall_labelled.json`` (``bench/memory.py
 --calibrate`` prints them).

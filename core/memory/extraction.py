@@ -25,8 +25,8 @@ from core.events import Request
 from core.formats import read_reply
 from core.llm import LLM, LLMError, LLMReply
 from core.memory import texts
+from core.memory.model import Memory
 from core.memory.service import MAX_FACT_CHARS, MemoryService
-from core.memory.store import Memory
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Final
 
 from core.events import Answer, ApprovalRequested, ApprovalResolved, Event
 from core.memory import texts
+from core.memory.model import Memory
 from core.memory.sources import short_date
-from core.memory.store import Memory
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,9 @@ from core.errors import InvalidArgument
 from core.events import Request
 from core.memory import texts
 from core.memory.incidents import SimilarIncident
+from core.memory.model import SHARED_SCOPE, SYSTEM_AUTHOR, Memory, MergeRefused, NewMemory
 from core.memory.sources import author_of, describe_source, owns, read_scopes, source_of, write_scope
-from core.memory.store import SHARED_SCOPE, SYSTEM_AUTHOR, Memory, MemoryStore, MergeRefused, NewMemory
+from core.memory.store import MemoryStore
 from core.redact import Redactor, only_secret
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Final
 from core.errors import InvalidArgument
 from core.events import Request
 from core.memory import texts
-from core.memory.store import SHARED_SCOPE, SYSTEM_AUTHOR, Memory, private_scope
+from core.memory.model import SHARED_SCOPE, SYSTEM_AUTHOR, Memory, private_scope
 
 # Requesters that are not people: the scheduled checks (core.health.monitor.SCHEDULER_USER).
 SYSTEM_USERS: Final = frozenset({"scheduler"})

@@ -1,16 +1,15 @@
 """Long-term memory over ChromaDB: facts, incidents and summaries.
 
 One collection holds every memory; ``kind`` and ``scope`` are metadata
-fields that every read filters on.  A scope is ``shared`` (what was said in a
-channel) or ``private:<platform>:<user>`` (what a user said in a DM); callers
-pass the scopes a requester may see, normally ``[SHARED_SCOPE,
-private_scope(platform, user)]``.
+fields that every read filters on.  Callers pass the scopes a requester may
+see, normally ``[SHARED_SCOPE, private_scope(platform, user)]``.
 
 Vectors are computed here (never by Chroma), so one embedding serves both the
-near-duplicate check and the insert.  The collection records the embedding
-model it was built with; opening it with another model raises
-:class:`EmbeddingModelMismatch`, because vectors of two models are not
-comparable.
+near-duplicate check and the insert.  What a memory is lives in
+:mod:`core.memory.model`, how it is kept in Chroma (opening, re-embedding,
+rows, filters) in :mod:`core.memory.chroma`; this module decides what is
+written, merged, recalled and deleted.  The names of both are re-exported
+here, so ``from core.memory.store import ...`` keeps working.
 
 All methods are synchronous and thread-safe; async callers wrap them in
 ``asyncio.to_thread``.
@@ -19,29 +18,53 @@ All methods are synchronous and thread-safe; async callers wrap them in
 from __future__ import annotations
 
 import builtins
-import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Collection as Collection_
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final
 
-import chromadb
 import numpy as np
-from chromadb.api import ClientAPI
-from chromadb.api.models.Collection import Collection
-from chromadb.api.types import Metadata, Where, WhereDocument
-from chromadb.base_types import InclusionExclusionOperator, LiteralValue
-from chromadb.config import Settings
-from chromadb.errors import NotFoundError
+from chromadb.api.types import WhereDocument
 
-from core.errors import InvalidArgument, RuntimeFailure
+from core.errors import InvalidArgument
+from core.memory.chroma import (
+    DEFAULT_COLLECTION,
+    CollectionInfo,
+    close_client,
+    connect,
+    delete_collection,
+    document_naming,
+    drop_collection,
+    inspect_collection,
+    memories_from_get,
+    memory_metadata,
+    open_collection,
+    query_collection,
+    where_fields,
+)
 from core.memory.embeddings import MemoryEmbedding, shared_offline_embedding
+from core.memory.model import (
+    INCIDENT_FIELDS,
+    KINDS,
+    SHARED_SCOPE,
+    SYSTEM_AUTHOR,
+    EmbeddingModelMismatch,
+    Kind,
+    Memory,
+    MemoryStoreError,
+    MergeRefused,
+    NewMemory,
+    check_kind,
+    check_scope,
+    embedded_text,
+    incident_text,
+    private_scope,
+)
 
 __all__ = [
     "DEFAULT_COLLECTION",
@@ -62,131 +85,20 @@ __all__ = [
     "private_scope",
 ]
 
-Kind = Literal["fact", "incident", "summary"]
-KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
-SHARED_SCOPE: Final = "shared"
-# The author of what no person wrote: incidents, scheduled checks.  A person's is "platform:user".
-SYSTEM_AUTHOR: Final = "system"
-INCIDENT_FIELDS: Final = ("symptom", "cause", "fix", "outcome", "audit_ids")
-DEFAULT_COLLECTION: Final = "orchestrator_memories"
-
 # How much nearer a memory ranks in recall when it names all the identifiers
 # the query names (db7, vpn.example.com).  Ranking only: the cut-off applies
 # to the real distance.
 IDENTIFIER_BONUS: Final = 0.2
 
-# What chromadb raises for a collection that does not exist (NotFoundError, or ValueError in some versions).
-_NO_SUCH_COLLECTION: Final = (NotFoundError, ValueError)
-_META_MODEL: Final = "embedding_model"
-_REINDEX_BATCH: Final = 256  # memories re-embedded and written at a time
-_META_FORMAT: Final = "memory_format"
-_FORMAT_VERSION: Final = 1
-_SOURCE_PREFIX: Final = "src_"
-_META_AUTHOR: Final = "author"
-_META_AUTHOR_NAME: Final = "author_name"
 # The unfiltered search asks for this many candidates per memory wanted (at least
 # _MIN_FETCH): room for as many of other scopes and kinds before the filtered
 # search is needed.  No more: Chroma reads each returned row's document and
 # metadata (about 0.05 ms a row at 10k, as much as the search itself for 20 rows).
 _FETCH_PER_WANTED: Final = 2
 _MIN_FETCH: Final = 10
-_PRIVATE_SCOPE_RE: Final = re.compile(r"^private:[^:\s]+:\S+$")
 # Host names, addresses and other identifiers: a letter followed later by a
 # digit (db1, web-02, eu-west-1) or dotted words (vpn.example.com, 10.0.0.1).
 _IDENTIFIER_RE: Final = re.compile(r"[a-z][a-z0-9_-]*[0-9][a-z0-9_-]*|[a-z0-9_-]+(?:\.[a-z0-9_-]+)+", re.IGNORECASE)
-
-
-class MemoryStoreError(RuntimeFailure):
-    """The memory store cannot be used as asked."""
-
-
-class MergeRefused(MemoryStoreError):
-    """Item ``index`` restates ``twin``, which the caller may not change; nothing of its batch was written."""
-
-    def __init__(self, index: int, twin: Memory) -> None:
-        self.index = index
-        self.twin = twin
-        super().__init__(f"the new memory would update memory {twin.id}, which the caller may not change")
-
-
-class EmbeddingModelMismatch(MemoryStoreError):
-    """The collection was built with another embedding model than the one given."""
-
-    def __init__(self, *, collection: str, stored: str, requested: str, location: str) -> None:
-        self.collection = collection
-        self.stored = stored
-        self.requested = requested
-        super().__init__(
-            f"memory collection {collection!r} at {location} was built with embedding model "
-            f"{stored!r}, but {requested!r} is configured; vectors of different models cannot be "
-            f"compared.  Run `orchestrator memory reindex` to re-embed every memory with "
-            f"{requested!r} (nothing is lost; the bot also does it when it starts), or configure "
-            f"{stored!r} again."
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Memory:
-    """One remembered item.
-
-    ``distance`` is set by :meth:`MemoryStore.recall` (cosine distance to the
-    query) and by :meth:`MemoryStore.add` when it merged into an existing
-    memory (``updated`` is then true).
-
-    ``author`` is who first stored it (``platform:user``, or ``system``) and is
-    kept when a restatement updates it; ``source`` is who said it last.
-    Memories stored before authors were recorded have none: see :attr:`owner`.
-    """
-
-    id: str
-    text: str
-    kind: Kind
-    scope: str
-    source: Mapping[str, str] = field(default_factory=dict)
-    created_at: str = ""
-    updated_at: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    revision: int = 1
-    distance: float | None = None
-    updated: bool = False
-    author: str = ""
-    author_name: str = ""
-
-    @property
-    def owner(self) -> str:
-        """Who may change this memory without an approval: its author; for a private memory
-        stored before authors were recorded, the user its scope names (nobody else could have
-        written there); otherwise nobody (``""``)."""
-        if self.author:
-            return self.author
-        if self.scope != SHARED_SCOPE and _PRIVATE_SCOPE_RE.match(self.scope):
-            return self.scope.removeprefix("private:")
-        return ""
-
-    @property
-    def platform(self) -> str:
-        return self.source.get("platform", "")
-
-    @property
-    def channel(self) -> str:
-        return self.source.get("channel", "")
-
-    @property
-    def user(self) -> str:
-        return self.source.get("user", "")
-
-
-@dataclass(frozen=True, slots=True)
-class NewMemory:
-    """One item for :meth:`MemoryStore.add_many` (the arguments of :meth:`MemoryStore.add`)."""
-
-    text: str
-    kind: str
-    scope: str
-    source: Mapping[str, object] = field(default_factory=dict)
-    extra: Mapping[str, Any] | None = None
-    author: str = ""
-    author_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,43 +110,12 @@ class _Search:
     exhaustive: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class CollectionInfo:
-    """What :meth:`MemoryStore.inspect` finds without opening the store: for ``orchestrator memory reset``."""
-
-    location: str
-    exists: bool
-    count: int = 0
-    model: str | None = None
-
-
 def _prepare(item: NewMemory) -> NewMemory:
     text = item.text.strip()
     if not text:
         raise InvalidArgument("cannot remember an empty text")
     source = {str(k): str(v) for k, v in item.source.items() if v is not None and str(v) != ""}
-    return replace(item, text=text, kind=_check_kind(item.kind), scope=_check_scope(item.scope), source=source)
-
-
-def _embedded(text: str, kind: str, extra: Mapping[str, Any] | None) -> str:
-    """What a memory's vector is made from: its text, or for an incident its symptom.
-
-    A later failure is described the way the symptom was ("web1 shows bad gateway
-    errors"), not with the cause and fix, which only dilute the vector (0.55 from
-    the symptom, 0.71 from the whole incident, with the multilingual model).
-    """
-    symptom = (extra or {}).get("symptom") if kind == "incident" else None
-    return symptom.strip() if isinstance(symptom, str) and symptom.strip() else text
-
-
-def _embedded_record(document: str, meta: Mapping[str, Any] | None) -> str:
-    """:func:`_embedded` for a stored row (its document and metadata)."""
-    meta = meta or {}
-    try:
-        extra = json.loads(str(meta.get("extra") or "{}"))
-    except ValueError:
-        extra = {}
-    return _embedded(document, str(meta.get("kind") or ""), extra if isinstance(extra, dict) else {})
+    return replace(item, text=text, kind=check_kind(item.kind), scope=check_scope(item.scope), source=source)
 
 
 def _same_words(a: str, b: str) -> bool:
@@ -242,43 +123,8 @@ def _same_words(a: str, b: str) -> bool:
     return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
 
 
-def private_scope(platform: str, user: str) -> str:
-    """The scope of what ``user`` told the bot in a DM on ``platform``."""
-    if not platform or not user or ":" in platform or any(c.isspace() for c in platform + user):
-        raise InvalidArgument(f"invalid platform/user for a private scope: {platform!r}, {user!r}")
-    return f"private:{platform}:{user}"
-
-
-def incident_text(*, symptom: str, cause: str = "", fix: str = "", outcome: str = "") -> str:
-    """The text an incident is embedded and shown as: the symptom leads."""
-    parts = [symptom.strip().rstrip(".") + "."]
-    for label, value in (("Cause", cause), ("Fix", fix), ("Outcome", outcome)):
-        if value.strip():
-            parts.append(f"{label}: {value.strip().rstrip('.')}.")
-    return " ".join(parts)
-
-
-def _check_scope(scope: str) -> str:
-    if scope != SHARED_SCOPE and not _PRIVATE_SCOPE_RE.match(scope):
-        raise InvalidArgument(f"invalid scope {scope!r}: expected 'shared' or 'private:<platform>:<user>'")
-    return scope
-
-
-def _check_kind(kind: str) -> Kind:
-    if kind not in KINDS:
-        raise InvalidArgument(f"invalid memory kind {kind!r}: expected one of {', '.join(KINDS)}")
-    return kind
-
-
 def _identifiers(text: str) -> frozenset[str]:
     return frozenset(m.group(0).lower().strip("._-") for m in _IDENTIFIER_RE.finditer(text))
-
-
-def _naming(identifiers: Collection_[str]) -> WhereDocument:
-    """A document filter for the texts that contain one of ``identifiers`` (Chroma's is case-sensitive)."""
-    needles = sorted({variant for name in identifiers for variant in (name, name.upper())})
-    contains: list[WhereDocument] = [{"$contains": needle} for needle in needles]
-    return contains[0] if len(contains) == 1 else {"$or": contains}
 
 
 def _version(memory: Memory) -> tuple[str, ...]:
@@ -289,97 +135,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _where(**fields: Sequence[str] | None) -> Where | None:
-    clauses: list[Where] = []
-    for name, values in fields.items():
-        if values is None:
-            continue
-        wanted: list[LiteralValue] = list(values)
-        if len(wanted) == 1:
-            clauses.append({name: wanted[0]})
-        else:
-            membership: dict[InclusionExclusionOperator, list[LiteralValue]] = {"$in": wanted}
-            clauses.append({name: membership})
-    if not clauses:
-        return None
-    if len(clauses) == 1:
-        return clauses[0]
-    return {"$and": clauses}
-
-
-def _metadata(memory: Memory) -> Metadata:
-    meta: dict[str, str | int | float | bool] = {
-        "kind": memory.kind,
-        "scope": memory.scope,
-        "created_at": memory.created_at,
-        "updated_at": memory.updated_at,
-        "revision": memory.revision,
-        "extra": json.dumps(dict(memory.extra), sort_keys=True, default=str),
-    }
-    # Written only when known: collections from before authors were recorded simply lack them.
-    if memory.author:
-        meta[_META_AUTHOR] = memory.author
-    if memory.author_name:
-        meta[_META_AUTHOR_NAME] = memory.author_name
-    for key, value in memory.source.items():
-        meta[_SOURCE_PREFIX + key] = value
-    return meta
-
-
-def _from_record(
-    memory_id: str, text: str | None, meta: Mapping[str, Any] | None, distance: float | None = None
-) -> Memory:
-    meta = meta or {}
-    source = {key[len(_SOURCE_PREFIX) :]: str(value) for key, value in meta.items() if key.startswith(_SOURCE_PREFIX)}
-    try:
-        extra = json.loads(str(meta.get("extra") or "{}"))
-    except json.JSONDecodeError:
-        extra = {}
-    kind = str(meta.get("kind", "fact"))
-    return Memory(
-        id=memory_id,
-        text=text or "",
-        kind=kind if kind in KINDS else "fact",
-        scope=str(meta.get("scope", SHARED_SCOPE)),
-        source=source,
-        created_at=str(meta.get("created_at", "")),
-        updated_at=str(meta.get("updated_at", "")),
-        extra=extra if isinstance(extra, dict) else {},
-        revision=int(meta.get("revision") or 1),
-        distance=distance,
-        author=str(meta.get(_META_AUTHOR) or ""),
-        author_name=str(meta.get(_META_AUTHOR_NAME) or ""),
-    )
-
-
-@contextmanager
-def _raw_client(path: str | Path | None, *, host: str | None, port: int) -> Iterator[ClientAPI | None]:
-    """A client for inspecting or dropping a collection without the model check; None: no such directory."""
-    settings = Settings(anonymized_telemetry=False)
-    if host:
-        client: ClientAPI = chromadb.HttpClient(host=host, port=port, settings=settings)
-    elif path is None:
-        raise InvalidArgument("a data directory (path) or a Chroma server (host) is required")
-    elif not Path(path).exists():
-        yield None
-        return
-    else:
-        client = chromadb.PersistentClient(path=str(path), settings=settings)
-    try:
-        yield client
-    finally:
-        close = getattr(client, "close", None)
-        if callable(close):
-            close()
-
-
 class MemoryStore:
-    """Facts, incidents and summaries with semantic recall.
+    """Every memory the bot keeps, in one Chroma collection: the one place that writes, merges,
+    recalls and deletes them.
 
-    Embedded Chroma at ``path`` by default; a Chroma server when ``host`` is
-    given.  ``embedding`` defaults to the offline multilingual model; the
-    distances it judges with come from the engine (``recall_distance`` and
-    ``dedup_distance`` replace them).
+    Open it on embedded Chroma at ``path`` or a Chroma server at ``host`` (a collection built
+    by another embedding model is refused unless ``reindex``), then :meth:`add` (a near-duplicate
+    of the same kind and scope is updated instead), :meth:`recall` within the scopes the
+    requester may see, and :meth:`remove` by id or query.  Distances come from the embedding
+    engine unless ``recall_distance``/``dedup_distance`` are given; :meth:`close` it when done.
     """
 
     def __init__(
@@ -395,17 +159,7 @@ class MemoryStore:
         reindex: bool = False,
         progress: Callable[[int, int, str], None] | None = None,
     ) -> None:
-        settings = Settings(anonymized_telemetry=False)
-        self._client: ClientAPI
-        if host:
-            self._client = chromadb.HttpClient(host=host, port=port, settings=settings)
-            self.location = f"http://{host}:{port}"
-        elif path is not None:
-            Path(path).mkdir(parents=True, exist_ok=True)
-            self._client = chromadb.PersistentClient(path=str(path), settings=settings)
-            self.location = str(path)
-        else:
-            raise InvalidArgument("MemoryStore needs a data directory (path) or a Chroma server (host)")
+        self._client, self.location = connect(path, host=host, port=port)
         self.embedding: MemoryEmbedding = embedding if embedding is not None else shared_offline_embedding()
         self.collection_name = collection
         # The engine's calibrated distances (core.memory.embeddings.Thresholds) unless the caller names its own.
@@ -416,138 +170,19 @@ class MemoryStore:
         self._lock = threading.RLock()
         self.reindexed: int | None = None  # how many memories opening re-embedded, when it did
         try:
-            self._collection = self._open_collection(reindex=reindex, progress=progress)
+            # progress(done, total, the model that built it) after each re-embedded batch
+            self._collection, self.reindexed = open_collection(
+                self._client, collection, self.embedding, location=self.location, reindex=reindex, progress=progress
+            )
         except BaseException:
             self.close()
             raise
 
     # -- lifecycle --------------------------------------------------------------
 
-    def _open_collection(
-        self, *, reindex: bool = False, progress: Callable[[int, int, str], None] | None = None
-    ) -> Collection:
-        """The collection, made when missing; one built by another model is re-embedded when ``reindex``."""
-        model = self.embedding.model_name
-        self._finish_swap()
-        try:
-            collection = self._client.get_collection(self.collection_name, embedding_function=None)
-        except _NO_SUCH_COLLECTION:
-            collection = self._client.get_or_create_collection(
-                self.collection_name,
-                metadata={_META_MODEL: model, _META_FORMAT: _FORMAT_VERSION},
-                configuration={"hnsw": {"space": "cosine"}},
-                embedding_function=None,
-            )
-        metadata = collection.metadata or {}
-        stored = metadata.get(_META_MODEL)
-        if stored is None:
-            if collection.count():
-                stored = "an unknown model"
-            else:  # an empty collection someone else made: claim it
-                collection.modify(metadata={**metadata, _META_MODEL: model, _META_FORMAT: _FORMAT_VERSION})
-                stored = model
-        if stored != model and reindex:  # progress(done, total, the model that built it) after each batch
-            collection = self._reembed(collection, progress)
-        elif stored != model:
-            raise EmbeddingModelMismatch(
-                collection=self.collection_name,
-                stored=str(stored),
-                requested=model,
-                location=self.location,
-            )
-        config = collection.configuration_json or {}
-        index = config.get("hnsw") or config.get("spann") or {}
-        space = index.get("space") if isinstance(index, Mapping) else None
-        if space not in (None, "cosine"):
-            raise MemoryStoreError(
-                f"memory collection {self.collection_name!r} at {self.location} uses the {space!r} "
-                f"distance, not 'cosine': run `orchestrator memory reset` or use a new data directory"
-            )
-        return collection
-
-    # -- re-embedding -------------------------------------------------------------
-    #
-    # The memories are copied, with new vectors, into a side collection; only a
-    # complete copy replaces the original, by two renames.  Whenever the process
-    # dies, the next opener finds either the original under its name (the copy is
-    # dropped and made again) or, between the renames, the original under
-    # `<name>__previous`, which `_finish_swap` puts back.  Nothing is lost.
-
-    def _side(self, suffix: str) -> str:
-        return f"{self.collection_name}__{suffix}"
-
-    def _get(self, name: str) -> Collection | None:
-        try:
-            return self._client.get_collection(name, embedding_function=None)
-        except _NO_SUCH_COLLECTION:
-            return None
-
-    def _drop(self, name: str) -> None:
-        try:
-            self._client.delete_collection(name)
-        except _NO_SUCH_COLLECTION:
-            pass
-
-    def _finish_swap(self) -> None:
-        """Undo what an interrupted re-embedding left: the original back under its name, no side copies."""
-        previous = self._get(self._side("previous"))
-        if previous is None:
-            return
-        if self._get(self.collection_name) is None:  # died between the two renames
-            previous.modify(name=self.collection_name)
-        else:  # died after them: the re-embedded copy is in place
-            self._drop(self._side("previous"))
-
-    def _reembed(self, old: Collection, progress: Callable[[int, int, str], None] | None) -> Collection:
-        """Every memory of ``old``, with vectors of this store's model, in place of ``old``."""
-        model = self.embedding.model_name
-        total = old.count()
-        built_with = str((old.metadata or {}).get(_META_MODEL) or "an unknown model")
-        self._drop(self._side("reindex"))
-        copy = self._client.create_collection(
-            self._side("reindex"),
-            metadata={**(old.metadata or {}), _META_MODEL: model, _META_FORMAT: _FORMAT_VERSION},
-            configuration={"hnsw": {"space": "cosine"}},
-            embedding_function=None,
-        )
-        done = 0
-        if progress is not None:
-            progress(0, total, built_with)
-        try:
-            while True:
-                page = old.get(include=["documents", "metadatas"], limit=_REINDEX_BATCH, offset=done)
-                ids = page["ids"]
-                if not ids:
-                    break
-                documents = [doc or "" for doc in page["documents"] or []]
-                metadatas = page["metadatas"] or [{} for _ in ids]
-                vectors = self.embedding(
-                    [_embedded_record(doc, meta) for doc, meta in zip(documents, metadatas, strict=True)]
-                )
-                copy.add(ids=ids, embeddings=vectors, documents=documents, metadatas=metadatas)
-                done += len(ids)
-                if progress is not None:
-                    progress(done, total, built_with)
-        except BaseException:
-            self._drop(self._side("reindex"))  # the original is untouched
-            raise
-        if copy.count() != old.count():
-            self._drop(self._side("reindex"))
-            raise MemoryStoreError(
-                f"re-embedding {self.location} copied {copy.count()} of {old.count()} memories "
-                f"(were some added meanwhile?); the store is unchanged: run it again"
-            )
-        old.modify(name=self._side("previous"))
-        copy.modify(name=self.collection_name)
-        self._drop(self._side("previous"))
-        self.reindexed = done
-        return copy
-
     def close(self) -> None:
         """Release the client (the embedded database's files, for the next opener)."""
-        close = getattr(self._client, "close", None)
-        if callable(close):
-            close()
+        close_client(self._client)
 
     def __enter__(self) -> MemoryStore:
         return self
@@ -564,16 +199,7 @@ class MemoryStore:
         collection: str = DEFAULT_COLLECTION,
     ) -> CollectionInfo:
         """How many memories the collection holds and which model built it, whatever that model is."""
-        location = f"http://{host}:{port}" if host else str(path)
-        with _raw_client(path, host=host, port=port) as client:
-            try:
-                found = client.get_collection(collection, embedding_function=None) if client is not None else None
-            except _NO_SUCH_COLLECTION:
-                found = None
-            if found is None:
-                return CollectionInfo(location, exists=False)
-            model = (found.metadata or {}).get(_META_MODEL)
-            return CollectionInfo(location, exists=True, count=found.count(), model=str(model) if model else None)
+        return inspect_collection(path, host=host, port=port, collection=collection)
 
     @staticmethod
     def drop(
@@ -588,29 +214,15 @@ class MemoryStore:
         For ``orchestrator memory reset`` after a change of embedding model,
         when the store itself refuses to open.
         """
-        with _raw_client(path, host=host, port=port) as client:
-            if client is None:
-                return 0
-            try:
-                held = client.get_collection(collection, embedding_function=None).count()
-            except _NO_SUCH_COLLECTION:
-                return 0
-            client.delete_collection(collection)
-            for side in ("reindex", "previous"):  # what an interrupted re-embedding left
-                try:
-                    client.delete_collection(f"{collection}__{side}")
-                except _NO_SUCH_COLLECTION:
-                    pass
-            return held
+        return drop_collection(path, host=host, port=port, collection=collection)
 
     def reset(self) -> None:
         """Delete every memory and start over with the current embedding model."""
         with self._lock:
-            try:
-                self._client.delete_collection(self.collection_name)
-            except _NO_SUCH_COLLECTION:
-                pass
-            self._collection = self._open_collection()
+            delete_collection(self._client, self.collection_name)
+            self._collection, _ = open_collection(
+                self._client, self.collection_name, self.embedding, location=self.location
+            )
 
     # -- writing ----------------------------------------------------------------
 
@@ -673,14 +285,14 @@ class MemoryStore:
     def _add_chunk(
         self, chunk: Sequence[NewMemory], may_merge: Callable[[Memory], bool] | None = None
     ) -> builtins.list[Memory]:
-        vectors = self.embedding([_embedded(item.text, item.kind, item.extra) for item in chunk])
+        vectors = self.embedding([embedded_text(item.text, item.kind, item.extra) for item in chunk])
         now = _now()
         results: builtins.list[Memory] = []
         with self._lock:
             # id -> (memory as it will be written, its vector, not yet in the collection)
             staged: dict[str, tuple[Memory, Any, bool]] = {}
             for index, (item, vector) in enumerate(zip(chunk, vectors, strict=True)):
-                kind = _check_kind(item.kind)
+                kind = check_kind(item.kind)
                 twin = self._staged_twin(item, vector, staged) or self._near_duplicate(
                     item.text, vector, kind, item.scope, skip=staged.keys()
                 )
@@ -722,7 +334,7 @@ class MemoryStore:
                     ids=[m.id for m, _ in rows],
                     embeddings=[v for _, v in rows],
                     documents=[m.text for m, _ in rows],
-                    metadatas=[_metadata(m) for m, _ in rows],
+                    metadatas=[memory_metadata(m) for m, _ in rows],
                 )
         return results
 
@@ -777,7 +389,7 @@ class MemoryStore:
             return None
         vector = self.embedding([text])[0]
         with self._lock:
-            return self._near_duplicate(text, vector, _check_kind(kind), _check_scope(scope))
+            return self._near_duplicate(text, vector, check_kind(kind), check_scope(scope))
 
     def _near_duplicate(
         self, text: str, vector: Any, kind: Kind, scope: str, *, skip: Collection_[str] = ()
@@ -816,7 +428,7 @@ class MemoryStore:
         allowed_scopes = set(scopes)
         allowed_kinds = set(kinds) if kinds is not None else None
         fetch = max(_FETCH_PER_WANTED * n, _MIN_FETCH)
-        candidates = self._query(vector, n=fetch, where_document=where_document)
+        candidates = query_collection(self._collection, vector, n=fetch, where_document=where_document)
         hits = [
             m for m in candidates if m.scope in allowed_scopes and (allowed_kinds is None or m.kind in allowed_kinds)
         ]
@@ -824,20 +436,15 @@ class MemoryStore:
         exhaustive = len(candidates) < fetch or (farthest is not None and farthest > cutoff)
         if len(hits) >= n or exhaustive:
             return _Search(hits, exhaustive=exhaustive)
-        return _Search(self._query(vector, n=n, where=_where(scope=scopes, kind=kinds), where_document=where_document))
-
-    def _query(
-        self, vector: Any, *, n: int, where: Where | None = None, where_document: WhereDocument | None = None
-    ) -> builtins.list[Memory]:
-        """One Chroma query: the ``n`` nearest rows that pass the filters, nearest first."""
-        result = self._collection.query(
-            query_embeddings=[vector],
-            n_results=n,
-            where=where,
-            where_document=where_document,
-            include=["documents", "metadatas", "distances"],
+        return _Search(
+            query_collection(
+                self._collection,
+                vector,
+                n=n,
+                where=where_fields(scope=scopes, kind=kinds),
+                where_document=where_document,
+            )
         )
-        return self._results(result)
 
     def forget(
         self,
@@ -953,9 +560,9 @@ class MemoryStore:
         if not scopes:
             raise InvalidArgument("recall needs at least one scope (e.g. 'shared')")
         for scope in scopes:
-            _check_scope(scope)
+            check_scope(scope)
         if kinds is not None:
-            kinds = [_check_kind(kind) for kind in kinds]
+            kinds = [check_kind(kind) for kind in kinds]
         if k < 1 or not query.strip():
             return []
         limit = self.recall_distance if max_distance is None else max_distance
@@ -982,7 +589,7 @@ class MemoryStore:
             # Dense vectors barely tell db7 from db13: when none of the nearest memories names
             # what the query names, ask for the nearest that do (a second query, so only then).
             lexical = self._nearest(
-                vector, scopes=scopes, kinds=kinds, n=k, cutoff=reach, where_document=_naming(named)
+                vector, scopes=scopes, kinds=kinds, n=k, cutoff=reach, where_document=document_naming(named)
             )
             pool += [m for m in lexical.hits if within(m)]
 
@@ -1000,19 +607,11 @@ class MemoryStore:
         self, kind: str | None = None, scope: str | None = None, *, limit: int | None = None
     ) -> builtins.list[Memory]:
         """Memories of a kind and/or scope, oldest first."""
-        where = _where(
-            kind=[_check_kind(kind)] if kind is not None else None,
-            scope=[_check_scope(scope)] if scope is not None else None,
+        where = where_fields(
+            kind=[check_kind(kind)] if kind is not None else None,
+            scope=[check_scope(scope)] if scope is not None else None,
         )
-        got = self._collection.get(where=where, include=["documents", "metadatas"])
-        documents = got["documents"] or []
-        metadatas = got["metadatas"] or []
-        memories = [
-            _from_record(
-                memory_id, documents[i] if i < len(documents) else None, metadatas[i] if i < len(metadatas) else None
-            )
-            for i, memory_id in enumerate(got["ids"])
-        ]
+        memories = memories_from_get(self._collection.get(where=where, include=["documents", "metadatas"]))
         memories.sort(key=lambda m: (m.created_at, m.id))
         return memories[:limit] if limit is not None else memories
 
@@ -1022,34 +621,14 @@ class MemoryStore:
         return sorted({str((meta or {}).get("scope", SHARED_SCOPE)) for meta in got["metadatas"] or []})
 
     def get(self, memory_id: str) -> Memory | None:
-        got = self._collection.get(ids=[memory_id], include=["documents", "metadatas"])
-        if not got["ids"]:
-            return None
-        documents = got["documents"] or []
-        metadatas = got["metadatas"] or []
-        return _from_record(got["ids"][0], documents[0] if documents else None, metadatas[0] if metadatas else None)
+        found = memories_from_get(self._collection.get(ids=[memory_id], include=["documents", "metadatas"]))
+        return found[0] if found else None
 
     def count(self, kind: str | None = None, scope: str | None = None) -> int:
         if kind is None and scope is None:
             return self._collection.count()
-        where = _where(
-            kind=[_check_kind(kind)] if kind is not None else None,
-            scope=[_check_scope(scope)] if scope is not None else None,
+        where = where_fields(
+            kind=[check_kind(kind)] if kind is not None else None,
+            scope=[check_scope(scope)] if scope is not None else None,
         )
         return len(self._collection.get(where=where, include=[])["ids"])
-
-    @staticmethod
-    def _results(result: Any) -> builtins.list[Memory]:
-        ids: builtins.list[str] = (result.get("ids") or [[]])[0]
-        documents = (result.get("documents") or [[]])[0] or []
-        metadatas = (result.get("metadatas") or [[]])[0] or []
-        distances = (result.get("distances") or [[]])[0] or []
-        return [
-            _from_record(
-                memory_id,
-                documents[i] if i < len(documents) else None,
-                metadatas[i] if i < len(metadatas) else None,
-                float(distances[i]) if i < len(distances) else None,
-            )
-            for i, memory_id in enumerate(ids)
-        ]

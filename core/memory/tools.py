@@ -33,9 +33,9 @@ from typing import Any
 from core.errors import InvalidArgument, ToolError
 from core.events import Request, Risk
 from core.memory import texts
+from core.memory.model import SHARED_SCOPE, Memory, MergeRefused
 from core.memory.service import MemoryService
 from core.memory.sources import author_label, describe_source, owns
-from core.memory.store import SHARED_SCOPE, Memory, MergeRefused
 from core.tools.registry import Plan, ToolContext, ToolSpec, tool
 
 

@@ -1,38 +1,63 @@
 """Docker tools through the Docker SDK, on the local engine or any host of the inventory.
 
-The SDK is synchronous: every call, including creating a client (which already talks
-to the engine), runs in a worker thread with a timeout, so a slow or unreachable host
-is a tool error and never blocks the event loop. Container names are checked against
-Docker's own rules before anything reaches the SDK. The SDK itself (with requests and
-paramiko) is imported by the first call that needs it, so a process that never touches
-Docker does not pay for it.
+The tools the model calls live here: reads (ps, logs, stats, inspect, compose ps)
+and the lifecycle actions (restart, stop, start), built from one table and each
+approved by a person. Container names are checked against Docker's own rules
+before anything reaches the SDK. Engine access (a client per host, every call in a
+worker thread with a timeout) is :mod:`core.tools.docker_engine`; turning what the
+engine returns into rows and text is :mod:`core.tools.docker_format`. Their public
+names are re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import re
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
 from core.errors import ToolError
 from core.events import Risk
-from core.hosts import LOCAL, Host, Inventory
+from core.hosts import LOCAL, Host
 from core.policy import Policy
 from core.process import run_process
 from core.tools.command import scrubbed_env
+from core.tools.docker_engine import DEFAULT_TIMEOUT, Connect, DockerEngines, default_connect
+from core.tools.docker_format import (
+    age_text,
+    compose_rows,
+    container_row,
+    cpu_percent,
+    format_ports,
+    memory_usage,
+    stats_row,
+    trimmed_inspect,
+)
 from core.tools.registry import Plan, ToolContext, ToolOutput, ToolSpec, tool
 
-T = TypeVar("T")
-Connect = Callable[[Host, float], Any]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "MAX_LOG_LINES",
+    "STATS_PARALLEL",
+    "STOP_GRACE",
+    "Connect",
+    "DockerEngines",
+    "check_container",
+    "container_row",
+    "cpu_percent",
+    "default_connect",
+    "docker_tools",
+    "format_ports",
+    "memory_usage",
+    "parse_since",
+    "stats_row",
+    "trimmed_inspect",
+]
 
-DEFAULT_TIMEOUT = 15.0
 STOP_GRACE = 10  # seconds a container gets to stop before it is killed (docker's default)
 MAX_LOG_LINES = 2000
 STATS_PARALLEL = 8
@@ -40,7 +65,6 @@ STATS_PARALLEL = 8
 # Docker's own rule for names (daemon/names: RestrictedNameChars), which a hex id also satisfies.
 _CONTAINER = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
 _SINCE_RELATIVE = re.compile(r"^(\d{1,6})\s*([smhd])$")
-_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
 def check_container(name: str) -> str:
@@ -76,307 +100,54 @@ def parse_since(since: str, *, now: float | None = None) -> int | None:
     return int(moment.timestamp())
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value or value.startswith("0001-"):
-        return None
-    text = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _age(value: str | None) -> str:
-    moment = _parse_time(value)
-    if moment is None:
-        return ""
-    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
-
-
-def format_ports(ports: dict[str, Any] | None) -> list[str]:
-    """`{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}` → `["0.0.0.0:8080->80/tcp"]`."""
-    shown: list[str] = []
-    for inner, bindings in sorted((ports or {}).items()):
-        if not bindings:
-            shown.append(inner)
-            continue
-        for b in bindings:
-            shown.append(f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}->{inner}")
-    return shown
-
-
-def cpu_percent(stats: dict[str, Any]) -> float:
-    """CPU use the way `docker stats` computes it: container delta / system delta × online CPUs."""
-    cpu = stats.get("cpu_stats") or {}
-    pre = stats.get("precpu_stats") or {}
-    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
-    system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-    online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
-    if system_delta > 0 and cpu_delta > 0:
-        return round(float(cpu_delta) / float(system_delta) * float(online) * 100.0, 2)
-    return 0.0
-
-
-def memory_usage(stats: dict[str, Any]) -> tuple[int, int]:
-    """(used, limit) in bytes, page cache excluded like `docker stats` (cgroup v1 and v2)."""
-    mem = stats.get("memory_stats") or {}
-    usage = int(mem.get("usage") or 0)
-    detail = mem.get("stats") or {}
-    for key in ("total_inactive_file", "inactive_file"):  # v1, then v2
-        if key in detail and int(detail[key]) < usage:
-            usage -= int(detail[key])
-            break
-    return usage, int(mem.get("limit") or 0)
-
-
-def _mib(n: int) -> float:
-    return round(n / 2**20, 1)
-
-
-@dataclass(frozen=True)
-class _SdkErrors:
-    """The Docker SDK's exception classes, which an `except` clause names only once one is raised."""
-
-    not_found: type[Exception]
-    api: type[Exception]
-    docker: type[Exception]
-    request: type[Exception]
-
-
-@functools.cache
-def _sdk_errors() -> _SdkErrors:
-    from docker.errors import APIError, DockerException, NotFound
-    from requests.exceptions import RequestException
-
-    return _SdkErrors(not_found=NotFound, api=APIError, docker=DockerException, request=RequestException)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    m = _ERRNO.search(text)
-    if m:
-        return m.group(1).strip()
-    if isinstance(exc, _sdk_errors().request) and "timed out" in text.lower():
-        return "timed out"
-    return text[:300] or type(exc).__name__
-
-
-class DockerEngines:
-    """One lazily created Docker SDK client per host, every call in a worker thread."""
-
-    def __init__(self, inventory: Inventory, *, timeout: float = DEFAULT_TIMEOUT, connect: Connect | None = None):
-        self.inventory = inventory
-        self.timeout = timeout
-        self._connect = connect or default_connect
-        self._clients: dict[str, Any] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def host(self, name: str) -> Host:
-        host = self.inventory.get(name)
-        if not host.is_local and not host.docker:
-            raise ToolError(
-                f'host {host.name} has no Docker engine in the inventory (add docker = "ssh://user@{host.name}")'
-            )
-        return host
-
-    async def _client(self, host: Host) -> Any:
-        lock = self._locks.setdefault(host.name, asyncio.Lock())
-        async with lock:
-            client = self._clients.get(host.name)
-            if client is not None:
-                return client
-            try:
-                client = await asyncio.wait_for(
-                    asyncio.to_thread(self._connect, host, self.timeout), self.timeout + 1.0
-                )
-            except TimeoutError:
-                raise ToolError(
-                    f"cannot reach the Docker engine on host {host.name} ({host.docker_label}): "
-                    f"no answer within {self.timeout:g} s"
-                ) from None
-            except (_sdk_errors().docker, _sdk_errors().request, OSError) as exc:
-                raise self._unreachable(host, exc) from None
-            self._clients[host.name] = client
-            return client
-
-    def _unreachable(self, host: Host, exc: BaseException) -> ToolError:
-        if "paramiko" in str(exc):
-            return ToolError(
-                f"cannot reach the Docker engine on host {host.name} ({host.docker_label}): ssh:// Docker hosts "
-                "need the paramiko package (the docker[ssh] extra), which is not installed here"
-            )
-        reason = _reason(exc)
-        if "timed out" in reason.lower():
-            reason = f"no answer within {self.timeout:g} s"
-        return ToolError(f"cannot reach the Docker engine on host {host.name} ({host.docker_label}): {reason}")
-
-    def _forget(self, host: Host) -> None:
-        client = self._clients.pop(host.name, None)
-        if client is not None:
-            try:
-                client.close()
-            except Exception:  # closing a broken client must not hide the real error
-                pass
-
-    async def call(self, host_name: str, fn: Callable[[Any], T], *, extra_timeout: float = 0.0) -> T:
-        """Run `fn(client)` for the host in a worker thread; SDK failures become ToolErrors."""
-        host = self.host(host_name)
-        client = await self._client(host)
-        limit = self.timeout + extra_timeout + 2.0
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(fn, client), limit)
-        except TimeoutError:
-            self._forget(host)
-            raise ToolError(f"the Docker engine on host {host.name} did not answer within {limit:g} s") from None
-        except _sdk_errors().not_found as exc:
-            raise ToolError(f"not found on host {host.name}: {_explanation(exc)}") from None
-        except _sdk_errors().api as exc:
-            raise ToolError(f"the Docker engine on host {host.name} refused: {_explanation(exc)}") from None
-        except (_sdk_errors().request, OSError) as exc:
-            self._forget(host)
-            raise self._unreachable(host, exc) from None
-        except _sdk_errors().docker as exc:
-            raise ToolError(f"Docker on host {host.name}: {exc}") from None
-
-    def close(self) -> None:
-        for name in list(self._clients):
-            self._forget(self.inventory.get(name))
-
-
-def _explanation(exc: Exception) -> str:
-    """What the engine said, as the SDK's `APIError.explanation` keeps it, or the error itself."""
-    return str(getattr(exc, "explanation", None) or exc)
-
-
-def default_connect(host: Host, timeout: float) -> Any:
-    """A Docker SDK client; constructing it asks the engine for its API version."""
-    import docker
-
-    if host.docker:
-        return docker.DockerClient(base_url=host.docker, timeout=timeout, use_ssh_client=False)
-    return docker.from_env(timeout=timeout, use_ssh_client=False)
-
-
-# ---------------------------------------------------------------- shaping SDK data
-
-
-def container_row(attrs: dict[str, Any]) -> dict[str, Any]:
-    state = attrs.get("State") or {}
-    health = (state.get("Health") or {}).get("Status") or "none"
-    row: dict[str, Any] = {
-        "name": str(attrs.get("Name", "")).lstrip("/"),
-        "id": str(attrs.get("Id", ""))[:12],
-        "image": (attrs.get("Config") or {}).get("Image", ""),
-        "status": state.get("Status", ""),
-        "health": health,
-        "restart_count": int(attrs.get("RestartCount") or 0),
-        "ports": format_ports((attrs.get("NetworkSettings") or {}).get("Ports")),
-    }
-    if state.get("Running"):
-        row["up_for"] = _age(state.get("StartedAt"))
-    else:
-        row["exit_code"] = state.get("ExitCode")
-        finished = _age(state.get("FinishedAt"))
-        if finished:
-            row["exited_ago"] = finished
-    if state.get("OOMKilled"):
-        row["oom_killed"] = True
-    return row
-
-
-def trimmed_inspect(attrs: dict[str, Any], redact: Callable[[str], str]) -> dict[str, Any]:
-    state = attrs.get("State") or {}
-    config = attrs.get("Config") or {}
-    host_config = attrs.get("HostConfig") or {}
-    health = state.get("Health")
-    labels = config.get("Labels") or {}
-    out: dict[str, Any] = {
-        "name": str(attrs.get("Name", "")).lstrip("/"),
-        "id": str(attrs.get("Id", ""))[:12],
-        "image": config.get("Image", ""),
-        "image_id": str(attrs.get("Image", ""))[:19],
-        "created": attrs.get("Created"),
-        "command": redact(shlex.join([str(attrs.get("Path", "")), *map(str, attrs.get("Args") or [])]).strip()),
-        "state": {
-            "status": state.get("Status"),
-            "running": state.get("Running"),
-            "paused": state.get("Paused"),
-            "restarting": state.get("Restarting"),
-            "oom_killed": state.get("OOMKilled"),
-            "exit_code": state.get("ExitCode"),
-            "error": state.get("Error") or "",
-            "started_at": state.get("StartedAt"),
-            "finished_at": state.get("FinishedAt"),
-        },
-        "health": None,
-        "restart_policy": host_config.get("RestartPolicy") or {},
-        "restart_count": int(attrs.get("RestartCount") or 0),
-        "mounts": [
-            {
-                "type": m.get("Type"),
-                "source": m.get("Source") or m.get("Name"),
-                "destination": m.get("Destination"),
-                "read_write": m.get("RW"),
-            }
-            for m in attrs.get("Mounts") or []
-        ],
-        # Names only: values are where passwords and tokens live.
-        "env_names": sorted({str(e).split("=", 1)[0] for e in config.get("Env") or []}),
-        "ports": format_ports((attrs.get("NetworkSettings") or {}).get("Ports")),
-        "networks": {
-            name: net.get("IPAddress") or ""
-            for name, net in ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).items()
-        },
-        "network_mode": host_config.get("NetworkMode"),
-    }
-    if health:
-        out["health"] = {
-            "status": health.get("Status"),
-            "failing_streak": health.get("FailingStreak"),
-            "log_tail": [
-                {
-                    "start": h.get("Start"),
-                    "exit_code": h.get("ExitCode"),
-                    "output": redact(str(h.get("Output") or "").strip()[-500:]),
-                }
-                for h in (health.get("Log") or [])[-3:]
-            ],
-        }
-    compose = {k.rsplit(".", 1)[-1]: v for k, v in labels.items() if k in _COMPOSE_LABELS}
-    if compose:
-        out["compose"] = compose
-    return out
-
-
-_COMPOSE_LABELS = frozenset({"com.docker.compose.project", "com.docker.compose.service"})
-
-
-def stats_row(name: str, cid: str, stats: dict[str, Any]) -> dict[str, Any]:
-    used, limit = memory_usage(stats)
-    return {
-        "name": name,
-        "id": cid[:12],
-        "cpu_percent": cpu_percent(stats),
-        "mem_used_mib": _mib(used),
-        "mem_limit_mib": _mib(limit),
-        "mem_percent": round(used / limit * 100.0, 2) if limit else 0.0,
-        "pids": (stats.get("pids_stats") or {}).get("current", 0),
-    }
+# ---------------------------------------------------------------- lifecycle actions
 
 
 @dataclass(frozen=True)
 class _Action:
+    """One lifecycle tool: `docker_<verb>`, what it does to the SDK's container, and what the model reads."""
+
     verb: str
     past: str
-    grace: int
+    grace: int  # seconds to stop before a kill, told to the approver; 0: the action stops nothing
+    description: str
+    perform: Callable[[Any, int], None]  # (the SDK's container, grace)
+
+    @property
+    def tool_name(self) -> str:
+        return f"docker_{self.verb}"
+
+
+_LIFECYCLE = (
+    _Action(
+        "restart",
+        "restarted",
+        STOP_GRACE,
+        "Restart a container (stop, then start). A person approves it first.",
+        lambda container, grace: container.restart(timeout=grace),
+    ),
+    _Action(
+        "stop",
+        "stopped",
+        STOP_GRACE,
+        "Stop a running container. A person approves it first.",
+        lambda container, grace: container.stop(timeout=grace),
+    ),
+    _Action(
+        "start",
+        "started",
+        0,
+        "Start a stopped container. A person approves it first.",
+        lambda container, grace: container.start(),
+    ),
+)
+
+# The parameters every lifecycle tool takes, as the model reads them.
+_LIFECYCLE_ARGS = """
+Args:
+    container: container name or id, as docker_ps shows it.
+    host: which machine: "local" (this one) or a host name from the inventory.
+"""
 
 
 @dataclass(frozen=True)
@@ -399,13 +170,6 @@ class _Target:
     @property
     def parts(self) -> tuple[str, ...]:
         return (self.host.name, self.host.docker, self.cid)  # the approval is bound to this container id
-
-
-_ACTIONS = {
-    "restart": _Action("restart", "restarted", STOP_GRACE),
-    "stop": _Action("stop", "stopped", STOP_GRACE),
-    "start": _Action("start", "started", 0),
-}
 
 
 # ---------------------------------------------------------------- the tools
@@ -502,31 +266,32 @@ def docker_tools(policy: Policy, engines: DockerEngines) -> list[ToolSpec]:
             raise ToolError(f"{target.shown} is not running on host {host.name} (status {target.state.get('Status')})")
         return target
 
-    async def act(action: _Action, container: str, host_name: str, ctx: ToolContext) -> ToolOutput:
-        """What the lifecycle tools' bodies do: the action, on the container id the approval was bound to."""
-        target = await lifecycle_target(action, container, host_name)
-        ctx.check_unchanged(target.parts)  # not a container re-created under the same name since
+    def lifecycle_tool(action: _Action) -> ToolSpec:
+        """The tool `docker_<verb>`, with its plan and fresh hooks."""
 
-        def work(client: Any) -> dict[str, Any]:
-            c = client.containers.get(target.cid)
-            if action.verb == "restart":
-                c.restart(timeout=action.grace)
-            elif action.verb == "stop":
-                c.stop(timeout=action.grace)
-            else:
-                c.start()
-            c.reload()
-            return dict(c.attrs)
+        async def body(container: str, host: str = LOCAL, *, ctx: ToolContext) -> ToolOutput:
+            # The action, on the container id the approval was bound to; the docstring is set below.
+            target = await lifecycle_target(action, container, host)
+            ctx.check_unchanged(target.parts)  # not a container re-created under the same name since
 
-        host = target.host
-        after = await engines.call(host.name, work, extra_timeout=action.grace)
-        row = container_row(after)
-        started = (after.get("State") or {}).get("StartedAt", "")
-        text = f"{action.past} {target.shown} on host {host.name}: now {row['status']} (started at {started})"
-        return ToolOutput(text + "\n" + json.dumps(row, default=str))
+            def work(client: Any) -> dict[str, Any]:
+                c = client.containers.get(target.cid)
+                action.perform(c, action.grace)
+                c.reload()
+                return dict(c.attrs)
 
-    def lifecycle(action: _Action, spec: ToolSpec) -> None:
-        """Attach the plan and fresh hooks of one lifecycle tool."""
+            after = await engines.call(target.host.name, work, extra_timeout=action.grace)
+            row = container_row(after)
+            started = (after.get("State") or {}).get("StartedAt", "")
+            text = (
+                f"{action.past} {target.shown} on host {target.host.name}: now {row['status']} (started at {started})"
+            )
+            return ToolOutput(text + "\n" + json.dumps(row, default=str))
+
+        # What `tool` reads: the name (also of the arguments model) and the docstring the model sees.
+        body.__name__ = body.__qualname__ = action.tool_name
+        body.__doc__ = action.description + "\n" + _LIFECYCLE_ARGS
+        spec = tool(risk=Risk.EXEC)(body)
 
         @spec.plan
         async def _plan(args: dict[str, Any]) -> Plan:
@@ -537,7 +302,7 @@ def docker_tools(policy: Policy, engines: DockerEngines) -> list[ToolSpec]:
                 f"host: {host.name} ({host.docker_label})\n"
                 f"container: {target.shown} (id {target.cid[:12]}, image "
                 f"{(target.attrs.get('Config') or {}).get('Image', '?')}, {state.get('Status', '?')}"
-                + (f", up {_age(state.get('StartedAt'))}" if target.running else "")
+                + (f", up {age_text(state.get('StartedAt'))}" if target.running else "")
                 + ")"
             )
             if action.grace:
@@ -555,39 +320,7 @@ def docker_tools(policy: Policy, engines: DockerEngines) -> list[ToolSpec]:
         async def _fresh(args: dict[str, Any]) -> tuple[str, ...]:
             return (await lifecycle_target(action, args["container"], args["host"])).parts
 
-    @tool(risk=Risk.EXEC)
-    async def docker_restart(container: str, host: str = LOCAL, *, ctx: ToolContext) -> ToolOutput:
-        """Restart a container (stop, then start). A person approves it first.
-
-        Args:
-            container: container name or id, as docker_ps shows it.
-            host: which machine: "local" (this one) or a host name from the inventory.
-        """
-        return await act(_ACTIONS["restart"], container, host, ctx)
-
-    @tool(risk=Risk.EXEC)
-    async def docker_stop(container: str, host: str = LOCAL, *, ctx: ToolContext) -> ToolOutput:
-        """Stop a running container. A person approves it first.
-
-        Args:
-            container: container name or id, as docker_ps shows it.
-            host: which machine: "local" (this one) or a host name from the inventory.
-        """
-        return await act(_ACTIONS["stop"], container, host, ctx)
-
-    @tool(risk=Risk.EXEC)
-    async def docker_start(container: str, host: str = LOCAL, *, ctx: ToolContext) -> ToolOutput:
-        """Start a stopped container. A person approves it first.
-
-        Args:
-            container: container name or id, as docker_ps shows it.
-            host: which machine: "local" (this one) or a host name from the inventory.
-        """
-        return await act(_ACTIONS["start"], container, host, ctx)
-
-    lifecycle(_ACTIONS["restart"], docker_restart)
-    lifecycle(_ACTIONS["stop"], docker_stop)
-    lifecycle(_ACTIONS["start"], docker_start)
+        return spec
 
     @tool(risk=Risk.READ)
     async def docker_compose_ps(project_dir: str, host: str = LOCAL) -> dict[str, Any] | str:
@@ -616,13 +349,13 @@ def docker_tools(policy: Policy, engines: DockerEngines) -> list[ToolSpec]:
         )
         if not result.ok:
             raise ToolError(f"docker compose ps failed on host {target.name}: {result.combined()[:2000]}")
-        rows = _compose_rows(result.stdout)
+        rows = compose_rows(result.stdout)
         if rows is None:
             return result.stdout
         return {"host": target.name, "project_dir": str(directory), "containers": rows, "count": len(rows)}
 
-    return [docker_ps, docker_logs, docker_stats, docker_inspect, docker_restart, docker_stop, docker_start,
-            docker_compose_ps]  # fmt: skip
+    lifecycle = [lifecycle_tool(action) for action in _LIFECYCLE]
+    return [docker_ps, docker_logs, docker_stats, docker_inspect, *lifecycle, docker_compose_ps]
 
 
 async def _find_compose(env: dict[str, str], *, limit: float) -> list[str] | None:
@@ -632,33 +365,3 @@ async def _find_compose(env: dict[str, str], *, limit: float) -> list[str] | Non
         if probe.ok and "compose" in probe.stdout.lower():
             return program
     return None
-
-
-def _compose_rows(stdout: str) -> list[dict[str, Any]] | None:
-    """`docker compose ps --format json` prints a JSON array (older v2) or one object per line."""
-    text = stdout.strip()
-    if not text:
-        return []
-    try:
-        data = json.loads(text)
-        items = data if isinstance(data, list) else [data]
-    except json.JSONDecodeError:
-        try:
-            items = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError:
-            return None
-    rows = []
-    for item in items:
-        if not isinstance(item, dict):
-            return None
-        rows.append(
-            {
-                "name": item.get("Name", ""),
-                "service": item.get("Service", ""),
-                "state": item.get("State", ""),
-                "health": item.get("Health", "") or "none",
-                "status": item.get("Status", ""),
-                "ports": item.get("Ports", ""),
-            }
-        )
-    return rows
