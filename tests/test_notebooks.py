@@ -11,9 +11,9 @@ import pytest
 
 from bot.app import Services
 from core.health.notebook import execute_notebook
-from tests.core.health.recording import png_size
 from tests.core.health.test_daily import seed
 from tests.fakes.ollama import FakeOllama, Reply
+from tests.support.recording import png_size
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

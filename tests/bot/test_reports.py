@@ -19,9 +19,9 @@ from bot.app import Services
 from bot.reports import build_daily, destinations, post_to_channels, prune_report_files, publish_daily
 from bot.settings import Settings
 from core.events import Report
-from tests.core.health.recording import CHANNEL, RecordingAdapter, health_settings, png_size
 from tests.core.health.test_daily import seed
 from tests.fakes.ollama import FakeOllama, Reply
+from tests.support.recording import CHANNEL, RecordingAdapter, health_settings, png_size
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from bot.settings import ReportSettings, Settings
 from core.health.lock import LeaseLock
 from core.health.models import MetricSample
 from core.store import Store
-from tests.core.health.recording import RecordingAdapter, health_settings
 from tests.fakes.ollama import FakeOllama
+from tests.support.recording import RecordingAdapter, health_settings
 
 
 @pytest_asyncio.fixture
@@ -288,8 +288,8 @@ async def test_the_scheduler_alone_posts_through_its_outlets_and_logs_each_repor
     from bot.posting import PostingOutlet
     from bot.settings import HealthCheckSettings
     from core.health.checks import CheckResult
-    from tests.core.health.recording import CHANNEL
     from tests.fakes.ollama import Reply
+    from tests.support.recording import CHANNEL
 
     failing_disk = HealthCheckSettings(disk_percent=0.01, docker="off", systemd="off")  # any disk is above it
     alone = health_settings(tmp_path, fake_ollama.url, workspace, metrics_interval=1, health_interval=1,

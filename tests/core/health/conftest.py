@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bot.settings import Settings
-from tests.core.health.recording import health_settings
 from tests.fakes.ollama import FakeOllama
+from tests.support.recording import health_settings
 
 
 @pytest.fixture

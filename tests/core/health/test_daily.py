@@ -19,8 +19,8 @@ from core.health.metrics import DiskReading, MetricsRecorder, MetricsSampler, Me
 from core.llm import OllamaLLM
 from core.store.models import AuditEntry
 from core.tools.registry import Plan
-from tests.core.health.recording import png_size
 from tests.fakes.ollama import FakeOllama, Reply
+from tests.support.recording import png_size
 
 END = 1_800_000_000.0
 GIB = 2**30

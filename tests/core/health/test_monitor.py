@@ -21,8 +21,8 @@ from core.health.models import Incident
 from core.health.monitor import HealthMonitor
 from core.health.outlets import Destination
 from core.store import Store
-from tests.core.health.recording import CHANNEL, RecordingAdapter
 from tests.fakes.ollama import FakeOllama, Reply
+from tests.support.recording import CHANNEL, RecordingAdapter
 
 T = 1_800_000_000.0
 GIB = 2**30

@@ -15,9 +15,9 @@ from core.health.incidents import IncidentBook
 from core.health.metrics import MetricsSnapshot
 from core.health.monitor import HealthMonitor
 from core.health.outlets import Destination
-from tests.core.health.recording import CHANNEL, RecordingAdapter
 from tests.core.health.test_monitor import Disk, T
 from tests.fakes.ollama import FakeOllama, Reply
+from tests.support.recording import CHANNEL, RecordingAdapter
 
 
 @pytest.mark.asyncio

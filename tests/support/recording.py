@@ -1,4 +1,4 @@
-"""A recording chat platform for the scheduler and health tests, until the real stand-ins plug in.
+"""A recording chat platform: the test kit's adapter for any test that needs one without Slack or Discord.
 
 `RecordingAdapter` implements the `adapters.base.ChatAdapter` protocol: it records every
 report and thread message, runs requests through the real agent rendering each step with
