@@ -40,9 +40,8 @@ from adapters.slack import SlackAdapter
 from adapters.slack.messages import escape, mrkdwn
 from adapters.texts import step_line
 from bot.app import Services, build_services
-from bot.discord_main import discord_config
+from bot.platforms import discord_config, slack_config
 from bot.settings import Settings
-from bot.slack_main import slack_config
 from core.events import Answer, Event, Partial, Request, ToolCall, ToolResult
 from tests.fakes.discord import APPROVER_ID, BOT_USER_ID, TEXT_CHANNEL_ID, FakeDiscord, RestCall
 from tests.fakes.ollama import FakeOllama, Reply

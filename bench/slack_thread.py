@@ -39,8 +39,8 @@ from adapters.progress import step_line
 from adapters.slack import SlackAdapter
 from adapters.slack.messages import escape, mrkdwn
 from bot.app import build_services
+from bot.platforms import slack_config
 from bot.settings import Settings
-from bot.slack_main import slack_config
 from core.events import Answer, Event, Partial, Request, ToolResult
 from core.llm import LLMReply, LLMToolCall, WholeReplies
 from tests.fakes.slack import BOT_USER_ID, FakeSlack, app_mention, deliver, event_callback, message

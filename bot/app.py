@@ -1,15 +1,22 @@
-"""Wiring: builds the core services from settings. No globals; callers pass these in."""
+"""Wiring: builds the core services from settings. No globals; callers pass these in.
+
+The one place that opens the state store (`open_store`, `open_store_async`) and the memory
+(`open_memory_store` for the Chroma store alone, `open_memory` for what the agent plugs in),
+and says why a memory cannot open (`memory_problem`). chromadb is imported only when the
+memory is used, so other commands start fast. See docs/memory.md.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from bot.memory_cmd import open_memory
 from bot.settings import Settings, where_set
 from core.agent import Agent, AgentConfig, ContextProvider, RunHook
 from core.approval import ApprovalGate, ApprovalRules
@@ -30,6 +37,8 @@ from core.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from core.memory.service import MemoryService
+    from core.memory.store import MemoryStore
+    from core.tools.registry import ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +130,7 @@ async def build_services(
     """`platforms`: where this process can post, so only their approvals and runs left behind by
     a crash are closed at start-up (and told); None closes them all. `agent_llm` wraps the model
     the agent talks to (the service endpoint times its turns); reports and memory get it unwrapped."""
-    prepare_dirs(settings)
-    store = Store(settings.db_url)
-    await store.init()
+    store = await open_store_async(settings)
     identity = ProcessIdentity.start(settings.data_dir)
     policy = make_policy(settings)
     sandbox = make_sandbox(settings)
@@ -168,3 +175,195 @@ async def build_services(
 
 def data_path(settings: Settings, *parts: str) -> Path:
     return settings.data_dir.joinpath(*parts)
+
+
+# ---- the state store ----------------------------------------------------------------------------
+def open_store(settings: Settings) -> Store:
+    """The state store the settings name, its schema created or upgraded, once the data directory
+    is known to take files (else a `ConfigurationError` naming the setting). Blocking: for the
+    CLI's commands; async code awaits `open_store_async`."""
+    prepare_dirs(settings)
+    store = Store(settings.db_url)
+    store.migrate_sync()
+    return store
+
+
+async def open_store_async(settings: Settings) -> Store:
+    """`open_store` for async code: the schema is upgraded in the store's own thread."""
+    prepare_dirs(settings)
+    store = Store(settings.db_url)
+    try:
+        await store.init()
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+# ---- the memory ---------------------------------------------------------------------------------
+# The memory's start-up lines log as `bot.memory`, whichever module wires it.
+memory_log = logging.getLogger("bot.memory")
+
+MEMORY_DIR = "memory"
+# Runs the health monitor starts (core.health.monitor.SCHEDULER_USER): no person states facts there.
+NOT_A_PERSON = frozenset({"scheduler"})
+
+UNAVAILABLE = "memory is off for this run: {problem}"
+# Why a memory cannot open, and what to do (start-up warning, `orchestrator doctor`, `orchestrator memory`).
+UNWRITABLE = "{path} cannot be written ({reason})"
+FIX_UNWRITABLE = (
+    "make it writable by this user, set ORCHESTRATOR_DATA_DIR to a directory it can write, or ORCHESTRATOR_MEMORY=off"
+)
+UNREADABLE = "{path} is not a memory store this version can read ({error})"
+FIX_UNREADABLE = "move it aside (mv {path} {path}.broken) to start a new memory there, or set ORCHESTRATOR_MEMORY=off"
+SERVER_DOWN = "the Chroma server at {where} does not answer ({error})"
+FIX_SERVER = "start the Chroma server, or unset CHROMA_HOST to use the embedded store"
+OTHER = "{where}: {error}"
+FIX_OTHER = "set ORCHESTRATOR_MEMORY=off to run without memory"
+# Re-embedding, at start-up (in the log) and by `orchestrator memory reindex`.
+REINDEX_START = "re-embedding {memories} at {location} with {model} (built with {old}); nothing is lost"
+REINDEX_PROGRESS = "re-embedding the memory with {model}: {done}/{total}"
+REINDEX_DONE = "re-embedded {memories} at {location} with {model} in {seconds:.1f} s"
+
+
+def memory_path(settings: Settings) -> Path:
+    return settings.data_dir / MEMORY_DIR
+
+
+def open_memory_store(
+    settings: Settings, *, reindex: bool = False, progress: Callable[[int, int, str], None] | None = None
+) -> MemoryStore:
+    """The memory store the settings name (blocking: call it in a worker thread from async code).
+
+    With ``reindex``, a store another embedding model built is re-embedded with the
+    configured one as it opens (``progress(done, total, built_with)`` after each batch)."""
+    from core.memory.embeddings import embedding_from_settings
+    from core.memory.store import MemoryStore
+
+    model = settings.embed_model if settings.embedding == "ollama" else ""
+    embedding = embedding_from_settings(settings.embedding, ollama_host=settings.ollama_host, model=model)
+    where: dict[str, Any] = (
+        {"host": settings.chroma_host, "port": settings.chroma_port}
+        if settings.chroma_host
+        else {"path": memory_path(settings)}
+    )
+    return MemoryStore(
+        embedding=embedding, recall_distance=settings.recall_distance, reindex=reindex, progress=progress, **where
+    )
+
+
+def model_name(settings: Settings) -> str:
+    """The embedding model the settings name, as a store records it."""
+    from core.memory.embeddings import model_name_for
+
+    return model_name_for(settings.embedding, settings.embed_model if settings.embedding == "ollama" else "")
+
+
+@dataclass(frozen=True)
+class MemoryProblem:
+    """Why the memory cannot open, and how to fix it, in the operator's words."""
+
+    detail: str
+    fix: str = ""  # empty when the detail already says it
+
+    def __str__(self) -> str:
+        return f"{self.detail}; {self.fix}" if self.fix else self.detail
+
+
+def unwritable(path: Path) -> str | None:
+    """Why the embedded store at `path` (or the directory it would be made in) refuses files; None if it takes them."""
+    target = path
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    try:
+        if not target.is_dir():
+            return f"{target} is a file, not a directory"
+        tempfile.NamedTemporaryFile(dir=target).close()
+        database = path / "chroma.sqlite3"
+        if database.is_file():
+            database.open("r+b").close()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def memory_problem(settings: Settings, exc: BaseException) -> MemoryProblem:
+    from core.memory.embeddings import EmbeddingError
+    from core.memory.store import EmbeddingModelMismatch
+
+    error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    if isinstance(exc, EmbeddingModelMismatch):
+        return MemoryProblem(str(exc))  # it names `orchestrator memory reset`
+    if settings.chroma_host:
+        return MemoryProblem(SERVER_DOWN.format(where=f"{settings.chroma_host}:{settings.chroma_port}", error=error),
+                             FIX_SERVER)  # fmt: skip
+    path = memory_path(settings)
+    if reason := unwritable(path):
+        return MemoryProblem(UNWRITABLE.format(path=path, reason=reason), FIX_UNWRITABLE)
+    if type(exc).__module__.startswith("chromadb") and not isinstance(exc, EmbeddingError):
+        # chromadb read the directory and refused it: a damaged file, or a store of another version
+        return MemoryProblem(UNREADABLE.format(path=path, error=error), FIX_UNREADABLE.format(path=path))
+    return MemoryProblem(OTHER.format(where=path, error=f"{type(exc).__name__}: {error}"), FIX_OTHER)
+
+
+@dataclass
+class MemoryParts:
+    """What `build_services` plugs into the agent."""
+
+    service: MemoryService
+    tools: list[ToolSpec]
+    context: ContextProvider
+    after_run: list[RunHook] = field(default_factory=list)
+
+
+async def open_memory(settings: Settings, *, llm: LLM, redact: Callable[[str], str]) -> MemoryParts | None:
+    """The memory, its tools, context provider and extraction hook; None when it is off or cannot open.
+
+    A memory that cannot open (another embedding model built it, the Chroma server is down,
+    the directory is damaged or cannot be written) does not stop the bot: the reason and the
+    fix are logged once, without a traceback, and the agent runs without memory.
+    """
+    if not settings.memory:
+        return None
+    from core.memory.extraction import FactExtractor
+    from core.memory.service import MemoryService
+    from core.memory.tools import memory_tools
+
+    try:
+        store = await asyncio.to_thread(open_memory_store, settings, reindex=True, progress=_LoggedProgress(settings))
+    except Exception as exc:  # memory is optional: whatever chromadb raises, the bot starts without it
+        problem = memory_problem(settings, exc)
+        memory_log.error(UNAVAILABLE.format(problem=problem))
+        return None
+    service = MemoryService(store, token_budget=settings.memory_tokens, redact=redact)
+    hooks: list[RunHook] = []
+    if settings.memory_extract:
+        hooks.append(FactExtractor(llm, service, skip_users=NOT_A_PERSON).after_run)
+    return MemoryParts(service, memory_tools(service), service.context, hooks)
+
+
+def memories(count: int) -> str:
+    return f"{count} memory" if count == 1 else f"{count} memories"
+
+
+class _LoggedProgress:
+    """Re-embedding at start-up, in the log: a line when it starts, then at most one every 5 s."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._model = model_name(settings)
+        self._location = settings.chroma_host or str(memory_path(settings))
+        self._started = 0.0
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, built_with: str) -> None:
+        now = time.monotonic()
+        if not self._started:
+            self._started = self._last = now
+            memory_log.warning(REINDEX_START.format(memories=memories(total), location=self._location,
+                                                    model=self._model, old=built_with))  # fmt: skip
+        if done >= total:
+            memory_log.warning(REINDEX_DONE.format(memories=memories(total), location=self._location,
+                                                   model=self._model, seconds=now - self._started))  # fmt: skip
+        elif now - self._last >= 5:
+            self._last = now
+            memory_log.info(REINDEX_PROGRESS.format(model=self._model, done=done, total=total))

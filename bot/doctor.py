@@ -10,7 +10,16 @@ from dataclasses import dataclass
 
 import ollama
 
-from bot.app import make_sandbox
+from bot.app import (
+    FIX_UNWRITABLE,
+    UNWRITABLE,
+    make_sandbox,
+    memory_path,
+    memory_problem,
+    model_name,
+    unwritable,
+)
+from bot.platforms import configured
 from bot.settings import Settings, where_set
 from core.errors import ConfigurationError, ServiceUnavailable
 from core.llm import LLMError, OllamaLLM
@@ -39,7 +48,8 @@ async def run_checks(settings: Settings) -> list[Check]:
             Check("data dir", False, f"{settings.data_dir}: {exc.strerror}",
                   f"set {where_set('data_dir')} to a directory this user can write")
         )  # fmt: skip
-    # database
+    # database: the URL probed on its own (bot.app.open_store would first create the default file root,
+    # which the next check reports on)
     try:
         store = Store(settings.db_url)
         await store.init()
@@ -134,7 +144,6 @@ async def _memory_check(settings: Settings) -> Check:
     the bot runs, without memory, so the detail says so."""
     if not settings.memory:
         return Check("memory", True, "off (ORCHESTRATOR_MEMORY=off)")
-    from bot.memory_cmd import FIX_UNWRITABLE, UNWRITABLE, memory_path, memory_problem, model_name, unwritable
     from core.memory.store import MemoryStore
 
     host = settings.chroma_host or None
@@ -211,14 +220,14 @@ def _systemd_check(settings: Settings) -> Check:
 def _access_checks(settings: Settings) -> list[Check]:
     """Per configured platform: somebody may approve, and `*` askers are said out loud."""
     checks: list[Check] = []
-    if settings.slack_bot_token is not None:
+    if configured(settings, "slack"):
         checks += _who_may_ask(
             "slack", approvers=[*settings.slack_approvers, *settings.slack_approver_groups],
             users=settings.slack_allowed_users, roles=[], channels=settings.slack_allowed_channels,
             approver_settings="SLACK_APPROVERS or SLACK_APPROVER_GROUPS", everyone="every member of the workspace",
             dm_policy=settings.dm_policy,
         )  # fmt: skip
-    if settings.discord_token is not None:
+    if configured(settings, "discord"):
         checks += _who_may_ask(
             "discord", approvers=[*settings.discord_approvers, *settings.discord_approver_roles],
             users=settings.discord_allowed_users, roles=settings.discord_allowed_roles,

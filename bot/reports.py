@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from adapters.base import ChatAdapter
-from bot.app import prepare_dirs
+from bot.app import open_store_async
 from bot.settings import Settings
 from core.events import Report
 from core.health.checks import CheckConfig, default_checks
@@ -171,7 +171,8 @@ def print_report(report: Report, out: IO[str]) -> None:
 async def post_to_channels(settings: Settings, report: Report, out: IO[str]) -> int:
     """Build the configured adapters (without serving them) and post; 0 when every channel got it."""
     from bot.app import build_services
-    from bot.runner import ConfigurationError, adapter_factories
+    from bot.platforms import adapter_factories
+    from core.errors import ConfigurationError
 
     channels = report_channels(settings)
     if not channels:
@@ -189,7 +190,7 @@ async def post_to_channels(settings: Settings, report: Report, out: IO[str]) -> 
             factory = factories.get(platform)
             if factory is None:
                 print(f"{platform}: not posted: the {platform} adapter is not available in this installation "
-                      f"(bot/{platform}_main.py cannot be imported)", file=out)  # fmt: skip
+                      f"(adapters/{platform} cannot be imported)", file=out)  # fmt: skip
                 failed += 1
                 continue
             try:
@@ -230,10 +231,8 @@ async def post_to_channels(settings: Settings, report: Report, out: IO[str]) -> 
 
 async def health_command(settings: Settings, *, post: bool, out: IO[str] = sys.stdout) -> int:
     """Run every check once and print the result. Opens no incident and asks no model."""
-    prepare_dirs(settings)  # an unusable data dir is one line, not a traceback
-    store = Store(settings.db_url)
+    store = await open_store_async(settings)  # an unusable data dir is one line, not a traceback
     try:
-        await store.init()
         recorder = build_recorder(settings, store)
         monitor = build_monitor(settings, store, recorder)
         results, report = await monitor.report()
@@ -250,9 +249,7 @@ async def health_command(settings: Settings, *, post: bool, out: IO[str] = sys.s
 async def daily_command(
     settings: Settings, *, post: bool, hours: float | None = None, out: IO[str] = sys.stdout
 ) -> int:
-    prepare_dirs(settings)  # an unusable data dir is one line, not a traceback
-    store = Store(settings.db_url)
-    await store.init()  # the analysis reads the health tables: make sure they exist
+    store = await open_store_async(settings)  # the analysis reads the health tables: make sure they exist
     await store.close()
     from bot.app import make_policy
 

@@ -7,11 +7,12 @@ import asyncio
 import functools
 import logging
 import signal
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from adapters.base import ChatAdapter
 from bot.app import Services, build_services
+from bot.platforms import adapter_factories as adapter_factories  # re-exported: bot.reports looks it up here
 from bot.posting import PostingOutlet
 from bot.settings import Settings
 from core.errors import ConfigurationError as ConfigurationError  # re-exported: the platforms raise it too
@@ -25,32 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 8.0  # seconds the runs in flight get, on SIGTERM, to post their last line (docker stop waits 10)
-
-AdapterFactory = Callable[[Settings, Services], ChatAdapter]
-PLATFORMS = ("slack", "discord")
-
-
-def adapter_factories(platforms: Iterable[str] = PLATFORMS) -> dict[str, AdapterFactory]:
-    """The adapter factory of each of `platforms` this installation has. Only those are imported:
-    `run slack` never loads discord.py, nor `run discord` the Slack SDK."""
-    wanted = set(platforms)
-    factories: dict[str, AdapterFactory] = {}
-    if "slack" in wanted:
-        try:
-            from bot.slack_main import make_slack_adapter
-
-            factories["slack"] = make_slack_adapter
-        except ImportError:  # pragma: no cover - only while an adapter is being developed
-            pass
-    if "discord" in wanted:
-        try:
-            from bot.discord_main import make_discord_adapter
-
-            factories["discord"] = make_discord_adapter
-        except ImportError:  # pragma: no cover
-            pass
-    return factories
-
 
 NOTHING_TO_RUN = (
     "nothing to run: no chat platform to serve and the scheduler is off (reports.scheduler = false, "

@@ -166,11 +166,9 @@ class ServiceHealth:
         return not failing, body
 
     async def _database(self) -> Status:
-        from sqlalchemy import text
-
         try:
             async with asyncio.timeout(self.timeout):
-                await self.store.run(lambda s: s.connection().execute(text("SELECT 1")).scalar())
+                await self.store.ping()
         except TimeoutError:
             return Status(False, NO_ANSWER.format(timeout=self.timeout))
         except Exception as exc:

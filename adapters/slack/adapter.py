@@ -26,7 +26,6 @@ from slack_bolt.app.async_server import AsyncSlackAppServer
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
-from sqlmodel import select
 
 from adapters import texts
 from adapters.intake import Intake, StoreUnavailable
@@ -39,7 +38,7 @@ from core.errors import AdapterSetupError
 from core.events import Event, Partial, Report, Request
 from core.store import Store
 from core.store.db import is_unavailable
-from core.store.models import Approval, Conversation
+from core.store.models import Approval
 
 from . import messages as m
 from .api import Identity, SlackApi, SlackDelivery, make_client, read_bytes
@@ -271,14 +270,7 @@ class SlackAdapter:
 
     async def _known_thread(self, channel: str, thread: str) -> bool:
         """A thread the bot is part of: it has a conversation (it answered or posted there)."""
-
-        def lookup(session: Any) -> bool:
-            query = select(Conversation.id).where(
-                Conversation.platform == PLATFORM, Conversation.channel == channel, Conversation.thread == thread
-            )
-            return session.exec(query).first() is not None
-
-        return await self.store.run(lookup)
+        return await self.store.has_conversation(PLATFORM, channel, thread)
 
     async def _take(self, msg: Incoming, *, event_id: str, message_key: str, team: str) -> None:
         """Claim the message in the store, then serve it. bolt does not drop Slack's retries

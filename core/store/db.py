@@ -139,6 +139,15 @@ def event_payload(ev: object) -> dict[str, Any]:
 
 
 class Store:
+    """The bot's state in one SQL database (SQLite by default, or PostgreSQL): conversations, runs
+    and their steps, approvals, the audit log, pairings, dedupe keys and the outbox.
+
+    The async methods run in one dedicated worker thread, so the event loop never waits on the
+    database; the `*_sync` ones are for synchronous callers (the CLI, notebooks) and run in theirs.
+    Open it from settings with `bot.app.open_store` (blocking) or `open_store_async`, which check
+    the data directory and create or upgrade the schema (`migrate_sync` / `init`); `close()` it after.
+    """
+
     def __init__(self, url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.url = url
         self.busy_timeout = busy_timeout
@@ -194,6 +203,10 @@ class Store:
 
         return await self._call(work)
 
+    async def ping(self) -> None:
+        """One round trip to the database (a health check); raises what the database raised."""
+        await self.run(lambda s: s.connection().exec_driver_sql("SELECT 1").scalar())
+
     # ---- conversations ------------------------------------------------------
     async def open_conversation(self, platform: str, channel: str, thread: str) -> int:
         """The id of the conversation in this thread, creating its row on first use (and marking it active)."""
@@ -218,6 +231,18 @@ class Store:
                 s.commit()
                 assert row.id is not None
                 return row.id
+
+        return await self._call(work)
+
+    async def has_conversation(self, platform: str, channel: str, thread: str) -> bool:
+        """Whether this thread has a conversation (the bot answered or posted there); creates nothing."""
+
+        def work() -> bool:
+            with self._session() as s:
+                query = select(Conversation.id).where(
+                    Conversation.platform == platform, Conversation.channel == channel, Conversation.thread == thread
+                )
+                return s.exec(query).first() is not None
 
         return await self._call(work)
 
@@ -514,6 +539,15 @@ class Store:
         return await self.run(
             lambda s: list(s.exec(select(Approval).order_by(col(Approval.id).desc()).limit(limit)).all())
         )
+
+    def recent_approvals_sync(self, *, limit: int = 50, pending_only: bool = False) -> list[Approval]:
+        """The latest `limit` approvals, newest first; with `pending_only`, only those still waiting for
+        a decision (`orchestrator approvals`, and `--all` for every one)."""
+        with self._session() as s:
+            q = select(Approval).order_by(col(Approval.id).desc()).limit(limit)
+            if pending_only:
+                q = q.where(Approval.status == ApprovalStatus.PENDING)
+            return list(s.exec(q).all())
 
     # ---- audit ----------------------------------------------------------------
     async def audit(self, entry: AuditEntry) -> None:

@@ -16,7 +16,6 @@ import pytest_asyncio
 from bot.app import Services
 from bot.cli import build_parser
 from bot.settings import Settings
-from tests.adapters.test_discord import MENTION, TOKEN, WAIT, ask, posted, running, services_for
 from tests.fakes.discord import (
     APPROVER_ID,
     OPS_ROLE_ID,
@@ -27,6 +26,7 @@ from tests.fakes.discord import (
     FakeDiscord,
 )
 from tests.fakes.ollama import FakeOllama, Reply
+from tests.support.discord_stand import MENTION, TOKEN, WAIT, ask, posted, running, services_for
 
 ROLE_HOLDER_ID = 4100  # holds the ops role, is no approver
 PEOPLE = frozenset({OWNER_ID, APPROVER_ID, STRANGER_ID, ROLE_HOLDER_ID})

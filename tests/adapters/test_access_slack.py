@@ -1,6 +1,6 @@
 """Who may ask, through the real Slack adapter: allowlists, DM pairing, per-person limits.
 
-The stand is the one of test_slack.py (real bolt, real core, FakeSlack, FakeOllama), with
+The stand is tests/support/slack_stand.py (real bolt, real core, FakeSlack, FakeOllama), with
 nobody allowed unless a test says so. "Runs nothing" is checked where it shows: the fake
 model received no request, no run was stored, no 👀 was added.
 """
@@ -18,9 +18,9 @@ import pytest
 import pytest_asyncio
 
 from bot.cli import build_parser
-from tests.adapters.test_slack import CHANNEL, Stand, make_stand, next_ts
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import BOT_USER_ID, FakeSlack, app_mention, message
+from tests.support.slack_stand import CHANNEL, Stand, make_stand, next_ts
 from tests.support.waiting import until
 
 STRANGER = "UNEW"

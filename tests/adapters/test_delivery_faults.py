@@ -36,15 +36,15 @@ from adapters.outbox import Backoff, Delivery, Outbox, Payload
 from adapters.progress import ProgressView
 from adapters.slack import SlackAdapter
 from bot.app import Services, build_services
-from bot.discord_main import discord_config
+from bot.platforms import discord_config
 from bot.settings import Settings
 from core.events import Answer, ToolCall
 from core.store import Store
 from core.store.models import OutboxStatus
-from tests.adapters.test_slack import CHANNEL, Stand, echo_reply, make_stand, touch_reply
 from tests.fakes.discord import APPROVER_ID, BOT_USER_ID, TEXT_CHANNEL_ID, FakeDiscord
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import BOT_ID, FakeSlack
+from tests.support.slack_stand import CHANNEL, Stand, echo_reply, make_stand, touch_reply
 from tests.support.waiting import until
 
 WAIT = 20.0  # upper bounds for waits, never measured

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import discord
 import pytest
-import pytest_asyncio
 
+import tests.support.discord_stand as discord_stand
 from adapters.discord import DiscordAdapter, DiscordSetupError
-from bot.app import Services, build_services
-from bot.discord_main import discord_config
+from bot.app import Services
+from bot.platforms import discord_config
 from bot.settings import Settings
 from core.events import Answer, Attachment, Report, Request
 from tests.fakes.discord import (
@@ -32,111 +29,27 @@ from tests.fakes.discord import (
     STRANGER_ID,
     TEXT_CHANNEL_ID,
     FakeDiscord,
-    RestCall,
 )
 from tests.fakes.ollama import FakeOllama, Reply
+from tests.support.discord_stand import (
+    MENTION,
+    TOKEN,
+    WAIT,
+    approval_posted,
+    ask,
+    call,
+    content,
+    posted,
+    running,
+    said,
+    services_for,
+    tool_runs,
+    touch_script,
+)
 
-TOKEN = "fake-token"
-WAIT = 10.0  # generous upper bounds for waits; nothing here measures time
-MENTION = f"<@{BOT_USER_ID}>"
-
-
-# ---- fixtures ---------------------------------------------------------------------------------
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord(token=TOKEN) as f:
-        yield f
-
-
-@pytest.fixture
-def settings(tmp_path: Path, fake_ollama: FakeOllama, workspace: Path, fake: FakeDiscord) -> Settings:
-    """Overrides conftest's: the same core, plus Discord pointed at the stand-in."""
-    return Settings(
-        ORCHESTRATOR_DATA_DIR=str(tmp_path / "data"),
-        OLLAMA_HOST=fake_ollama.url,
-        ORCHESTRATOR_FILE_ROOTS=str(workspace),
-        ORCHESTRATOR_APPROVAL_TIMEOUT=30,
-        DISCORD_TOKEN=TOKEN,
-        DISCORD_APPROVERS=str(APPROVER_ID),
-        # Some tests here have the stranger ask (and be refused as an approver); who may ask at all is
-        # tested in tests/adapters/test_access_discord.py.
-        DISCORD_ALLOWED_USERS=f"{OWNER_ID},{STRANGER_ID}",
-        DISCORD_API_URL=fake.api_base,
-    )
-
-
-@asynccontextmanager
-async def services_for(settings: Settings, **update: Any) -> AsyncIterator[Services]:
-    svc = await build_services(settings.model_copy(update=update) if update else settings)
-    svc.gate.poll_interval = 0.05
-    try:
-        yield svc
-    finally:
-        await svc.close()
-
-
-@asynccontextmanager
-async def running(services: Services, **config: Any) -> AsyncIterator[DiscordAdapter]:
-    """The adapter serving against the fake; a short ready delay and pace window keep tests quick."""
-    cfg = replace(discord_config(services.settings), guild_ready_timeout=0.1, pace_window=0.5, **config)
-    adapter = DiscordAdapter(cfg, agent=services.agent, gate=services.gate, store=services.store)
-    task = asyncio.create_task(adapter.serve(), name="test-discord-serve")
-    ready = asyncio.create_task(adapter.ready.wait())
-    await asyncio.wait([task, ready], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()  # a setup error surfaces here
-    assert adapter.ready.is_set(), "the adapter did not connect"
-    try:
-        yield adapter
-    finally:
-        await adapter.close()
-        await asyncio.wait_for(task, WAIT)
-
-
-# ---- helpers --------------------------------------------------------------------------------
-def call(name: str, **arguments: object) -> Reply:
-    return Reply(tool_calls=[{"name": name, "arguments": arguments}])
-
-
-def content(c: RestCall) -> str:
-    return str((c.json or {}).get("content") or "")
-
-
-async def posted(fake: FakeDiscord, channel_id: int, contains: str = "") -> RestCall:
-    """The first message the bot posted in a channel whose text contains `contains`."""
-    path = f"/channels/{channel_id}/messages"
-    return await fake.wait_for(
-        lambda c: c.method == "POST" and c.path == path and c.status == 200 and contains in content(c), WAIT
-    )
-
-
-async def approval_posted(fake: FakeDiscord, channel_id: int) -> int:
-    """Waits until the approval message carries both of the bot's reactions; returns its id."""
-    deny = await fake.wait_for_call("PUT", rf"/channels/{channel_id}/messages/\d+/reactions/❌/@me", WAIT)
-    match = re.search(r"/messages/(\d+)/", deny.path)
-    assert match is not None
-    return int(match.group(1))
-
-
-def said(fake: FakeDiscord, channel_id: int, text: str) -> list[str]:
-    return [m for m in fake.messages(channel_id) if text in m]
-
-
-def tool_runs(services: Services) -> list[str]:
-    return [e.args_json for e in services.store.audit_entries_sync() if e.action == "tool_run"]
-
-
-def touch_script(target: Path, after: str) -> list[Reply]:
-    return [
-        Reply(thinking="The user wants the marker file.", tool_calls=[{"name": "run_command", "arguments": {
-            "command": f"touch {target}"}}]),
-        Reply(content=after),
-    ]  # fmt: skip
-
-
-async def ask(fake: FakeDiscord, text: str, *, user: int = APPROVER_ID) -> int:
-    """A mention in the text channel; returns the message id (= the id of the thread opened on it)."""
-    return await fake.push_message(TEXT_CHANNEL_ID, user, f"{MENTION} {text}")
+# the stand's fixtures (tests/support/discord_stand.py)
+fake = discord_stand.fake
+settings = discord_stand.settings
 
 
 # ---- conversations ------------------------------------------------------------------------------
@@ -604,7 +517,7 @@ async def test_reports_notices_and_runs_started_by_the_application(
 
 @pytest.mark.asyncio
 async def test_make_discord_adapter_reads_the_settings(settings: Settings, services: Services) -> None:
-    from bot.discord_main import make_discord_adapter
+    from bot.platforms import make_discord_adapter
     from bot.runner import ConfigurationError
 
     config = discord_config(settings.model_copy(update={"discord_approver_roles": ["2001"]}))

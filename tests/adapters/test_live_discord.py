@@ -1,45 +1,25 @@
 """What a Discord user sees while a run streams: the progress message's live line, coalesced
 within Discord's 5 creates-or-edits per 5 s per channel; an unmodified discord.py client
 against FakeDiscord, the real adapter, outbox and store. The events come from the real agent
-with FakeOllama, or from `EventFeed` (tests/adapters/live.py) where a test must look at the
+with FakeOllama, or from `EventFeed` (tests/support/live.py) where a test must look at the
 thread between two events or needs a stream faster than any model."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import replace
-from typing import Any
 
 import pytest
 
-import tests.adapters.test_discord as discord_tests
-from adapters.discord import DiscordAdapter
-from adapters.discord.adapter import AgentRunner
+import tests.support.discord_stand as discord_stand
 from bot.app import Services
-from bot.discord_main import discord_config
-from tests.adapters.live import EventFeed
-from tests.adapters.test_discord import WAIT, ask, content, posted
 from tests.fakes.discord import FakeDiscord, RestCall
 from tests.fakes.ollama import FakeOllama, Reply
+from tests.support.discord_stand import PACE_WINDOW, ask, content, posted, serving, shown
+from tests.support.live import EventFeed
 
-fake = discord_tests.fake  # the stand-in, and settings pointing the core at it (tests/adapters/test_discord.py)
-settings = discord_tests.settings
-PACE_WINDOW = 0.5  # the tests' window (Discord's is 5 s): 5 creates or edits per window per channel
-
-
-@asynccontextmanager
-async def serving(services: Services, agent: AgentRunner, **config: Any) -> AsyncIterator[DiscordAdapter]:
-    cfg = replace(discord_config(services.settings), guild_ready_timeout=0.1, pace_window=PACE_WINDOW, **config)
-    adapter = DiscordAdapter(cfg, agent=agent, gate=services.gate, store=services.store)
-    task = asyncio.create_task(adapter.serve(), name="test-discord-serve")
-    await asyncio.wait_for(adapter.ready.wait(), WAIT)
-    try:
-        yield adapter
-    finally:
-        await adapter.close()
-        await asyncio.wait_for(task, WAIT)
+# the stand's fixtures (tests/support/discord_stand.py)
+fake = discord_stand.fake
+settings = discord_stand.settings
 
 
 def writes(fake: FakeDiscord, channel_id: int) -> list[RestCall]:
@@ -60,13 +40,6 @@ def most_in_a_window(calls: list[RestCall], window: float) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
-
-
-async def shown(fake: FakeDiscord, channel_id: int, text: str) -> RestCall:
-    """Until a create or edit in the channel carries `text`."""
-    return await fake.wait_for(
-        lambda c: c.method in ("POST", "PATCH") and str(channel_id) in c.path and text in content(c), WAIT
-    )
 
 
 @pytest.mark.asyncio

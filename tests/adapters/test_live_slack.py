@@ -3,7 +3,7 @@ slack_sdk against FakeSlack), its fallback to an edited message, and the assista
 
 The runs are the real adapter, outbox and store; the events come from the real agent with
 FakeOllama, or, where a test must look at the thread between two events, from `EventFeed`
-(tests/adapters/live.py). Waits have upper bounds; nothing measures time.
+(tests/support/live.py). Waits have upper bounds; nothing measures time.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import SlackAdapter
 from core.events import Failed
-from tests.adapters.live import EventFeed
-from tests.adapters.test_slack import CHANNEL, Stand, echo_reply, make_stand, touch_reply
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import FakeSlack, Stream, message
+from tests.support.live import EventFeed
+from tests.support.slack_stand import CHANNEL, Stand, echo_reply, make_stand, touch_reply
 from tests.support.waiting import until
 
 WAIT = 10.0

@@ -9,23 +9,22 @@ from pathlib import Path
 
 import pytest
 
-import tests.adapters.test_discord as discord_tests
+import tests.support.discord_stand as discord_stand
 from adapters.progress import ProgressView
 from adapters.slack import SlackAdapter
 from adapters.texts import live_line, tail
 from bot.app import Services
 from core.events import Event, Partial
-from tests.adapters.live import EventFeed
-from tests.adapters.test_discord import ask, posted
-from tests.adapters.test_live_discord import serving, shown
-from tests.adapters.test_slack import make_stand
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack import FakeSlack
+from tests.support.discord_stand import ask, posted, serving, shown
+from tests.support.live import EventFeed
+from tests.support.slack_stand import make_stand
 from tests.support.waiting import until
 
-fake = discord_tests.fake
-settings = discord_tests.settings
+fake = discord_stand.fake
+settings = discord_stand.settings
 WAIT = 10.0
 
 

@@ -39,7 +39,7 @@ def the_one_warning(stderr: str) -> str:
     assert "Traceback" not in stderr, stderr
     lines = [line for line in stderr.splitlines() if "memory" in line]
     assert len(lines) == 1, stderr
-    assert " bot.memory_cmd: memory is off for this run: " in lines[0]
+    assert " bot.memory: memory is off for this run: " in lines[0]
     return lines[0]
 
 

@@ -94,9 +94,9 @@ async def test_post_builds_the_configured_adapters_and_says_which_are_missing(
         made.append(RecordingAdapter(svc.agent, svc.gate, platform="slack"))
         return made[-1]
 
-    import bot.runner
+    import bot.platforms
 
-    monkeypatch.setattr(bot.runner, "adapter_factories", lambda platforms: {"slack": make_slack})
+    monkeypatch.setattr(bot.platforms, "adapter_factories", lambda platforms: {"slack": make_slack})
     out = io.StringIO()
     report = Report(kind="health", title="Health on box: all 5 checks pass", text="✅ `disk:/`: fine")
     assert await post_to_channels(settings, report, out) == 1  # discord could not be reached
@@ -105,7 +105,7 @@ async def test_post_builds_the_configured_adapters_and_says_which_are_missing(
     lines = out.getvalue().splitlines()
     assert lines[0].startswith(f"slack: posted to {CHANNEL['slack']} (slack-")
     assert lines[1] == ("discord: not posted: the discord adapter is not available in this installation "
-                        "(bot/discord_main.py cannot be imported)")  # fmt: skip
+                        "(adapters/discord cannot be imported)")  # fmt: skip
 
     nowhere = settings.model_copy(update={"reports": settings.reports.model_copy(
         update={"slack_channel": "", "discord_channel": ""})})  # fmt: skip

@@ -17,8 +17,9 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from tests.fakes.slack import (
     reaction_added,
     signed_headers,
 )
+from tests.support import waiting
 from tests.support.postgres import on_each_database
 
 SECRET = "s3cret"
@@ -52,18 +54,7 @@ WAIT = 60.0  # generous: a bot process starts in a few seconds on a busy machine
 _ts = itertools.count(1)
 
 
-async def until(
-    predicate: Callable[[], Any], timeout: float = WAIT, what: str = "condition", log: Callable[[], str] = str
-) -> Any:
-    async def poll() -> Any:
-        while not (result := predicate()):
-            await asyncio.sleep(0.05)
-        return result
-
-    try:
-        return await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}\n{log()}") from None
+until = partial(waiting.until, timeout=WAIT, interval=0.05)
 
 
 @dataclass

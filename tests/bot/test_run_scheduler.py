@@ -18,6 +18,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,33 +37,15 @@ from core.health.models import Incident, MetricSample
 from core.store import Store
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import BOT_ID, FakeSlack
+from tests.support import waiting
 
 WAIT = 60.0  # generous: a bot process starts in a few seconds on a busy machine
 CHANNEL = "C0REPORTS"
 
 
-async def until(predicate: Callable[[], Any], what: str, log: Callable[[], str] = str) -> Any:
-    async def poll() -> Any:
-        while not (result := predicate()):
-            await asyncio.sleep(0.1)
-        return result
-
-    try:
-        return await asyncio.wait_for(poll(), WAIT)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}\n{log()}") from None
-
-
-async def until_async(check: Callable[[], Any], what: str, log: Callable[[], str] = str) -> Any:
-    async def poll() -> Any:
-        while not (result := await check()):
-            await asyncio.sleep(0.2)
-        return result
-
-    try:
-        return await asyncio.wait_for(poll(), WAIT)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}\n{log()}") from None
+# A bot process starts in a few seconds on a busy machine: every wait here is WAIT long.
+until = partial(waiting.until, timeout=WAIT, interval=0.1)
+until_async = partial(waiting.until_async, timeout=WAIT, interval=0.2)
 
 
 @dataclass
@@ -172,14 +155,14 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 @pytest.mark.asyncio
 async def test_run_all_with_no_platform_runs_the_scheduler_alone(env: dict[str, str], bots: Any) -> None:
     bot = await bots("run", "all", env=env)
-    await until(lambda: "incident report: " in bot.text(), "the incident's report line", bot.text)
+    await until(lambda: "incident report: " in bot.text(), what="the incident's report line", log=bot.text)
     text = bot.text()
     assert RUN_ALL_ALONE in text  # said once, in one line
     assert "reports go to the log only (no reports channel is set)" in text
     [line] = [x for x in text.splitlines() if "incident report: " in x]
     assert " WARNING bot.scheduler: incident report: " in line and "disk:" in line
     assert re.search(r"INFO bot\.scheduler: {5}.* % full", text), text  # the report's text, at INFO
-    [sample, *_] = await until(lambda: rows(env, MetricSample), "a metrics sample in the database", bot.text)
+    [sample, *_] = await until(lambda: rows(env, MetricSample), what="a metrics sample in the database", log=bot.text)
     assert sample.cpu_cores >= 1
     assert any(i.check_name == "disk" and i.status == "open" for i in rows(env, Incident))
     assert bot.listening() == []  # no ORCHESTRATOR_METRICS_PORT: nothing listens
@@ -197,8 +180,8 @@ async def test_run_all_with_no_platform_runs_the_scheduler_alone(env: dict[str, 
 async def test_run_scheduler_answers_healthz_and_metrics(env: dict[str, str], bots: Any) -> None:
     port = free_port()
     bot = await bots("run", "scheduler", env=env | {"ORCHESTRATOR_METRICS_PORT": str(port)})
-    await until(lambda: f"serving /healthz and /metrics on http://127.0.0.1:{port}" in bot.text(), "the endpoint",
-                bot.text)  # fmt: skip
+    await until(lambda: f"serving /healthz and /metrics on http://127.0.0.1:{port}" in bot.text(),
+                what="the endpoint", log=bot.text)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
 
     async def scheduling() -> dict[str, Any] | None:
@@ -206,7 +189,7 @@ async def test_run_scheduler_answers_healthz_and_metrics(env: dict[str, str], bo
         body = json.loads(text)
         return body if status == 200 and body["scheduler"].get("this_process") else None
 
-    body = await until_async(scheduling, "a healthy /healthz with the lease held here", bot.text)
+    body = await until_async(scheduling, what="a healthy /healthz with the lease held here", log=bot.text)
     assert body["failing"] == [] and body["adapters"] == {}
     assert body["database"]["ok"] and body["model"]["ok"]
 
@@ -216,7 +199,7 @@ async def test_run_scheduler_answers_healthz_and_metrics(env: dict[str, str], bo
         found = samples(text)
         return found if found.get(("orchestrator_incidents_open", (("check", "disk"),))) == 1 else None
 
-    found = await until_async(incident_seen, "the open disk incident in /metrics", bot.text)
+    found = await until_async(incident_seen, what="the open disk incident in /metrics", log=bot.text)
     assert found[("orchestrator_database_up", ())] == 1
     assert found[("orchestrator_runs_total", (("status", "answered"),))] == 0
     assert any(name == "orchestrator_health_check_ok" and dict(labels)["check"] == "disk" and v == 0
@@ -230,7 +213,7 @@ async def test_run_scheduler_healthz_is_503_naming_an_unreachable_ollama(env: di
     port = free_port()
     closed = "http://127.0.0.1:9"
     bot = await bots("run", "scheduler", env=env | {"ORCHESTRATOR_METRICS_PORT": str(port), "OLLAMA_HOST": closed})
-    await until(lambda: "serving /healthz" in bot.text(), "the endpoint", bot.text)
+    await until(lambda: "serving /healthz" in bot.text(), what="the endpoint", log=bot.text)
     status, text = await get(f"http://127.0.0.1:{port}/healthz")
     body = json.loads(text)
     assert status == 503
@@ -255,7 +238,7 @@ async def test_run_scheduler_posts_to_a_slack_reports_channel_without_serving_sl
         def incident() -> Any:
             return next((m for m in slack.messages(CHANNEL) if m.thread_ts is None and "disk:" in m.text), None)
 
-        posted = await until(incident, "the incident in the reports channel", bot.text)
+        posted = await until(incident, what="the incident in the reports channel", log=bot.text)
 
         def answered() -> Any:
             return next(
@@ -263,7 +246,7 @@ async def test_run_scheduler_posts_to_a_slack_reports_channel_without_serving_sl
                 None,
             )
 
-        await until(answered, "the agent's follow-up in the incident's thread", bot.text)
+        await until(answered, what="the agent's follow-up in the incident's thread", log=bot.text)
         assert "reports go to the log and the slack channel C0REPORTS" in bot.text()
         assert "HTTP mode on" not in bot.text() and bot.listening() == []  # Slack is posted to, not served
         assert await bot.stop() == 0

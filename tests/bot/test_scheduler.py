@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from core.health.lock import LeaseLock
 from core.health.models import MetricSample
 from core.store import Store
 from tests.fakes.ollama import FakeOllama
+from tests.support import waiting
 from tests.support.recording import RecordingAdapter, health_settings
 
 
@@ -56,11 +58,7 @@ def counting(counts: Counter[str], *ids: str) -> dict[str, Callable[[], asyncio.
     return {job_id: runner(job_id) for job_id in ids}
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
+until = partial(waiting.until, timeout=5.0, interval=0.02)  # these waits are for jobs in this process: seconds
 
 
 def host(db: str, store: Store, specs: list[JobSpec], counts: Counter[str], **kw: object) -> SchedulerHost:

@@ -23,9 +23,9 @@ from bot.app import Services, build_services
 from bot.settings import Settings
 from core.events import Answer, Event, Failed, Partial, Request
 from core.llm import LLMError, OllamaLLM
-from tests.adapters.test_slack import make_stand
 from tests.fakes.ollama import DEFAULT_MODEL, FakeOllama, Reply
 from tests.fakes.slack import FakeSlack
+from tests.support.slack_stand import make_stand
 
 USER = [{"role": "user", "content": "why is the disk full?"}]
 FULL = "The disk is full because /var/log/app holds 40 GB of old logs; rotate them."

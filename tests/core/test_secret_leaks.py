@@ -23,10 +23,10 @@ from bot.settings import Settings
 from core.events import Answer, Request, ToolResult
 from core.memory import texts as memory_texts
 from core.redact import REDACTED
-from tests.adapters.test_slack import Stand, make_stand
 from tests.core.test_redact import HEX, LOWER_DIGITS, SHAPES, fake
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import FakeSlack
+from tests.support.slack_stand import Stand, make_stand
 
 # Configured values with no tell-tale shape: only redaction by value can catch them.
 SIGNING_SECRET = fake(32, HEX, mark="")
@@ -216,7 +216,7 @@ def _chat_calls(stand: Stand) -> str:
 
 @pytest_asyncio.fixture
 async def stand(fake_ollama: FakeOllama, workspace: Path, tmp_path: Path) -> AsyncIterator[Stand]:
-    """The Slack adapter on the stand-ins (tests/adapters/test_slack.py), reading from `workspace`."""
+    """The Slack adapter on the stand-ins (tests/support/slack_stand.py), reading from `workspace`."""
     (workspace / "secrets.txt").write_text(SECRETS_FILE)
     async with FakeSlack() as slack:
         stand = await make_stand(

@@ -10,9 +10,10 @@ until the second is seen waiting in the database.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ import pytest
 from sqlalchemy import inspect
 
 from core.store import Store
+from tests.support import waiting
 
 if TYPE_CHECKING:
     from tests.support.postgres import PostgresServer
@@ -59,14 +61,14 @@ def waiting_on_a_lock(server: PostgresServer, database: str) -> bool:
     return bool(server.execute(query)[0][0])
 
 
-def until(predicate: object, what: str, *procs: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():  # type: ignore[operator]
-        for proc in procs:
-            if proc.poll() is not None:
-                return  # it ended (its exit status says how)
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+def until(predicate: Callable[[], object], what: str, *procs: subprocess.Popen[str]) -> None:
+    """`tests.support.waiting.until` from this synchronous test; a process that ended also ends the
+    wait (its exit status says how)."""
+
+    def done() -> bool:
+        return bool(predicate()) or any(proc.poll() is not None for proc in procs)
+
+    asyncio.run(waiting.until(done, WAIT, what=what, interval=0.02))
 
 
 def test_two_processes_starting_at_once_on_an_empty_database_both_start(

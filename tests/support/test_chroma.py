@@ -1,5 +1,5 @@
 """The private Chroma server the memory tests run through: private, clean per test, and reached the
-way the bot reaches it (CHROMA_HOST/CHROMA_PORT, `bot.memory_cmd.open_store`)."""
+way the bot reaches it (CHROMA_HOST/CHROMA_PORT, `bot.app.open_memory_store`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bot.memory_cmd import open_store
+from bot.app import open_memory_store as open_store
 from bot.settings import Settings
 from core.memory.store import SHARED_SCOPE
 

@@ -2,7 +2,7 @@
 
 A test that opens the memory through `store`, `new_store` or `memory_settings` runs twice: on
 embedded Chroma under tmp_path, then on the session's Chroma server (cleaned before and after),
-reached as the bot reaches it with CHROMA_HOST/CHROMA_PORT (`bot.memory_cmd.open_store`).
+reached as the bot reaches it with CHROMA_HOST/CHROMA_PORT (`bot.app.open_memory_store`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def new_store(
     tmp_path: Path, offline: MemoryEmbedding, chroma: ChromaServer | None
 ) -> Iterator[Callable[..., MemoryStore]]:
     """Open the memory where this test keeps it: embedded at tmp_path/chroma, or on the Chroma server
-    as `bot.memory_cmd.open_store` opens it when CHROMA_HOST is set. Closed after the test."""
+    as `bot.app.open_memory_store` opens it when CHROMA_HOST is set. Closed after the test."""
     opened: list[MemoryStore] = []
 
     def open_store(**kwargs: Any) -> MemoryStore:

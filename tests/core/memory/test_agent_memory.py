@@ -260,12 +260,12 @@ async def test_a_store_of_the_english_model_is_reembedded_at_start_up(
     assert memory_of(first).store.recall(french, scopes=[SHARED_SCOPE]) == []  # MiniLM does not read French
     await first.close()
 
-    with caplog.at_level(logging.INFO, logger="bot.memory_cmd"):
+    with caplog.at_level(logging.INFO, logger="bot.memory"):
         services = await build_services(memory_settings)
     try:
         store = memory_of(services).store
         assert store.embedding.model_name == "use-multilingual-v3" and store.reindexed == 2
-        lines = [r.getMessage() for r in caplog.records if r.name == "bot.memory_cmd"]
+        lines = [r.getMessage() for r in caplog.records if r.name == "bot.memory"]
         assert any("re-embedding 2 memories" in line and "built with all-MiniLM-L6-v2" in line for line in lines)
         assert any(line.startswith("re-embedded 2 memories") for line in lines)
         assert all(r.exc_info is None for r in caplog.records)
@@ -284,11 +284,11 @@ async def test_a_memory_that_cannot_be_reembedded_is_off_with_a_clear_line(
     await first.close()
 
     switched = memory_settings.model_copy(update={"embedding": "ollama"})  # the stand-in has no embedding model
-    with caplog.at_level(logging.ERROR, logger="bot.memory_cmd"):
+    with caplog.at_level(logging.ERROR, logger="bot.memory"):
         services = await build_services(switched)
     try:
         assert services.memory is None and "memory_store" not in services.tools
-        [record] = [r for r in caplog.records if r.name == "bot.memory_cmd"]
+        [record] = [r for r in caplog.records if r.name == "bot.memory"]
         assert "ollama pull nomic-embed-text" in record.getMessage()
         assert record.exc_info is None  # a clear message, not a traceback
         fake_ollama.script(Reply(content="Still here."))

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.settings import Settings
-    from core.store import Store
     from core.store.models import Pairing
 
 APPROVED = "approved: {who}{name} may now ask (their DMs and mentions are answered from now on)"
@@ -31,22 +30,6 @@ NOTHING_TO_REVOKE = "{who} has no pairing to revoke"
 STILL_ALLOWED = "note: {who} is still allowed by {setting}"
 BAD_WHO = "give PLATFORM:USER, e.g. slack:U024BE7LH or discord:123456789012345678"
 NOTHING = "no pending codes and nobody paired (--all shows used, expired and revoked ones)"
-
-
-def _settings() -> Settings:
-    from bot.settings import load_settings
-
-    return load_settings()  # a ConfigurationError is said once, by bot.cli.main()
-
-
-def _store(settings: Settings) -> Store:
-    from bot.app import prepare_dirs
-    from core.store import Store
-
-    prepare_dirs(settings)
-    store = Store(settings.db_url)
-    store.migrate_sync()
-    return store
 
 
 def _operator() -> str:
@@ -78,9 +61,11 @@ def _allowed_by(settings: Settings, platform: str, user: str) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from bot.app import open_store
+    from bot.settings import load_settings
     from core.store.models import PairingStatus
 
-    store = _store(_settings())
+    store = open_store(load_settings())
     now = time.time()
     rows = [
         r
@@ -107,16 +92,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    from bot.app import open_store
+    from bot.settings import load_settings
     from core.access import normalise_code
     from core.store.models import PairingStatus
 
-    settings = _settings()
+    settings = load_settings()
     user = _operator()
     if user not in settings.console_approvers:
         print(NOT_AN_APPROVER.format(user=user), file=sys.stderr)
         return 1
     code = normalise_code(args.code)
-    store = _store(settings)
+    store = open_store(settings)
     row, approved = store.approve_pairing_sync(code, by=f"console:{user}", now=time.time())
     if row is None:
         print(UNKNOWN_CODE.format(code=args.code), file=sys.stderr)
@@ -138,8 +125,11 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     if not platform or not user_id:
         print(BAD_WHO, file=sys.stderr)
         return 2
-    settings = _settings()
-    store = _store(settings)
+    from bot.app import open_store
+    from bot.settings import load_settings
+
+    settings = load_settings()
+    store = open_store(settings)
     count = store.revoke_pairing_sync(platform, user_id, by=f"console:{_operator()}", now=time.time())
     still = _allowed_by(settings, platform, user_id)
     if still:
