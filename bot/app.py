@@ -64,16 +64,13 @@ class Services:
 
 
 def approval_rules(settings: Settings) -> ApprovalRules:
+    from bot.platforms import PLATFORMS, people
+
+    chat = [people(settings, platform) for platform in PLATFORMS]
+    console = {"console": frozenset(settings.console_approvers)}
     return ApprovalRules(
-        approvers={
-            "console": frozenset(settings.console_approvers),
-            "slack": frozenset(settings.slack_approvers),
-            "discord": frozenset(settings.discord_approvers),
-        },
-        approver_roles={
-            "slack": frozenset(settings.slack_approver_groups),
-            "discord": frozenset(settings.discord_approver_roles),
-        },
+        approvers=console | {p.platform: frozenset(p.approvers) for p in chat},
+        approver_roles={p.platform: frozenset(p.approver_groups) for p in chat},
         timeout=settings.approval_timeout,
         allow_self_approval=settings.allow_self_approval,
         quorum={Risk.WRITE: settings.quorum_write, Risk.EXEC: settings.quorum_exec},

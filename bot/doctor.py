@@ -19,7 +19,7 @@ from bot.app import (
     model_name,
     unwritable,
 )
-from bot.platforms import configured
+from bot.platforms import PLATFORMS, People, configured, people
 from bot.settings import Settings, where_set
 from core.errors import ConfigurationError, ServiceUnavailable
 from core.llm import LLMError, OllamaLLM
@@ -219,36 +219,19 @@ def _systemd_check(settings: Settings) -> Check:
 
 def _access_checks(settings: Settings) -> list[Check]:
     """Per configured platform: somebody may approve, and `*` askers are said out loud."""
-    checks: list[Check] = []
-    if configured(settings, "slack"):
-        checks += _who_may_ask(
-            "slack", approvers=[*settings.slack_approvers, *settings.slack_approver_groups],
-            users=settings.slack_allowed_users, roles=[], channels=settings.slack_allowed_channels,
-            approver_settings="SLACK_APPROVERS or SLACK_APPROVER_GROUPS", everyone="every member of the workspace",
-            dm_policy=settings.dm_policy,
-        )  # fmt: skip
-    if configured(settings, "discord"):
-        checks += _who_may_ask(
-            "discord", approvers=[*settings.discord_approvers, *settings.discord_approver_roles],
-            users=settings.discord_allowed_users, roles=settings.discord_allowed_roles,
-            channels=settings.discord_allowed_channels, approver_settings="DISCORD_APPROVERS or DISCORD_APPROVER_ROLES",
-            everyone="everyone who can reach the bot", dm_policy=settings.dm_policy,
-        )  # fmt: skip
-    return checks
+    return [
+        check
+        for platform in PLATFORMS
+        if configured(settings, platform)
+        for check in _who_may_ask(people(settings, platform), dm_policy=settings.dm_policy)
+    ]
 
 
-def _who_may_ask(
-    platform: str,
-    *,
-    approvers: list[str],
-    users: list[str],
-    roles: list[str],
-    channels: list[str],
-    approver_settings: str,
-    everyone: str,
-    dm_policy: str,
-) -> list[Check]:
-    name, env = f"{platform} access", platform.upper()
+def _who_may_ask(who: People, *, dm_policy: str) -> list[Check]:
+    approvers = [*who.approvers, *who.approver_groups]
+    users, roles, channels = who.allowed_users, who.allowed_roles, who.allowed_channels
+    approver_settings, everyone = who.approver_settings, who.everyone
+    name, env = f"{who.platform} access", who.platform.upper()
     out: list[Check] = []
     if not approvers:
         also = "" if users or roles else "; with no allowlist either, only paired people may ask"
@@ -259,9 +242,9 @@ def _who_may_ask(
         fix = f"list user ids in {env}_ALLOWED_USERS instead, unless that is meant"
         out.append(Check(name, True, detail, fix, warning=True))
     if not out:
-        who = (
+        askers = (
             "the approvers" if not users and not roles else f"the approvers, {len(users)} user(s), {len(roles)} role(s)"
         )
         where = f"in {len(channels)} channel(s)" if channels else "in any channel"
-        out.append(Check(name, True, f"{who} may ask {where}; strangers' DMs: {dm_policy}"))
+        out.append(Check(name, True, f"{askers} may ask {where}; strangers' DMs: {dm_policy}"))
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.errors import ConfigurationError
@@ -34,6 +35,54 @@ def configured(settings: Settings, platform: str) -> bool:
     if platform == "slack":
         return settings.slack_bot_token is not None
     return settings.discord_token is not None
+
+
+@dataclass(frozen=True)
+class People:
+    """Who decides and who may ask on one platform, as its settings say, with the settings' names
+    (for the gate's rules, doctor's access check, pairing and the reports channel)."""
+
+    platform: str
+    approvers: tuple[str, ...]
+    approver_groups: tuple[str, ...]  # Slack user groups, Discord roles
+    allowed_users: tuple[str, ...]
+    allowed_roles: tuple[str, ...]
+    allowed_channels: tuple[str, ...]
+    reports_channel: str
+    approver_settings: str  # where the approvers are set, in the operator's words
+    everyone: str  # who `*` in the allowlist lets ask
+
+    def allowed_by(self, user: str) -> str:
+        """The setting that lets `user` ask without a pairing, or ""."""
+        env = self.platform.upper()
+        lists = ((f"{env}_APPROVERS", self.approvers), (f"{env}_ALLOWED_USERS", self.allowed_users))
+        return next((name for name, ids in lists if user in ids or "*" in ids), "")
+
+
+def people(settings: Settings, platform: str) -> People:
+    if platform == "slack":
+        return People(
+            "slack",
+            approvers=tuple(settings.slack_approvers),
+            approver_groups=tuple(settings.slack_approver_groups),
+            allowed_users=tuple(settings.slack_allowed_users),
+            allowed_roles=(),
+            allowed_channels=tuple(settings.slack_allowed_channels),
+            reports_channel=settings.reports.slack_channel,
+            approver_settings="SLACK_APPROVERS or SLACK_APPROVER_GROUPS",
+            everyone="every member of the workspace",
+        )
+    return People(
+        "discord",
+        approvers=tuple(settings.discord_approvers),
+        approver_groups=tuple(settings.discord_approver_roles),
+        allowed_users=tuple(settings.discord_allowed_users),
+        allowed_roles=tuple(settings.discord_allowed_roles),
+        allowed_channels=tuple(settings.discord_allowed_channels),
+        reports_channel=settings.reports.discord_channel,
+        approver_settings="DISCORD_APPROVERS or DISCORD_APPROVER_ROLES",
+        everyone="everyone who can reach the bot",
+    )
 
 
 # ---- Slack ----------------------------------------------------------------------------------

@@ -41,7 +41,9 @@ REPORT_FILES = ("daily-*.png", "daily-*.json", "daily-*.ipynb")
 # ---- wiring -------------------------------------------------------------------------------
 def report_channels(settings: Settings) -> dict[str, str]:
     """platform → reports channel, for the platforms that have one configured."""
-    channels = {"slack": settings.reports.slack_channel, "discord": settings.reports.discord_channel}
+    from bot.platforms import PLATFORMS, people
+
+    channels = {platform: people(settings, platform).reports_channel for platform in PLATFORMS}
     return {platform: channel for platform, channel in channels.items() if channel}
 
 

@@ -50,14 +50,9 @@ def _name(row: Pairing) -> str:
 
 def _allowed_by(settings: Settings, platform: str, user: str) -> str:
     """The setting that lets this person ask without a pairing, if any."""
-    lists = {
-        "slack": [("SLACK_APPROVERS", settings.slack_approvers), ("SLACK_ALLOWED_USERS", settings.slack_allowed_users)],
-        "discord": [
-            ("DISCORD_APPROVERS", settings.discord_approvers),
-            ("DISCORD_ALLOWED_USERS", settings.discord_allowed_users),
-        ],
-    }
-    return next((name for name, ids in lists.get(platform, []) if user in ids or "*" in ids), "")
+    from bot.platforms import PLATFORMS, people
+
+    return people(settings, platform).allowed_by(user) if platform in PLATFORMS else ""
 
 
 def cmd_list(args: argparse.Namespace) -> int:
