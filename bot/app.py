@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from bot import texts
 from bot.settings import Settings, where_set
 from core.agent import Agent, AgentConfig, ContextProvider, RunHook
 from core.approval import ApprovalGate, ApprovalRules
@@ -97,9 +98,6 @@ def make_sandbox(settings: Settings) -> Sandbox:
     return Sandbox(SandboxConfig(file_roots=tuple(settings.roots), hidden=tuple(settings.sandbox_hidden()), mode=mode))
 
 
-DATA_DIR_UNUSABLE = "cannot use the data directory {path} ({reason}): set {setting} to a directory this user can write"
-
-
 def prepare_dirs(settings: Settings) -> None:
     """The data directory exists and takes files, or a `ConfigurationError` says which setting to change."""
     try:
@@ -110,7 +108,7 @@ def prepare_dirs(settings: Settings) -> None:
     except OSError as exc:
         reason = "a file, not a directory" if settings.data_dir.is_file() else exc.strerror or type(exc).__name__
         raise ConfigurationError(
-            DATA_DIR_UNUSABLE.format(path=settings.data_dir, reason=reason, setting=where_set("data_dir"))
+            texts.DATA_DIR_UNUSABLE.format(path=settings.data_dir, reason=reason, setting=where_set("data_dir"))
         ) from None
 
 
@@ -205,23 +203,6 @@ MEMORY_DIR = "memory"
 # Runs the health monitor starts (core.health.monitor.SCHEDULER_USER): no person states facts there.
 NOT_A_PERSON = frozenset({"scheduler"})
 
-UNAVAILABLE = "memory is off for this run: {problem}"
-# Why a memory cannot open, and what to do (start-up warning, `orchestrator doctor`, `orchestrator memory`).
-UNWRITABLE = "{path} cannot be written ({reason})"
-FIX_UNWRITABLE = (
-    "make it writable by this user, set ORCHESTRATOR_DATA_DIR to a directory it can write, or ORCHESTRATOR_MEMORY=off"
-)
-UNREADABLE = "{path} is not a memory store this version can read ({error})"
-FIX_UNREADABLE = "move it aside (mv {path} {path}.broken) to start a new memory there, or set ORCHESTRATOR_MEMORY=off"
-SERVER_DOWN = "the Chroma server at {where} does not answer ({error})"
-FIX_SERVER = "start the Chroma server, or unset CHROMA_HOST to use the embedded store"
-OTHER = "{where}: {error}"
-FIX_OTHER = "set ORCHESTRATOR_MEMORY=off to run without memory"
-# Re-embedding, at start-up (in the log) and by `orchestrator memory reindex`.
-REINDEX_START = "re-embedding {memories} at {location} with {model} (built with {old}); nothing is lost"
-REINDEX_PROGRESS = "re-embedding the memory with {model}: {done}/{total}"
-REINDEX_DONE = "re-embedded {memories} at {location} with {model} in {seconds:.1f} s"
-
 
 def memory_path(settings: Settings) -> Path:
     return settings.data_dir / MEMORY_DIR
@@ -292,15 +273,19 @@ def memory_problem(settings: Settings, exc: BaseException) -> MemoryProblem:
     if isinstance(exc, EmbeddingModelMismatch):
         return MemoryProblem(str(exc))  # it names `orchestrator memory reset`
     if settings.chroma_host:
-        return MemoryProblem(SERVER_DOWN.format(where=f"{settings.chroma_host}:{settings.chroma_port}", error=error),
-                             FIX_SERVER)  # fmt: skip
+        where = f"{settings.chroma_host}:{settings.chroma_port}"
+        return MemoryProblem(texts.MEMORY_SERVER_DOWN.format(where=where, error=error), texts.MEMORY_FIX_SERVER)
     path = memory_path(settings)
     if reason := unwritable(path):
-        return MemoryProblem(UNWRITABLE.format(path=path, reason=reason), FIX_UNWRITABLE)
+        return MemoryProblem(texts.MEMORY_UNWRITABLE.format(path=path, reason=reason), texts.MEMORY_FIX_UNWRITABLE)
     if type(exc).__module__.startswith("chromadb") and not isinstance(exc, EmbeddingError):
         # chromadb read the directory and refused it: a damaged file, or a store of another version
-        return MemoryProblem(UNREADABLE.format(path=path, error=error), FIX_UNREADABLE.format(path=path))
-    return MemoryProblem(OTHER.format(where=path, error=f"{type(exc).__name__}: {error}"), FIX_OTHER)
+        return MemoryProblem(
+            texts.MEMORY_UNREADABLE.format(path=path, error=error), texts.MEMORY_FIX_UNREADABLE.format(path=path)
+        )
+    return MemoryProblem(
+        texts.MEMORY_OTHER.format(where=path, error=f"{type(exc).__name__}: {error}"), texts.MEMORY_FIX_OTHER
+    )
 
 
 @dataclass
@@ -330,7 +315,7 @@ async def open_memory(settings: Settings, *, llm: LLM, redact: Callable[[str], s
         store = await asyncio.to_thread(open_memory_store, settings, reindex=True, progress=_LoggedProgress(settings))
     except Exception as exc:  # memory is optional: whatever chromadb raises, the bot starts without it
         problem = memory_problem(settings, exc)
-        memory_log.error(UNAVAILABLE.format(problem=problem))
+        memory_log.error(texts.MEMORY_UNAVAILABLE.format(problem=problem))
         return None
     service = MemoryService(store, token_budget=settings.memory_tokens, redact=redact)
     hooks: list[RunHook] = []
@@ -356,11 +341,11 @@ class _LoggedProgress:
         now = time.monotonic()
         if not self._started:
             self._started = self._last = now
-            memory_log.warning(REINDEX_START.format(memories=memories(total), location=self._location,
+            memory_log.warning(texts.MEMORY_REINDEX_START.format(memories=memories(total), location=self._location,
                                                     model=self._model, old=built_with))  # fmt: skip
         if done >= total:
-            memory_log.warning(REINDEX_DONE.format(memories=memories(total), location=self._location,
+            memory_log.warning(texts.MEMORY_REINDEX_DONE.format(memories=memories(total), location=self._location,
                                                    model=self._model, seconds=now - self._started))  # fmt: skip
         elif now - self._last >= 5:
             self._last = now
-            memory_log.info(REINDEX_PROGRESS.format(model=self._model, done=done, total=total))
+            memory_log.info(texts.MEMORY_REINDEX_PROGRESS.format(model=self._model, done=done, total=total))

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from bot import texts
 from bot.commands import (
     EXIT_FAILED,
     EXIT_MISTAKE,
@@ -28,7 +29,7 @@ from bot.commands import (
     report,
     run,
 )
-from bot.commands.run import RUN_ALL_ALONE as RUN_ALL_ALONE  # re-exported: what `run all` warns alone
+from bot.texts import RUN_ALL_ALONE as RUN_ALL_ALONE  # re-exported: what `run all` warns alone
 from core.errors import ConfigurationError, ServiceUnavailable
 
 __all__ = ["EXIT_FAILED", "EXIT_MISTAKE", "EXIT_PIPE", "RUN_ALL_ALONE", "build_parser", "main"]
@@ -71,17 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a reader that went away shows here, not as a warning at exit
         return status
     except ConfigurationError as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
+        print(texts.FAILED.format(error=exc), file=sys.stderr)
         return EXIT_MISTAKE
     except ServiceUnavailable as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
+        print(texts.FAILED.format(error=exc), file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:
         # Whoever read our output has stopped (`| head`): nothing to say, and nothing more to write.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PIPE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(texts.INTERRUPTED, file=sys.stderr)
         return 130
 
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import ollama
 
+from bot import texts
 from bot.app import (
-    FIX_UNWRITABLE,
-    UNWRITABLE,
     make_sandbox,
     memory_path,
     memory_problem,
@@ -149,7 +148,12 @@ async def _memory_check(settings: Settings) -> Check:
     host = settings.chroma_host or None
     path = memory_path(settings)
     if not host and (reason := unwritable(path)):
-        return Check("memory", False, UNWRITABLE.format(path=path, reason=reason) + MEMORY_OFF, FIX_UNWRITABLE)
+        return Check(
+            "memory",
+            False,
+            texts.MEMORY_UNWRITABLE.format(path=path, reason=reason) + MEMORY_OFF,
+            texts.MEMORY_FIX_UNWRITABLE,
+        )
     try:
         where = None if host else path
         info = await asyncio.to_thread(MemoryStore.inspect, where, host=host, port=settings.chroma_port)

@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from bot import texts
 from bot.commands import count
 
 
@@ -20,7 +21,7 @@ def handle(args: argparse.Namespace) -> int:
         print(json.dumps([r.model_dump() for r in rows], indent=2, default=str))
         return 0
     if not rows:
-        print("no pending approvals" if not args.all else "no approvals yet")
+        print(texts.NO_PENDING_APPROVALS if not args.all else texts.NO_APPROVALS)
         return 0
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.requested_at))

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
+from bot import texts
 from bot.commands import EXIT_MISTAKE
 from bot.commands.chat import console_session
 
@@ -16,7 +17,7 @@ def handle(args: argparse.Namespace) -> int:
 
     question = " ".join(args.question).strip()
     if not question:
-        print('orchestrator ask: give a question, e.g. orchestrator ask "how full is the disk?"', file=sys.stderr)
+        print(texts.ASK_NO_QUESTION, file=sys.stderr)
         return EXIT_MISTAKE
     return asyncio.run(console_session(load_settings(), question))
 

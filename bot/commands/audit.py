@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from bot import texts
 from bot.commands import count, hours
 
 
@@ -21,7 +22,7 @@ def handle(args: argparse.Namespace) -> int:
         print(json.dumps([r.model_dump() for r in rows], indent=2, default=str))
         return 0
     if not rows:
-        print("the audit log is empty")
+        print(texts.AUDIT_EMPTY)
         return 0
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.at))

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
+from bot import texts
 from bot.commands import EXIT_FAILED
 
 
@@ -17,11 +18,11 @@ def handle(args: argparse.Namespace) -> int:
     failed = 0
     for c in checks:
         mark = "FAIL" if not c.ok else "WARN" if c.warning else "ok  "
-        print(f"[{mark}] {c.name}: {c.detail}")
+        print(texts.DOCTOR_LINE.format(mark=mark, name=c.name, detail=c.detail))
         failed += not c.ok
         if c.fix and (not c.ok or c.warning):
-            print(f"       fix: {c.fix}")
-    print("all checks passed" if not failed else f"{failed} check(s) failed")
+            print(texts.DOCTOR_FIX.format(fix=c.fix))
+    print(texts.DOCTOR_PASSED if not failed else texts.DOCTOR_FAILED.format(failed=failed))
     return 0 if not failed else EXIT_FAILED
 
 

@@ -14,21 +14,11 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from bot import texts
+
 if TYPE_CHECKING:
     from bot.settings import Settings
     from core.memory.store import Memory, MemoryStore
-
-RESET_PROMPT = "This deletes all {count} memories at {location} (built with {model}). Type 'yes' to continue: "
-RESET_DONE = "deleted {count} memories at {location}; the next start builds a new store with {model}"
-RESET_EMPTY = "the memory store at {location} holds nothing; it starts over with {model}"
-RESET_ABORTED = "nothing deleted"
-NOTHING_STORED = "no memories{where}"
-NOTHING_FOUND = "nothing remembered about {query!r}{where}"
-FORGOT = "forgot: {text}  ({id})"
-NO_SUCH_ID = "no memory with id {id!r}{where}"
-NO_MATCH = "no memory close enough to {query!r}{where}; `orchestrator memory search` shows ids to forget"
-FOOTER = "{count} memor{plural} at {location} (embedding model {model})"
-REINDEX_NOTHING = "{memories} at {location}, already embedded with {model}: nothing to do"
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
@@ -57,10 +47,15 @@ class _ProgressBar:
             filled = int(self.WIDTH * share)
             bar = "#" * filled + "." * (self.WIDTH - filled)
             end = "\n" if done >= total else ""
-            print(f"\r[{bar}] {done}/{total} memories ({share:.0%})", end=end, file=self._stream, flush=True)
+            print(
+                "\r" + texts.MEMORY_REINDEX_BAR.format(bar=bar, done=done, total=total, share=share),
+                end=end,
+                file=self._stream,
+                flush=True,
+            )
         elif int(share * 10) > self._tenth:
             self._tenth = int(share * 10)
-            print(f"{done}/{total} memories re-embedded ({share:.0%})", file=self._stream, flush=True)
+            print(texts.MEMORY_REINDEX_STEP.format(done=done, total=total, share=share), file=self._stream, flush=True)
 
 
 # ---- the commands -----------------------------------------------------------------------------
@@ -92,7 +87,7 @@ def _line(memory: Memory) -> str:
 
 def _footer(store: MemoryStore) -> str:
     count = store.count()
-    return FOOTER.format(
+    return texts.MEMORY_FOOTER.format(
         count=count, plural="y" if count == 1 else "ies", location=store.location, model=store.embedding.model_name
     )
 
@@ -108,7 +103,7 @@ def cmd_list(store: MemoryStore, args: argparse.Namespace) -> int:
         print(_as_json(memories))
         return 0
     if not memories:
-        print(NOTHING_STORED.format(where=_where(args.user)))
+        print(texts.MEMORY_NOTHING_STORED.format(where=_where(args.user)))
     for memory in memories:
         print(_line(memory))
     print(_footer(store), file=sys.stderr)
@@ -123,7 +118,7 @@ def cmd_search(store: MemoryStore, args: argparse.Namespace) -> int:
         print(_as_json(found))
         return 0
     if not found:
-        print(NOTHING_FOUND.format(query=query, where=_where(args.user)))
+        print(texts.MEMORY_NOTHING_FOUND.format(query=query, where=_where(args.user)))
         return 1
     for memory in found:
         print(_line(memory))
@@ -132,18 +127,18 @@ def cmd_search(store: MemoryStore, args: argparse.Namespace) -> int:
 
 def cmd_forget(store: MemoryStore, args: argparse.Namespace) -> int:
     if (args.id is None) == (args.query is None):
-        print("orchestrator memory forget: give an ID or --query TEXT (not both)", file=sys.stderr)
+        print(texts.MEMORY_FORGET_USAGE, file=sys.stderr)
         return 2
     scopes = _scopes(store, args.user)
     gone = store.remove(args.id, query=args.query, scopes=scopes)
     if not gone:
         if args.id is not None:
-            print(NO_SUCH_ID.format(id=args.id, where=_where(args.user)), file=sys.stderr)
+            print(texts.MEMORY_NO_SUCH_ID.format(id=args.id, where=_where(args.user)), file=sys.stderr)
         else:
-            print(NO_MATCH.format(query=args.query, where=_where(args.user)), file=sys.stderr)
+            print(texts.MEMORY_NO_MATCH.format(query=args.query, where=_where(args.user)), file=sys.stderr)
         return 1
     for memory in gone:
-        print(FORGOT.format(text=memory.text, id=memory.id))
+        print(texts.MEMORY_FORGOT.format(text=memory.text, id=memory.id))
     return 0
 
 
@@ -157,40 +152,46 @@ def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
     new_model = model_name(settings)
     if not info.count:
         MemoryStore.drop(path, host=host, port=settings.chroma_port)
-        print(RESET_EMPTY.format(location=info.location, model=new_model))
+        print(texts.MEMORY_RESET_EMPTY.format(location=info.location, model=new_model))
         return 0
     if not args.yes:
-        prompt = RESET_PROMPT.format(count=info.count, location=info.location, model=info.model or "an unknown model")
+        prompt = texts.MEMORY_RESET_PROMPT.format(
+            count=info.count, location=info.location, model=info.model or "an unknown model"
+        )
         try:
             answer = input(prompt)
         except EOFError:
             answer = ""
         if answer.strip().lower() != "yes":
-            print(RESET_ABORTED, file=sys.stderr)
+            print(texts.MEMORY_RESET_ABORTED, file=sys.stderr)
             return 1
     count = MemoryStore.drop(path, host=host, port=settings.chroma_port)
-    print(RESET_DONE.format(count=count, location=info.location, model=new_model))
+    print(texts.MEMORY_RESET_DONE.format(count=count, location=info.location, model=new_model))
     return 0
 
 
 def cmd_reindex(settings: Settings, args: argparse.Namespace) -> int:
     """Re-embed every memory with the configured model, with a progress bar; nothing is lost."""
-    from bot.app import REINDEX_DONE, REINDEX_START, memories, memory_path, model_name, open_memory_store
+    from bot.app import memories, memory_path, model_name, open_memory_store
     from core.memory.store import MemoryStore
 
     host = settings.chroma_host or None
     info = MemoryStore.inspect(None if host else memory_path(settings), host=host, port=settings.chroma_port)
     wanted = model_name(settings)
     if not info.exists or info.model == wanted:
-        print(REINDEX_NOTHING.format(memories=memories(info.count), location=info.location, model=wanted))
+        print(texts.MEMORY_REINDEX_NOTHING.format(memories=memories(info.count), location=info.location, model=wanted))
         return 0
-    print(REINDEX_START.format(memories=memories(info.count), location=info.location, model=wanted,
-                               old=info.model or "an unknown model"), file=sys.stderr)  # fmt: skip
+    old = info.model or "an unknown model"
+    start = texts.MEMORY_REINDEX_START.format(
+        memories=memories(info.count), location=info.location, model=wanted, old=old
+    )
+    print(start, file=sys.stderr)
     started = time.monotonic()
     store = open_memory_store(settings, reindex=True, progress=_ProgressBar())
     try:
-        print(REINDEX_DONE.format(memories=memories(store.reindexed or 0), location=store.location, model=wanted,
-                                  seconds=time.monotonic() - started))  # fmt: skip
+        done = memories(store.reindexed or 0)
+        seconds = time.monotonic() - started
+        print(texts.MEMORY_REINDEX_DONE.format(memories=done, location=store.location, model=wanted, seconds=seconds))
     finally:
         store.close()
     return 0
@@ -209,12 +210,12 @@ def handle(args: argparse.Namespace) -> int:
         store = open_memory_store(settings)
     except Exception as exc:  # chromadb raises many kinds for a store it cannot open
         problem = memory_problem(settings, exc)
-        print(f"orchestrator memory {args.memory_command}: {problem}", file=sys.stderr)
+        print(texts.COMMAND_FAILED.format(command=f"memory {args.memory_command}", error=problem), file=sys.stderr)
         return 2
     try:
         return int(args.memory_func(store, args))
     except _known_errors() as exc:
-        print(f"orchestrator memory {args.memory_command}: {exc}", file=sys.stderr)
+        print(texts.COMMAND_FAILED.format(command=f"memory {args.memory_command}", error=exc), file=sys.stderr)
         return 2
     finally:
         store.close()

@@ -16,20 +16,11 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from bot import texts
+
 if TYPE_CHECKING:
     from bot.settings import Settings
     from core.store.models import Pairing
-
-APPROVED = "approved: {who}{name} may now ask (their DMs and mentions are answered from now on)"
-UNKNOWN_CODE = "no pairing code {code!r}; `orchestrator pairing list` shows the pending ones"
-NOT_PENDING = "code {code} was already {status}{by}; nothing changed"
-EXPIRED = "code {code} has expired: ask {who} to DM the bot again for a new one"
-NOT_AN_APPROVER = "only the console approvers may approve pairings (ORCHESTRATOR_CONSOLE_APPROVERS); you are {user!r}"
-REVOKED = "revoked: {who} may no longer ask ({count} grant(s) or code(s) ended)"
-NOTHING_TO_REVOKE = "{who} has no pairing to revoke"
-STILL_ALLOWED = "note: {who} is still allowed by {setting}"
-BAD_WHO = "give PLATFORM:USER, e.g. slack:U024BE7LH or discord:123456789012345678"
-NOTHING = "no pending codes and nobody paired (--all shows used, expired and revoked ones)"
 
 
 def _operator() -> str:
@@ -71,7 +62,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps([r.model_dump() | {"status": _status(r, now)} for r in rows], indent=2, default=str))
         return 0
     if not rows:
-        print(NOTHING)
+        print(texts.PAIRING_NOTHING)
         return 0
     for r in rows:
         status = _status(r, now)
@@ -95,30 +86,30 @@ def cmd_approve(args: argparse.Namespace) -> int:
     settings = load_settings()
     user = _operator()
     if user not in settings.console_approvers:
-        print(NOT_AN_APPROVER.format(user=user), file=sys.stderr)
+        print(texts.PAIRING_NOT_AN_APPROVER.format(user=user), file=sys.stderr)
         return 1
     code = normalise_code(args.code)
     store = open_store(settings)
     row, approved = store.approve_pairing_sync(code, by=f"console:{user}", now=time.time())
     if row is None:
-        print(UNKNOWN_CODE.format(code=args.code), file=sys.stderr)
+        print(texts.PAIRING_UNKNOWN_CODE.format(code=args.code), file=sys.stderr)
         return 1
     who = f"{row.platform}:{row.user_id}"
     if approved:
-        print(APPROVED.format(who=who, name=_name(row)))
+        print(texts.PAIRING_APPROVED.format(who=who, name=_name(row)))
         return 0
     if row.status == PairingStatus.EXPIRED:
-        print(EXPIRED.format(code=code, who=row.user_name or who), file=sys.stderr)
+        print(texts.PAIRING_EXPIRED.format(code=code, who=row.user_name or who), file=sys.stderr)
     else:
         by = f" by {row.decided_by}" if row.decided_by else ""
-        print(NOT_PENDING.format(code=code, status=row.status, by=by), file=sys.stderr)
+        print(texts.PAIRING_NOT_PENDING.format(code=code, status=row.status, by=by), file=sys.stderr)
     return 1
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     platform, _, user_id = args.who.partition(":")
     if not platform or not user_id:
-        print(BAD_WHO, file=sys.stderr)
+        print(texts.PAIRING_BAD_WHO, file=sys.stderr)
         return 2
     from bot.app import open_store
     from bot.settings import load_settings
@@ -128,11 +119,11 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     count = store.revoke_pairing_sync(platform, user_id, by=f"console:{_operator()}", now=time.time())
     still = _allowed_by(settings, platform, user_id)
     if still:
-        print(STILL_ALLOWED.format(who=args.who, setting=still), file=sys.stderr)
+        print(texts.PAIRING_STILL_ALLOWED.format(who=args.who, setting=still), file=sys.stderr)
     if not count:
-        print(NOTHING_TO_REVOKE.format(who=args.who), file=sys.stderr)
+        print(texts.PAIRING_NOTHING_TO_REVOKE.format(who=args.who), file=sys.stderr)
         return 1
-    print(REVOKED.format(who=args.who, count=count))
+    print(texts.PAIRING_REVOKED.format(who=args.who, count=count))
     return 0
 
 

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
+from bot import texts
 from bot.commands import EXIT_MISTAKE, hours
 
 
@@ -15,8 +16,7 @@ def handle(args: argparse.Namespace) -> int:
     from bot.settings import load_settings
 
     if args.kind == "health" and args.hours is not None:
-        print("orchestrator report: --hours is for the daily report; `report health` checks the host now",
-              file=sys.stderr)  # fmt: skip
+        print(texts.REPORT_HOURS_MISUSE, file=sys.stderr)
         return EXIT_MISTAKE
     settings = load_settings()
     if args.kind == "health":

@@ -8,17 +8,9 @@ import logging
 import sys
 from typing import Any
 
+from bot import texts
 from bot.commands import EXIT_FAILED, EXIT_MISTAKE
 from bot.platforms import PLATFORMS
-
-RUN_ALL_ALONE = (
-    "orchestrator run all: neither Slack nor Discord is configured, so only the scheduler runs "
-    "(as `orchestrator run scheduler`); set SLACK_BOT_TOKEN and SLACK_APP_TOKEN, or DISCORD_TOKEN, to serve chat"
-)
-NOTHING_CONFIGURED = (
-    "orchestrator run all: neither Slack nor Discord is configured (set SLACK_BOT_TOKEN and "
-    "SLACK_APP_TOKEN, or DISCORD_TOKEN) and the scheduler is off (ORCHESTRATOR_SCHEDULER)"
-)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -34,18 +26,18 @@ def handle(args: argparse.Namespace) -> int:
         platforms = [p for p in PLATFORMS if configured(settings, p)]
         if not platforms:
             if not settings.reports.scheduler:
-                print(NOTHING_CONFIGURED, file=sys.stderr)
+                print(texts.RUN_NOTHING_CONFIGURED, file=sys.stderr)
                 return EXIT_MISTAKE
-            logging.getLogger("bot.cli").warning(RUN_ALL_ALONE)  # the logger name `run all` always said it with
+            logging.getLogger("bot.cli").warning(texts.RUN_ALL_ALONE)  # the logger name `run all` always said it with
     else:
         platforms = [args.platform]
     try:
         return asyncio.run(serve(settings, platforms))
     except (ConfigurationError, AdapterSetupError) as exc:
-        print(f"orchestrator run {args.platform}: {exc}", file=sys.stderr)
+        print(texts.COMMAND_FAILED.format(command=f"run {args.platform}", error=exc), file=sys.stderr)
         return EXIT_MISTAKE
     except ServiceUnavailable as exc:
-        print(f"orchestrator run {args.platform}: {exc}", file=sys.stderr)
+        print(texts.COMMAND_FAILED.format(command=f"run {args.platform}", error=exc), file=sys.stderr)
         return EXIT_FAILED
 
 
