@@ -54,6 +54,10 @@ INTERRUPTED_ON_START = "Your question “{text}” (run #{id}) was interrupted: 
 
 
 class ConsoleAdapter:
+    """The terminal: `ask(text)` for one question, `chat()` for a conversation. Steps are printed
+    as they stream, an approval is a `[y/N]` prompt decided through the gate as this user, Ctrl-C
+    cancels the run and SIGTERM stops it (the run is stored as interrupted either way)."""
+
     def __init__(
         self,
         agent: Agent,

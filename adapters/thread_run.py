@@ -190,6 +190,11 @@ class _Turn:
 
 
 class ThreadRun:
+    """One run shown in its conversation, the same for Slack and Discord: `render(ev)` for each
+    event turns it into the progress message (or Slack's live timeline), the approval post, the
+    attachments of long output and the answer. What differs by platform is the `ThreadPlatform`
+    it is given."""
+
     def __init__(self, platform: ThreadPlatform) -> None:
         self.platform = platform
         self.limits = platform.limits

@@ -69,6 +69,12 @@ class ApprovalRules:
 
 
 class ApprovalGate:
+    """Risky calls wait here for a person. `request` stores a pending row bound to the action's
+    fingerprint, `wait` returns it once decided or expired, and `decide` takes a vote from a chat
+    reaction or the console, only from an approver the rules name (quorum per risk, no
+    self-approval unless allowed). Rows belong to the process that asked: one restarted or gone
+    cannot have its approvals run by another (`expire_stale`, `expire_for_run`)."""
+
     def __init__(
         self,
         store: Store,

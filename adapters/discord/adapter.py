@@ -94,6 +94,15 @@ class _Client(discord.Client):
 
 
 class DiscordAdapter:
+    """Discord for the agent: discord.py's gateway in, a thread opened on each mention (DMs
+    answered inline), the run shown in it, and approvals by reaction.
+
+    `serve()` until `close()`; the client reconnects by itself after a gateway drop. Each message's
+    author is judged by the `Gatekeeper`, the run is shown through `ThreadRun` over
+    `DiscordThread`, and every post goes through the `Outbox`, paced per channel. The application
+    posts reports and incident lines with `post_report` and `post_in_thread`.
+    """
+
     platform = PLATFORM
     posts_without_serving = False  # posting needs the gateway session (`orchestrator report --post` serves briefly)
 

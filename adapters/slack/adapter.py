@@ -90,6 +90,15 @@ class SlackSetupError(AdapterSetupError):
 
 
 class SlackAdapter:
+    """Slack for the agent: bolt's `AsyncApp` in (Socket Mode, or HTTP with signed requests), one
+    run per message that is for the bot, shown in its thread, and approvals by reaction.
+
+    `serve()` until `close()`. Each message is claimed once in the store (Slack redelivers), its
+    author is judged by the `Gatekeeper`, and the run is shown through `ThreadRun` over
+    `SlackThread`; every post goes through the `Outbox`, so a 429 or a restart loses nothing.
+    The application posts reports and incident lines with `post_report` and `post_in_thread`.
+    """
+
     platform = PLATFORM
 
     def __init__(
