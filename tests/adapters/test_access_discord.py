@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
+import tests.support.discord_stand as discord_stand
 from bot.app import Services
 from bot.cli import build_parser
 from bot.settings import Settings
@@ -26,28 +25,18 @@ from tests.fakes.discord import (
     FakeDiscord,
 )
 from tests.fakes.ollama import FakeOllama, Reply
-from tests.support.discord_stand import MENTION, TOKEN, WAIT, ask, posted, running, services_for
+from tests.support.discord_stand import MENTION, WAIT, ask, discord_settings, posted, running, services_for
 
 ROLE_HOLDER_ID = 4100  # holds the ops role, is no approver
 PEOPLE = frozenset({OWNER_ID, APPROVER_ID, STRANGER_ID, ROLE_HOLDER_ID})
 
 
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord(token=TOKEN) as f:
-        yield f
+fake = discord_stand.fake  # the stand-in (tests/support/discord_stand.py)
 
 
 @pytest.fixture
 def settings(tmp_path: Path, fake_ollama: FakeOllama, workspace: Path, fake: FakeDiscord) -> Settings:
-    return Settings(
-        ORCHESTRATOR_DATA_DIR=str(tmp_path / "data"),
-        OLLAMA_HOST=fake_ollama.url,
-        ORCHESTRATOR_FILE_ROOTS=str(workspace),
-        DISCORD_TOKEN=TOKEN,
-        DISCORD_APPROVERS=str(APPROVER_ID),
-        DISCORD_API_URL=fake.api_base,
-    )
+    return discord_settings(tmp_path / "data", fake_ollama, workspace, fake)
 
 
 def refusals(services: Services, user: int) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest_asyncio
 from bot.cli import build_parser
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import BOT_USER_ID, FakeSlack, app_mention, message
-from tests.support.slack_stand import CHANNEL, Stand, make_stand, next_ts
+from tests.support.slack_stand import CHANNEL, Stand, StandFactory, next_ts, stands
 from tests.support.waiting import until
 
 STRANGER = "UNEW"
@@ -41,25 +41,12 @@ async def slack() -> AsyncIterator[FakeSlack]:
         yield fake
 
 
-Make = Callable[..., Awaitable[Stand]]
-
-
 @pytest_asyncio.fixture
-async def make(slack: FakeSlack, fake_ollama: FakeOllama, tmp_path: Path) -> AsyncIterator[Make]:
+async def make(slack: FakeSlack, fake_ollama: FakeOllama, tmp_path: Path) -> AsyncIterator[StandFactory]:
     """Stands where only the approver (UADMIN) may ask unless settings say more; `data_dir`
     reuses a database (a restart)."""
-    made: list[Stand] = []
-
-    async def factory(*, data_dir: Path | None = None, **settings: Any) -> Stand:
-        where = data_dir or tmp_path / f"data{len(made)}"
-        stand = await make_stand(slack, fake_ollama, where, **({"SLACK_ALLOWED_USERS": ""} | settings))
-        made.append(stand)
-        return stand
-
-    yield factory
-    for stand in made:
-        await stand.adapter.close()
-        await stand.services.close()
+    async with stands(slack, fake_ollama, tmp_path, SLACK_ALLOWED_USERS="") as factory:
+        yield factory
 
 
 async def dm(stand: Stand, text: str, *, user: str = STRANGER, channel: str = DM) -> str:
@@ -96,7 +83,7 @@ async def refusals(stand: Stand) -> list[tuple[str, str, str]]:
 
 # ---- strangers -----------------------------------------------------------------------------------
 @pytest.mark.asyncio
-async def test_a_strangers_mention_runs_nothing_and_gets_one_reply_an_hour(make: Make) -> None:
+async def test_a_strangers_mention_runs_nothing_and_gets_one_reply_an_hour(make: StandFactory) -> None:
     stand = await make()
     stand.ollama.script(Reply(content="should never be said"))
     first = await said(stand, "how full is the disk?", user=STRANGER)
@@ -117,7 +104,7 @@ async def test_a_strangers_mention_runs_nothing_and_gets_one_reply_an_hour(make:
 
 
 @pytest.mark.asyncio
-async def test_an_allowed_user_and_the_approvers_are_served(make: Make) -> None:
+async def test_an_allowed_user_and_the_approvers_are_served(make: StandFactory) -> None:
     stand = await make(SLACK_ALLOWED_USERS="UADA", SLACK_APPROVER_GROUPS="S1")
     stand.slack.add_usergroup("S1", ["UGROUPIE"])
     stand.ollama.script(Reply(content="Disk fine."), Reply(content="Load fine."), Reply(content="Memory fine."))
@@ -132,7 +119,7 @@ async def test_an_allowed_user_and_the_approvers_are_served(make: Make) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_stranger_replying_in_an_allowed_users_thread_runs_nothing(make: Make) -> None:
+async def test_a_stranger_replying_in_an_allowed_users_thread_runs_nothing(make: StandFactory) -> None:
     stand = await make(SLACK_ALLOWED_USERS="UADA")
     stand.ollama.script(Reply(content="nginx is up."), Reply(content="Since Monday."))
     ts = await stand.say("is nginx up?", user="UADA")
@@ -150,7 +137,7 @@ async def test_a_stranger_replying_in_an_allowed_users_thread_runs_nothing(make:
 
 
 @pytest.mark.asyncio
-async def test_star_is_the_workspace_not_people_from_another_organisation(make: Make) -> None:
+async def test_star_is_the_workspace_not_people_from_another_organisation(make: StandFactory) -> None:
     stand = await make(SLACK_ALLOWED_USERS="*")
     stand.ollama.script(Reply(content="Hello member."))
     ts = await stand.say("hi", user=STRANGER)
@@ -166,7 +153,7 @@ async def test_star_is_the_workspace_not_people_from_another_organisation(make: 
 
 
 @pytest.mark.asyncio
-async def test_a_channel_allowlist_keeps_questions_to_those_channels_and_dms(make: Make) -> None:
+async def test_a_channel_allowlist_keeps_questions_to_those_channels_and_dms(make: StandFactory) -> None:
     stand = await make(SLACK_ALLOWED_USERS="UADA", SLACK_ALLOWED_CHANNELS="COPS")
     stand.ollama.script(Reply(content="Answered in ops."), Reply(content="Answered in private."))
     await said(stand, "disk?", user="UADA", channel=CHANNEL)
@@ -182,7 +169,7 @@ async def test_a_channel_allowlist_keeps_questions_to_those_channels_and_dms(mak
 # ---- DM pairing ----------------------------------------------------------------------------------
 @pytest.mark.asyncio
 async def test_pairing_code_then_approve_then_served_also_after_a_restart(
-    make: Make, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    make: StandFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stand = await make()
     first = await dm(stand, "hello, can I use you?")
@@ -220,7 +207,7 @@ async def test_pairing_code_then_approve_then_served_also_after_a_restart(
 
 
 @pytest.mark.asyncio
-async def test_with_dm_policy_deny_a_strangers_dm_is_refused_without_a_code(make: Make) -> None:
+async def test_with_dm_policy_deny_a_strangers_dm_is_refused_without_a_code(make: StandFactory) -> None:
     stand = await make(ORCHESTRATOR_DM_POLICY="deny")
     ts = await dm(stand, "let me in")
     [reply] = stand.bot_messages(ts, DM)
@@ -230,7 +217,7 @@ async def test_with_dm_policy_deny_a_strangers_dm_is_refused_without_a_code(make
 
 # ---- limits --------------------------------------------------------------------------------------
 @pytest.mark.asyncio
-async def test_the_rate_limit_answers_then_recovers(make: Make) -> None:
+async def test_the_rate_limit_answers_then_recovers(make: StandFactory) -> None:
     stand = await make(SLACK_ALLOWED_USERS="UADA", ORCHESTRATOR_RATE_LIMIT=2)
     clock = Clock()
     stand.adapter.access.clock = clock
@@ -250,7 +237,7 @@ async def test_the_rate_limit_answers_then_recovers(make: Make) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_third_run_at_once_waits_its_turn_and_is_not_lost(make: Make, tmp_path: Path) -> None:
+async def test_a_third_run_at_once_waits_its_turn_and_is_not_lost(make: StandFactory, tmp_path: Path) -> None:
     stand = await make(SLACK_ALLOWED_USERS="UADA")
 
     def touch(name: str) -> Reply:

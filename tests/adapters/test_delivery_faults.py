@@ -21,6 +21,7 @@ import logging
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,13 @@ from adapters.outbox import Backoff, Delivery, Outbox, Payload
 from adapters.progress import ProgressView
 from adapters.slack import SlackAdapter
 from bot.app import Services, build_services
-from bot.platforms import discord_config
-from bot.settings import Settings
 from core.events import Answer, ToolCall
 from core.store import Store
 from core.store.models import OutboxStatus
 from tests.fakes.discord import APPROVER_ID, BOT_USER_ID, TEXT_CHANNEL_ID, FakeDiscord
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import BOT_ID, FakeSlack
+from tests.support.discord_stand import discord_settings, running
 from tests.support.slack_stand import CHANNEL, Stand, echo_reply, make_stand, touch_reply
 from tests.support.waiting import until
 
@@ -338,40 +338,19 @@ async def discord_fake() -> AsyncIterator[FakeDiscord]:
 async def dservices(
     tmp_path: Path, fake_ollama: FakeOllama, workspace: Path, discord_fake: FakeDiscord
 ) -> AsyncIterator[Services]:
-    settings = Settings(
-        ORCHESTRATOR_DATA_DIR=str(tmp_path / "ddata"),
-        OLLAMA_HOST=fake_ollama.url,
-        ORCHESTRATOR_FILE_ROOTS=str(workspace),
-        ORCHESTRATOR_APPROVAL_TIMEOUT=30,
-        DISCORD_TOKEN=TOKEN,
-        DISCORD_APPROVERS=str(APPROVER_ID),
-        DISCORD_ALLOWED_USERS=str(APPROVER_ID),
-        DISCORD_API_URL=discord_fake.api_base,
-    )
+    settings = discord_settings(
+        tmp_path / "ddata", fake_ollama, workspace, discord_fake,
+        ORCHESTRATOR_APPROVAL_TIMEOUT=30, DISCORD_ALLOWED_USERS=str(APPROVER_ID),
+    )  # fmt: skip
     svc = await build_services(settings)
     svc.gate.poll_interval = 0.05
     yield svc
     await svc.close()
 
 
-@contextlib.asynccontextmanager
-async def discord_running(services: Services, *, store: Store | None = None) -> AsyncIterator[DiscordAdapter]:
-    cfg = replace(
-        discord_config(services.settings), guild_ready_timeout=0.1, pace_window=0.5,
-        delivery_backoff=QUICK, store_retry_delays=STORE_RETRIES,
-    )  # fmt: skip
-    adapter = DiscordAdapter(cfg, agent=services.agent, gate=services.gate, store=store or services.store)
-    task = asyncio.create_task(adapter.serve(), name="test-discord-serve")
-    ready = asyncio.create_task(adapter.ready.wait())
-    await asyncio.wait([task, ready], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()
-    assert adapter.ready.is_set(), "the adapter did not connect"
-    try:
-        yield adapter
-    finally:
-        await adapter.close()
-        await asyncio.wait_for(task, WAIT)
+def discord_running(services: Services, *, store: Store | None = None) -> AbstractAsyncContextManager[DiscordAdapter]:
+    """The Discord stand's adapter with quick delivery retries and a short store-retry schedule."""
+    return running(services, store=store, delivery_backoff=QUICK, store_retry_delays=STORE_RETRIES)
 
 
 def bot_says(fake: FakeDiscord, channel_id: int) -> list[str]:

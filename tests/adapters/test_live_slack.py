@@ -9,9 +9,8 @@ FakeOllama, or, where a test must look at the thread between two events, from `E
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -24,7 +23,7 @@ from core.events import Failed
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import FakeSlack, Stream, message
 from tests.support.live import EventFeed
-from tests.support.slack_stand import CHANNEL, Stand, echo_reply, make_stand, touch_reply
+from tests.support.slack_stand import CHANNEL, Stand, StandFactory, echo_reply, make_stand, stands, touch_reply
 from tests.support.waiting import until
 
 WAIT = 10.0
@@ -37,22 +36,10 @@ async def slack() -> AsyncIterator[FakeSlack]:
         yield fake
 
 
-StandFactory = Callable[..., Awaitable[Stand]]
-
-
 @pytest_asyncio.fixture
 async def make(slack: FakeSlack, fake_ollama: FakeOllama, tmp_path: Path) -> AsyncIterator[StandFactory]:
-    made: list[Stand] = []
-
-    async def factory(**settings: Any) -> Stand:
-        stand = await make_stand(slack, fake_ollama, tmp_path / f"data{len(made)}", streaming=True, **settings)
-        made.append(stand)
-        return stand
-
-    yield factory
-    for stand in made:
-        await stand.adapter.close()
-        await stand.services.close()
+    async with stands(slack, fake_ollama, tmp_path, streaming=True) as factory:
+        yield factory
 
 
 @pytest_asyncio.fixture

@@ -20,6 +20,7 @@ from adapters.discord.adapter import AgentRunner
 from bot.app import Services, build_services
 from bot.platforms import discord_config
 from bot.settings import Settings
+from core.store import Store
 from tests.fakes.discord import APPROVER_ID, BOT_USER_ID, OWNER_ID, STRANGER_ID, TEXT_CHANNEL_ID, FakeDiscord, RestCall
 from tests.fakes.ollama import FakeOllama, Reply
 
@@ -36,20 +37,27 @@ async def fake() -> AsyncIterator[FakeDiscord]:
         yield f
 
 
-@pytest.fixture
-def settings(tmp_path: Path, fake_ollama: FakeOllama, workspace: Path, fake: FakeDiscord) -> Settings:
-    """Overrides conftest's: the same core, plus Discord pointed at the stand-in."""
+def discord_settings(data_dir: Path, ollama: FakeOllama, workspace: Path, fake: FakeDiscord, **extra: Any) -> Settings:
+    """The core on the stand-ins, Discord pointed at `fake`, APPROVER_ID the approver; `extra` adds settings."""
     return Settings(
-        ORCHESTRATOR_DATA_DIR=str(tmp_path / "data"),
-        OLLAMA_HOST=fake_ollama.url,
+        ORCHESTRATOR_DATA_DIR=str(data_dir),
+        OLLAMA_HOST=ollama.url,
         ORCHESTRATOR_FILE_ROOTS=str(workspace),
-        ORCHESTRATOR_APPROVAL_TIMEOUT=30,
         DISCORD_TOKEN=TOKEN,
         DISCORD_APPROVERS=str(APPROVER_ID),
-        # Some tests here have the stranger ask (and be refused as an approver); who may ask at all is
-        # tested in tests/adapters/test_access_discord.py.
-        DISCORD_ALLOWED_USERS=f"{OWNER_ID},{STRANGER_ID}",
         DISCORD_API_URL=fake.api_base,
+        **extra,
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fake_ollama: FakeOllama, workspace: Path, fake: FakeDiscord) -> Settings:
+    """Overrides conftest's: the same core, plus Discord pointed at the stand-in. Some tests have
+    the stranger ask (and be refused as an approver); who may ask at all is tested in
+    tests/adapters/test_access_discord.py."""
+    allowed = f"{OWNER_ID},{STRANGER_ID}"
+    return discord_settings(
+        tmp_path / "data", fake_ollama, workspace, fake, ORCHESTRATOR_APPROVAL_TIMEOUT=30, DISCORD_ALLOWED_USERS=allowed
     )
 
 
@@ -64,10 +72,11 @@ async def services_for(settings: Settings, **update: Any) -> AsyncIterator[Servi
 
 
 @asynccontextmanager
-async def running(services: Services, **config: Any) -> AsyncIterator[DiscordAdapter]:
-    """The adapter serving against the fake; a short ready delay and pace window keep tests quick."""
+async def running(services: Services, *, store: Store | None = None, **config: Any) -> AsyncIterator[DiscordAdapter]:
+    """The adapter serving against the fake (on `store`, by default the services' own); a short ready
+    delay and pace window keep tests quick, `config` changes more of its `DiscordConfig`."""
     cfg = replace(discord_config(services.settings), guild_ready_timeout=0.1, pace_window=0.5, **config)
-    adapter = DiscordAdapter(cfg, agent=services.agent, gate=services.gate, store=services.store)
+    adapter = DiscordAdapter(cfg, agent=services.agent, gate=services.gate, store=store or services.store)
     task = asyncio.create_task(adapter.serve(), name="test-discord-serve")
     ready = asyncio.create_task(adapter.ready.wait())
     await asyncio.wait([task, ready], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -146,20 +147,30 @@ async def slack() -> AsyncIterator[FakeSlack]:
 StandFactory = Callable[..., Awaitable[Stand]]
 
 
-@pytest_asyncio.fixture
-async def make(slack: FakeSlack, fake_ollama: FakeOllama, tmp_path: Path) -> AsyncIterator[StandFactory]:
-    """Stands on one FakeSlack and FakeOllama (`fake_ollama` comes from tests/conftest.py)."""
+@asynccontextmanager
+async def stands(slack: FakeSlack, ollama: FakeOllama, tmp_path: Path, **defaults: Any) -> AsyncIterator[StandFactory]:
+    """A factory of stands on one FakeSlack and FakeOllama, each with its own data directory unless
+    `data_dir=` reuses one (a restart); `defaults` go to every `make_stand`. All closed on exit."""
     made: list[Stand] = []
 
-    async def factory(**settings: Any) -> Stand:
-        stand = await make_stand(slack, fake_ollama, tmp_path / f"data{len(made)}", **settings)
+    async def factory(*, data_dir: Path | None = None, **settings: Any) -> Stand:
+        stand = await make_stand(slack, ollama, data_dir or tmp_path / f"data{len(made)}", **(defaults | settings))
         made.append(stand)
         return stand
 
-    yield factory
-    for stand in made:
-        await stand.adapter.close()
-        await stand.services.close()
+    try:
+        yield factory
+    finally:
+        for stand in made:
+            await stand.adapter.close()
+            await stand.services.close()
+
+
+@pytest_asyncio.fixture
+async def make(slack: FakeSlack, fake_ollama: FakeOllama, tmp_path: Path) -> AsyncIterator[StandFactory]:
+    """Stands on one FakeSlack and FakeOllama (`fake_ollama` comes from tests/conftest.py)."""
+    async with stands(slack, fake_ollama, tmp_path) as factory:
+        yield factory
 
 
 @pytest_asyncio.fixture
