@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import statistics
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +25,20 @@ from core.store.db import make_engine
 from core.store.models import Approval, AuditEntry
 
 HOUR = 3600.0
+DAY = 24 * HOUR
+
+# Metric anomalies: an hour of the window against the same hour on the previous days.
+BASELINE_DAYS = 7  # how many days before the window are loaded to compare with
+MIN_BASELINE_DAYS = 3  # fewer days at that hour: not enough history to say what is usual
+SPREAD = 3.0  # how many standard deviations from the usual value count as a change
+# The smallest change worth saying, per metric (a quiet host's spread is near zero).
+ANOMALY_METRICS: tuple[tuple[str, str, float], ...] = (
+    ("cpu_percent", "cpu %", 15.0),
+    ("mem_percent", "memory %", 15.0),
+    ("swap_percent", "swap %", 10.0),
+    ("load1", "load", 1.0),
+)
+MAX_ANOMALIES = 10
 
 
 @dataclass
@@ -35,6 +50,8 @@ class Window:
     incidents: list[dict[str, Any]] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
     approvals: dict[int, str] = field(default_factory=dict)  # approval id -> what it was for (its summary)
+    # The days before `start` (up to BASELINE_DAYS): at, and the ANOMALY_METRICS columns only.
+    baseline: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def hours(self) -> float:
@@ -45,9 +62,12 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
 
 
-def load_window(db_url: str, *, end: float | None = None, hours: float = 24.0, host: str = "") -> Window:
-    """Samples, incidents and audit rows of the last `hours` before `end`. An empty `host` picks the
-    host with the most samples in the window (the one the scheduler runs on)."""
+def load_window(
+    db_url: str, *, end: float | None = None, hours: float = 24.0, host: str = "", baseline_days: int = BASELINE_DAYS
+) -> Window:
+    """Samples, incidents and audit rows of the last `hours` before `end`, and the `baseline_days`
+    before them (the metrics anomalies compare with). An empty `host` picks the host with the most
+    samples in the window (the one the scheduler runs on)."""
     end = time.time() if end is None else end
     start = end - hours * HOUR
     engine = make_engine(db_url)
@@ -87,6 +107,16 @@ def load_window(db_url: str, *, end: float | None = None, hours: float = 24.0, h
                     select(AuditEntry).where(col(AuditEntry.at).between(start, end)).order_by(col(AuditEntry.id))
                 ).all()
             ]
+            columns = [col(getattr(MetricSample, name)) for name, _, _ in ANOMALY_METRICS]
+            baseline = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(col(MetricSample.at), *columns)
+                    .where(col(MetricSample.host) == host)
+                    .where(col(MetricSample.at) >= start - baseline_days * DAY, col(MetricSample.at) < start)
+                    .order_by(col(MetricSample.at))
+                ).all()
+            ]
             # A decision's audit row says who and why; what was decided is on the approval itself.
             ids = sorted({a["approval_id"] for a in audit if a["approval_id"] is not None})
             approvals = {
@@ -97,7 +127,7 @@ def load_window(db_url: str, *, end: float | None = None, hours: float = 24.0, h
             }
     finally:
         engine.dispose()
-    return Window(host, start, end, samples, incidents, audit, approvals)
+    return Window(host, start, end, samples, incidents, audit, approvals, baseline)
 
 
 def _stats(window: Window, name: str, digits: int = 1) -> dict[str, Any]:
@@ -165,6 +195,44 @@ def _actions(window: Window) -> dict[str, Any]:
     return {"counts": dict(sorted(counts.items())), "approved": approved[:20], "denied": denied[:20]}
 
 
+def _hourly(samples: list[dict[str, Any]], name: str) -> dict[tuple[str, int], float]:
+    """(local day, hour of day) -> the metric's mean over the samples of that hour."""
+    buckets: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for s in samples:
+        if s.get(name) is None:
+            continue
+        local = time.localtime(s["at"])
+        buckets[(time.strftime("%Y-%m-%d", local), local.tm_hour)].append(float(s[name]))
+    return {key: sum(values) / len(values) for key, values in buckets.items()}
+
+
+def anomalies(window: Window) -> dict[str, Any]:
+    """What changed: each hour of the window whose mean is far from the same hour on the previous
+    days (further than SPREAD standard deviations and than the metric's smallest change worth
+    saying). Plain arithmetic over the store's samples; no model is involved."""
+    found: list[dict[str, Any]] = []
+    days_seen = {time.strftime("%Y-%m-%d", time.localtime(s["at"])) for s in window.baseline}
+    for name, label, floor in ANOMALY_METRICS:
+        usual: dict[int, list[float]] = defaultdict(list)
+        for (_, hour), mean in _hourly(window.baseline, name).items():
+            usual[hour].append(mean)
+        for (day, hour), value in sorted(_hourly(window.samples, name).items()):
+            history = usual.get(hour, [])
+            if len(history) < MIN_BASELINE_DAYS:
+                continue
+            mean, spread = statistics.fmean(history), statistics.pstdev(history)
+            gap = value - mean
+            if abs(gap) < max(SPREAD * spread, floor):
+                continue
+            found.append({
+                "metric": label, "day": day, "hour": f"{hour:02d}:00", "value": round(value, 1),
+                "usual": round(mean, 1), "spread": round(spread, 1), "days": len(history),
+                "direction": "higher" if gap > 0 else "lower", "score": round(abs(gap) / max(spread, floor), 2),
+            })  # fmt: skip
+    found.sort(key=lambda a: a["score"], reverse=True)
+    return {"history_days": len(days_seen), "needed_days": MIN_BASELINE_DAYS, "changes": found[:MAX_ANOMALIES]}
+
+
 def compute_figures(window: Window) -> dict[str, Any]:
     """Everything the report states, as JSON-ready data."""
     figures: dict[str, Any] = {
@@ -193,6 +261,7 @@ def compute_figures(window: Window) -> dict[str, Any]:
         for i in window.incidents
     ]  # fmt: skip
     figures["actions"] = _actions(window)
+    figures["anomalies"] = anomalies(window)
     return figures
 
 

@@ -64,8 +64,17 @@ NOTEBOOK_FALLBACK = "_The analysis notebook failed ({error}); the figures were c
 DAILY_SYSTEM_PROMPT = """\
 You write the daily operations summary for a self-hosted server, for the people who run it.
 Use only the figures you are given; never invent numbers. Write 4 to 8 short bullet points:
-what stood out (peaks, disks filling up, busy processes), the incidents and what was done about
-them, the actions people approved, and what to keep an eye on. No preamble, no closing remarks."""
+what stood out (peaks, disks filling up, busy processes), what changed against the previous days
+(`anomalies`), the incidents and what was done about them, the actions people approved, and what
+to keep an eye on. Suggest an action only as a proposal: nothing is done without approval. No
+preamble, no closing remarks."""
+CHANGES_HEADER = "*What changed* (each hour against the same hour on the previous days)"
+CHANGE_LINE = "• {metric} {day} {hour}: {value} against {usual} ± {spread} usually ({days} days), {direction}"
+NO_CHANGES = "*What changed*: nothing out of the usual for the hours of the previous {days} days"
+TOO_LITTLE_HISTORY = (
+    "*What changed*: not enough history to compare with yet ({days} day(s) of samples before this window; "
+    "{needed} needed)"
+)
 
 
 def size(n: float) -> str:
@@ -130,6 +139,17 @@ def _stat_line(label: str, stats: Mapping[str, Any], unit: str = " %") -> str:
     return f"• {label}: avg {stats['avg']}{unit}, peak {stats['peak']}{unit} at {stats['peak_at']}"
 
 
+def changes_text(found: Mapping[str, Any]) -> str:
+    """The report's "what changed" paragraph, with the evidence for each change."""
+    changes = found.get("changes", [])
+    if changes:
+        return "\n".join([CHANGES_HEADER, *(CHANGE_LINE.format(**change) for change in changes)])
+    days, needed = found.get("history_days", 0), found.get("needed_days", 3)
+    if days < needed:
+        return TOO_LITTLE_HISTORY.format(days=days, needed=needed)
+    return NO_CHANGES.format(days=days)
+
+
 def daily_text(figures: Mapping[str, Any], *, summary: str | None, error: str = "", note: str = "") -> str:
     """The body of the daily report: the model's summary (or why it is missing), then the figures."""
     parts = [summary if summary else SUMMARY_MISSING.format(error=error or "no reply")]
@@ -154,6 +174,8 @@ def daily_text(figures: Mapping[str, Any], *, summary: str | None, error: str = 
         mem = ", ".join(f"{p['name']} {p['peak MiB']} MiB" for p in figures.get("top memory", []))
         lines.append(f"*Top consumers*: CPU: {cpu or 'none'}; memory: {mem or 'none'}")
         parts.append("\n".join(lines))
+    if figures.get("samples"):
+        parts.append(changes_text(figures.get("anomalies", {})))
     incidents = figures.get("incidents", [])
     if incidents:
         shown = [
