@@ -1,4 +1,4 @@
-"""The infrastructure tool set: Docker, systemd services, git and network checks."""
+"""The infrastructure tool set: Docker, systemd services, logs, git and network checks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from core.hosts import Inventory
 from core.policy import Policy
 from core.tools.docker import DEFAULT_TIMEOUT, DockerEngines, docker_tools
 from core.tools.git import git_tools
+from core.tools.logs import log_tools
 from core.tools.network import network_tools
 from core.tools.registry import ToolSpec
 from core.tools.services import service_tools
@@ -24,6 +25,7 @@ def infra_tools(
     specs = [
         *docker_tools(policy, engines),
         *service_tools(policy, inventory, timeout=policy.config.command_timeout),
+        *log_tools(policy, inventory, engines, timeout=policy.config.command_timeout),
         *git_tools(policy, timeout=policy.config.command_timeout),
         *network_tools(timeout=network_timeout),
     ]

@@ -46,35 +46,38 @@ def check_unit(unit: str) -> str:
     return unit
 
 
-def service_tools(
-    policy: Policy,
-    inventory: Inventory,
-    *,
-    timeout: float = 30.0,
-    systemd_marker: Path = SYSTEMD_MARKER,
-) -> list[ToolSpec]:
+def where(host: Host) -> str:
+    return "this host" if host.is_local else f"host {host.name}"
+
+
+class Systemd:
+    """systemctl and journalctl as argv, here or over ssh; what goes wrong is one `ToolError` line."""
+
+    def __init__(self, *, timeout: float, output_cap: int, marker: Path = SYSTEMD_MARKER) -> None:
+        self.timeout = timeout
+        self.output_cap = output_cap
+        self.marker = marker
+
+    @staticmethod
     def env() -> dict[str, str]:
         return {**scrubbed_env(), "SYSTEMD_PAGER": "", "PAGER": "cat", "SYSTEMD_COLORS": "0", "LC_ALL": "C"}
 
-    def where(host: Host) -> str:
-        return "this host" if host.is_local else f"host {host.name}"
-
-    def argv_for(host: Host, argv: list[str]) -> list[str]:
+    def argv_for(self, host: Host, argv: list[str]) -> list[str]:
         if host.is_local:
-            if not systemd_marker.is_dir():
-                raise ToolError(f"{NO_SYSTEMD} ({LOCAL}: {systemd_marker} does not exist); for containers use docker_*")
+            if not self.marker.is_dir():
+                raise ToolError(f"{NO_SYSTEMD} ({LOCAL}: {self.marker} does not exist); for containers use docker_*")
             return argv
-        return host.ssh_argv(shlex.join(argv), connect_timeout=max(1, min(10, int(timeout / 3))))
+        return host.ssh_argv(shlex.join(argv), connect_timeout=max(1, min(10, int(self.timeout / 3))))
 
-    async def run(host: Host, argv: list[str]) -> ProcessResult:
-        full = argv_for(host, argv)
-        result = await run_process(full, timeout=timeout, env=env(), output_cap=policy.config.output_cap * 4)
+    async def run(self, host: Host, argv: list[str]) -> ProcessResult:
+        full = self.argv_for(host, argv)
+        result = await run_process(full, timeout=self.timeout, env=self.env(), output_cap=self.output_cap)
         if result.not_found:
             if host.is_local:
                 raise ToolError(f"{NO_SYSTEMD} ({full[0]} is not installed)")
             raise ToolError(f"{full[0]} is not installed on this machine")
         if result.timed_out:
-            raise ToolError(f"{shlex.join(argv)} on {where(host)} did not finish within {timeout:g} s")
+            raise ToolError(f"{shlex.join(argv)} on {where(host)} did not finish within {self.timeout:g} s")
         if not host.is_local and result.exit_status == SSH_UNREACHABLE:
             raise ToolError(f"cannot reach host {host.name} over ssh ({host.ssh}): {result.stderr.strip()[:300]}")
         text = result.combined().lower()
@@ -82,6 +85,17 @@ def service_tools(
             message = NO_SYSTEMD if host.is_local else f"systemd is not available on host {host.name}"
             raise ToolError(f"{message}: {result.combined().strip()[:200]}")
         return result
+
+
+def service_tools(
+    policy: Policy,
+    inventory: Inventory,
+    *,
+    timeout: float = 30.0,
+    systemd_marker: Path = SYSTEMD_MARKER,
+) -> list[ToolSpec]:
+    systemd = Systemd(timeout=timeout, output_cap=policy.config.output_cap * 4, marker=systemd_marker)
+    run = systemd.run
 
     @tool(risk=Risk.READ)
     async def service_status(unit: str, host: str = LOCAL) -> ToolOutput:
@@ -161,7 +175,7 @@ def service_tools(
         return Plan(
             risk=Risk.EXEC,
             summary=f"restart {argv[-1]} on host {target.name}",
-            detail=shlex.join(argv_for(target, argv)),
+            detail=shlex.join(systemd.argv_for(target, argv)),
             detail_kind="argv",
             host=target.name,
             fingerprint_parts=restart_parts(target),
@@ -170,7 +184,7 @@ def service_tools(
     @service_restart.check_fresh
     async def _fresh_restart(args: dict[str, Any]) -> tuple[str, ...]:
         target = inventory.get(args["host"])
-        argv_for(target, restart_argv(args["unit"]))  # systemd still there
+        systemd.argv_for(target, restart_argv(args["unit"]))  # systemd still there
         return restart_parts(target)
 
     return [service_status, journal, service_restart]
