@@ -118,7 +118,13 @@ def build_daily(
     redact: Callable[[str], str] | None = None,
     memory: MemoryService | None = None,
 ) -> DailyAnalysis:
+    from core.hosts import Inventory
+    from core.tools.docker import DockerEngines
+    from core.tools.logs import LogReader
+
     notebook = Path(settings.reports.daily_notebook) if settings.reports.daily_notebook else DEFAULT_NOTEBOOK
+    inventory = Inventory.from_mapping({name: host.model_dump() for name, host in settings.hosts.items()})
+    logs = LogReader(inventory, DockerEngines(inventory), timeout=settings.command_timeout)
     return DailyAnalysis(
         db_url=settings.db_url,
         out_dir=reports_dir(settings),
@@ -127,6 +133,7 @@ def build_daily(
         window_hours=settings.reports.daily_window_hours,
         redact=redact or (lambda text: text),
         memory=memory,
+        logs=logs,
     )
 
 

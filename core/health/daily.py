@@ -28,8 +28,11 @@ from core.llm import LLM
 
 if TYPE_CHECKING:
     from core.memory.service import MemoryService
+    from core.tools.logs import LogReader
 
 log = logging.getLogger(__name__)
+
+REPORT_LOG_GROUPS = 8  # the error and warning patterns the report lists (the model sees the same)
 
 DEFAULT_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "daily_analysis.ipynb"
 
@@ -55,8 +58,10 @@ class DailyAnalysis:
         clock: Callable[[], float] = time.time,
         redact: Callable[[str], str] = lambda text: text,
         memory: MemoryService | None = None,
+        logs: LogReader | None = None,
     ) -> None:
         self.memory = memory
+        self.logs = logs
         self.db_url = db_url
         self.out_dir = out_dir
         self.llm = llm
@@ -98,6 +103,8 @@ class DailyAnalysis:
                 run_analysis, self.db_url, end=end, hours=self.window_hours, host=self.host, png=png,
                 json_path=figures_path,
             )  # fmt: skip
+        if self.logs is not None:
+            figures["logs"] = await self._log_groups(end)
         recurring = await self._recurring(end)
         if recurring:
             figures["recurring incidents"] = recurring
@@ -113,6 +120,31 @@ class DailyAnalysis:
             fields={"figures": figures, "chart": str(png), "figures_path": str(figures_path),
                     "notebook": str(executed) if executed.exists() else "", "summary_missing": summary is None},
         )  # fmt: skip
+
+    async def _log_groups(self, end: float) -> dict[str, Any]:
+        """The window's error and warning patterns from the journal and the containers (analyze_logs'
+        grouping), redacted; what could not be read is named. Lines are read up to now."""
+        assert self.logs is not None
+        try:
+            groups, notes, read = await self.logs.groups(int(end - self.window_hours * 3600))
+        except Exception as exc:  # the report goes out whatever the logs do
+            log.warning("reading the logs for the daily report failed: %s", exc)
+            groups, notes, read = [], [f"logs: not read: {type(exc).__name__}: {str(exc)[:200]}"], 0
+        telling = [g for g in groups if g.level != "info"][:REPORT_LOG_GROUPS]
+        return {
+            "read": read,
+            "notes": [self.redact(n) for n in notes],
+            "groups": [
+                {
+                    "source": g.source,
+                    "level": g.level,
+                    "count": g.count,
+                    "pattern": self.redact(g.pattern),
+                    "example": self.redact(g.example),
+                }
+                for g in telling
+            ],
+        }
 
     async def _recurring(self, end: float) -> str:
         """Incidents seen more than once in the window, from memory; empty without memory."""

@@ -65,9 +65,9 @@ DAILY_SYSTEM_PROMPT = """\
 You write the daily operations summary for a self-hosted server, for the people who run it.
 Use only the figures you are given; never invent numbers. Write 4 to 8 short bullet points:
 what stood out (peaks, disks filling up, busy processes), what changed against the previous days
-(`anomalies`), the incidents and what was done about them, the actions people approved, and what
-to keep an eye on. Suggest an action only as a proposal: nothing is done without approval. No
-preamble, no closing remarks."""
+(`anomalies`), the errors in the logs (`logs`), the incidents and what was done about them, the
+actions people approved, and what to keep an eye on. Suggest an action only as a proposal:
+nothing is done without approval. No preamble, no closing remarks."""
 CHANGES_HEADER = "*What changed* (each hour against the same hour on the previous days)"
 CHANGE_LINE = "• {metric} {day} {hour}: {value} against {usual} ± {spread} usually ({days} days), {direction}"
 NO_CHANGES = "*What changed*: nothing out of the usual for the hours of the previous {days} days"
@@ -139,6 +139,33 @@ def _stat_line(label: str, stats: Mapping[str, Any], unit: str = " %") -> str:
     return f"• {label}: avg {stats['avg']}{unit}, peak {stats['peak']}{unit} at {stats['peak_at']}"
 
 
+LOGS_HEADER = "*Logs* (errors and warnings in the window, by pattern; # is a number, <ip> an address, <id> an id)"
+LOG_LINE = "• {count}× {level} [{source}] {pattern}"
+LOG_EXAMPLE = "  e.g. {example}"
+NO_LOG_TROUBLE = "*Logs*: no errors or warnings"
+LOGS_NOT_READ = "*Logs*: not read ({notes})"
+
+
+def logs_text(logs: Mapping[str, Any]) -> str:
+    """The report's logs paragraph: the telling patterns with an example each, or why there are none."""
+    notes = "; ".join(logs.get("notes", []))
+    groups = logs.get("groups", [])
+    if not groups:
+        return (
+            LOGS_NOT_READ.format(notes=notes)
+            if not logs.get("read")
+            else NO_LOG_TROUBLE + (f" ({notes})" if notes else "")
+        )
+    lines = [LOGS_HEADER]
+    for g in groups:
+        lines.append(LOG_LINE.format(**g))
+        if g["example"] != g["pattern"]:
+            lines.append(LOG_EXAMPLE.format(example=g["example"]))
+    if notes:
+        lines.append(f"({notes})")
+    return "\n".join(lines)
+
+
 def changes_text(found: Mapping[str, Any]) -> str:
     """The report's "what changed" paragraph, with the evidence for each change."""
     changes = found.get("changes", [])
@@ -176,6 +203,8 @@ def daily_text(figures: Mapping[str, Any], *, summary: str | None, error: str = 
         parts.append("\n".join(lines))
     if figures.get("samples"):
         parts.append(changes_text(figures.get("anomalies", {})))
+    if "logs" in figures:
+        parts.append(logs_text(figures["logs"]))
     incidents = figures.get("incidents", [])
     if incidents:
         shown = [

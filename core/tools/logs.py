@@ -136,26 +136,33 @@ def format_groups(groups: list[Group], *, header: str, notes: list[str], top: in
     return "\n".join(lines)
 
 
-def log_tools(
-    policy: Policy,
-    inventory: Inventory,
-    engines: DockerEngines,
-    *,
-    timeout: float = 30.0,
-    systemd_marker: Path = SYSTEMD_MARKER,
-) -> list[ToolSpec]:
-    systemd = Systemd(timeout=timeout, output_cap=8 * 2**20, marker=systemd_marker)
+class LogReader:
+    """Reads a host's journal and containers' output for a window and groups it (the tool and the
+    daily report both use it). What cannot be read becomes a note; nothing here raises for it."""
 
-    async def from_journal(host: str, unit: str, after: int) -> list[tuple[str, str, int | None]]:
+    def __init__(
+        self,
+        inventory: Inventory,
+        engines: DockerEngines,
+        *,
+        timeout: float = 30.0,
+        systemd_marker: Path = SYSTEMD_MARKER,
+    ) -> None:
+        self.inventory = inventory
+        self.engines = engines
+        self.systemd = Systemd(timeout=timeout, output_cap=8 * 2**20, marker=systemd_marker)
+
+    async def journal(self, host: str, unit: str, after: int) -> list[tuple[str, str, int | None]]:
         argv = ["journalctl", "--no-pager", "--output=json", f"--since=@{after}", f"--lines={MAX_LINES}"]
         if unit:
             argv.append(f"--unit={check_unit(unit)}")
-        result = await systemd.run(inventory.get(host), argv)
+        target = self.inventory.get(host)
+        result = await self.systemd.run(target, argv)
         if not result.ok:
-            raise ToolError(f"journalctl failed on {where(inventory.get(host))}: {result.combined().strip()[:300]}")
+            raise ToolError(f"journalctl failed on {where(target)}: {result.combined().strip()[:300]}")
         return journal_entries(result.stdout)
 
-    async def from_containers(host: str, container: str, after: int) -> list[tuple[str, str, int | None]]:
+    async def containers(self, host: str, container: str, after: int) -> list[tuple[str, str, int | None]]:
         def work(client: Any) -> list[tuple[str, str, int | None]]:
             chosen = (
                 [client.containers.get(check_container(container))]
@@ -173,7 +180,36 @@ def log_tools(
                 budget -= len(lines)
             return entries
 
-        return list(await engines.call(host, work))
+        return list(await self.engines.call(host, work))
+
+    async def groups(
+        self, after: int, *, unit: str = "", container: str = "", host: str = LOCAL
+    ) -> tuple[list[Group], list[str], int]:
+        """(groups, notes on the sources not read, how many kinds of source were read)."""
+        self.inventory.get(host)  # an unknown host is refused before anything is read
+        entries: list[tuple[str, str, int | None]] = []
+        notes: list[str] = []
+        read = 0
+        for kind, name, reader in (("journal", unit, self.journal), ("containers", container, self.containers)):
+            if name == SKIP:
+                continue
+            try:
+                entries += await reader(host, name, after)
+                read += 1
+            except ToolError as exc:
+                notes.append(f"{kind}: not read: {exc}")
+        return group_lines(entries), notes, read
+
+
+def log_tools(
+    policy: Policy,
+    inventory: Inventory,
+    engines: DockerEngines,
+    *,
+    timeout: float = 30.0,
+    systemd_marker: Path = SYSTEMD_MARKER,
+) -> list[ToolSpec]:
+    reader = LogReader(inventory, engines, timeout=timeout, systemd_marker=systemd_marker)
 
     @tool(risk=Risk.READ)
     async def analyze_logs(
@@ -194,21 +230,9 @@ def log_tools(
         """
         after = parse_since(since or "24h")
         assert after is not None
-        inventory.get(host)  # an unknown host is refused before anything is read
-        entries: list[tuple[str, str, int | None]] = []
-        notes: list[str] = []
-        read = 0
-        for kind, name, reader in (("journal", unit, from_journal), ("containers", container, from_containers)):
-            if name == SKIP:
-                continue
-            try:
-                entries += await reader(host, name, after)
-                read += 1
-            except ToolError as exc:
-                notes.append(f"{kind}: not read: {exc}")
+        groups, notes, read = await reader.groups(after, unit=unit, container=container, host=host)
         if not read:
             raise ToolError("no logs could be read: " + "; ".join(notes) if notes else "no source was chosen")
-        groups = group_lines(entries)
         window = time.strftime("%Y-%m-%d %H:%M", time.localtime(after))
         text = format_groups(
             groups, header=f"logs on {host} since {window}", notes=notes, top=max(1, min(top, MAX_GROUPS))

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from docker.models.containers import Container
 
+from bot.app import Services
 from core.errors import ToolError
+from core.health.daily import DailyAnalysis
 from core.hosts import Inventory
 from core.policy import Policy
 from core.tools.docker import DockerEngines
-from core.tools.logs import group_lines, journal_entries, log_tools, pattern_of
+from core.tools.logs import LogReader, group_lines, journal_entries, log_tools, pattern_of
 from core.tools.registry import ToolSpec
 from tests.core.tools.conftest import invoke, wait_for
 
@@ -97,3 +99,32 @@ async def test_nothing_readable_is_one_clear_error(analyze: ToolSpec) -> None:
         await invoke(analyze, container="-")
     with pytest.raises(ToolError, match="cannot read since="):
         await invoke(analyze, since="yesterday-ish")
+
+
+@pytest.mark.asyncio
+async def test_the_daily_report_lists_the_windows_error_patterns(
+    services: Services, engines: DockerEngines, run_container: Callable[..., Container], tmp_path: Path
+) -> None:
+    web = run_container(["sh", "-c", NOISY], name="web")
+    assert wait_for(lambda: b"hunter2" in web.logs())
+    reader = LogReader(Inventory(), engines, timeout=10, systemd_marker=tmp_path / "no-systemd")
+    daily = DailyAnalysis(db_url=services.store.url, out_dir=tmp_path, llm=None, notebook=None, logs=reader,
+                          redact=services.policy.redact)  # fmt: skip
+    report = await daily.build()
+    lines = report.text.splitlines()
+    assert any(li.startswith("*Logs* (errors and warnings in the window, by pattern") for li in lines)
+    assert "• 6× error [web] ERROR connect to <ip> failed after # ms" in lines
+    assert "• 1× warning [web] WARN cache <id> miss ratio #.#" in lines
+    assert not any("worker" in li for li in lines)  # ordinary lines are counted, not listed
+    assert "(journal: not read: systemd is not available on this host" in report.text
+    assert report.fields["figures"]["logs"]["read"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_report_without_readable_logs_says_so(services: Services, tmp_path: Path) -> None:
+    nowhere = Inventory.from_mapping({"local": {"docker": "tcp://127.0.0.1:9"}})
+    reader = LogReader(nowhere, DockerEngines(nowhere, timeout=5), timeout=5, systemd_marker=tmp_path / "none")
+    daily = DailyAnalysis(db_url=services.store.url, out_dir=tmp_path, llm=None, notebook=None, logs=reader)
+    report = await daily.build()
+    assert "*Logs*: not read (journal: not read: systemd is not available" in report.text
+    assert "containers: not read:" in report.text
