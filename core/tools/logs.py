@@ -9,6 +9,7 @@ Read-only; secrets are redacted from what is returned.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -160,7 +161,7 @@ class LogReader:
         result = await self.systemd.run(target, argv)
         if not result.ok:
             raise ToolError(f"journalctl failed on {where(target)}: {result.combined().strip()[:300]}")
-        return journal_entries(result.stdout)
+        return await asyncio.to_thread(journal_entries, result.stdout)  # up to MAX_LINES of JSON
 
     async def containers(self, host: str, container: str, after: int) -> list[tuple[str, str, int | None]]:
         def work(client: Any) -> list[tuple[str, str, int | None]]:
@@ -198,7 +199,8 @@ class LogReader:
                 read += 1
             except ToolError as exc:
                 notes.append(f"{kind}: not read: {exc}")
-        return group_lines(entries), notes, read
+        groups = await asyncio.to_thread(group_lines, entries)  # tens of thousands of lines: not on the loop
+        return groups, notes, read
 
 
 def log_tools(
