@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot.test_cli import run_cli
+from tests.support.cli import run_cli
 
 EXIT_MISTAKE, EXIT_FAILED, EXIT_PIPE = 2, 1, 141
 HAS_PSYCOPG = importlib.util.find_spec("psycopg") is not None

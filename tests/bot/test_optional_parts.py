@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot.test_cli import run_cli
 from tests.bot.test_config_errors import closed_port, read_only
 from tests.fakes.ollama import FakeOllama, Reply
+from tests.support.cli import run_cli
 
 
 @pytest.fixture

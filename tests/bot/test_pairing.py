@@ -14,8 +14,8 @@ import pytest
 from core.access import new_code
 from core.store import Store, default_sqlite_url
 from core.store.models import Pairing
-from tests.bot.test_cli import run_cli
 from tests.fakes.ollama import FakeOllama
+from tests.support.cli import run_cli
 
 
 @pytest.fixture
