@@ -93,16 +93,17 @@ def slack_config(settings: Settings) -> SlackConfig:
     def secret(value: SecretStr | None) -> str:
         return value.get_secret_value() if value is not None else ""
 
+    who = people(settings, "slack")
     return SlackConfig(
         bot_token=secret(settings.slack_bot_token),
         app_token=secret(settings.slack_app_token),
         signing_secret=secret(settings.slack_signing_secret),
         http_port=settings.slack_http_port,
         api_url=settings.slack_api_url,
-        approvers=frozenset(settings.slack_approvers),
-        approver_groups=tuple(settings.slack_approver_groups),
-        allowed_users=frozenset(settings.slack_allowed_users),
-        allowed_channels=frozenset(settings.slack_allowed_channels),
+        approvers=frozenset(who.approvers),
+        approver_groups=who.approver_groups,
+        allowed_users=frozenset(who.allowed_users),
+        allowed_channels=frozenset(who.allowed_channels),
         dm_policy=DmPolicy(settings.dm_policy),
         rate_limit=settings.rate_limit,
         streaming=settings.slack_streaming != "off",
@@ -125,14 +126,15 @@ def discord_config(settings: Settings) -> DiscordConfig:
     from core.access import DmPolicy
 
     token = settings.discord_token.get_secret_value() if settings.discord_token is not None else ""
+    who = people(settings, "discord")
     return DiscordConfig(
         token=token,
         api_url=settings.discord_api_url,
-        approvers=frozenset(settings.discord_approvers),
-        approver_roles=frozenset(settings.discord_approver_roles),
-        allowed_users=frozenset(settings.discord_allowed_users),
-        allowed_roles=frozenset(settings.discord_allowed_roles),
-        allowed_channels=frozenset(settings.discord_allowed_channels),
+        approvers=frozenset(who.approvers),
+        approver_roles=frozenset(who.approver_groups),
+        allowed_users=frozenset(who.allowed_users),
+        allowed_roles=frozenset(who.allowed_roles),
+        allowed_channels=frozenset(who.allowed_channels),
         dm_policy=DmPolicy(settings.dm_policy),
         rate_limit=settings.rate_limit,
     )

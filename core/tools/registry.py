@@ -33,6 +33,7 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from core import texts
 from core.errors import ToolError
 from core.events import DetailKind, Request, Risk
 
@@ -87,7 +88,7 @@ class ToolContext:
         acted on either.
         """
         if self.plan is not None and tuple(parts) != self.plan.fingerprint_parts:
-            raise ToolError(f"not run: {TARGET_CHANGED}")
+            raise ToolError(texts.NOT_RUN.format(why=TARGET_CHANGED))
 
 
 PlanFn = Callable[..., Awaitable[Plan]]  # (args) or (args, ctx)
