@@ -56,8 +56,11 @@ class Services:
     expired_on_start: list[Approval] = field(default_factory=list)
     memory: MemoryService | None = None
     interrupted_on_start: list[Run] = field(default_factory=list)  # runs a crash left behind, to be told
+    sandbox: Sandbox | None = None
 
     async def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
         if self.memory is not None:
             await self.memory.aclose()
         await self.store.close()
@@ -95,7 +98,14 @@ def make_policy(settings: Settings) -> Policy:
 
 def make_sandbox(settings: Settings) -> Sandbox:
     mode: Literal["auto", "bwrap", "off"] = "off" if settings.sandbox == "off" else "auto"
-    return Sandbox(SandboxConfig(file_roots=tuple(settings.roots), hidden=tuple(settings.sandbox_hidden()), mode=mode))
+    return Sandbox(
+        SandboxConfig(
+            file_roots=tuple(settings.roots),
+            hidden=tuple(settings.sandbox_hidden()),
+            mode=mode,
+            session=settings.sandbox_session,
+        )
+    )
 
 
 def prepare_dirs(settings: Settings) -> None:
@@ -164,7 +174,17 @@ async def build_services(
         after_run=after_run or [],
     )
     return Services(
-        settings, store, policy, tools, gate, model, agent, expired, memory.service if memory else None, interrupted
+        settings,
+        store,
+        policy,
+        tools,
+        gate,
+        model,
+        agent,
+        expired,
+        memory.service if memory else None,
+        interrupted,
+        sandbox,
     )
 
 

@@ -204,6 +204,8 @@ class Settings(BaseSettings):
     sandbox_hide: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, validation_alias=_env("ORCHESTRATOR_SANDBOX_HIDE", "sandbox_hide")
     )
+    # one long-lived sandbox for every free command (nothing writable), or a bubblewrap each (private /tmp)
+    sandbox_session: bool = Field(True, validation_alias=_env("ORCHESTRATOR_SANDBOX_SESSION", "sandbox_session"))
     # `[commands.NAME]` tables in orchestrator.toml: read-only programs in the format of
     # core/command_table.toml (docs/security.md, "Adding a program").
     commands: dict[str, dict[str, Any]] = Field(

@@ -38,7 +38,7 @@ class ProcessResult:
         return "\n".join(p for p in parts if p)
 
 
-async def _read_capped(stream: asyncio.StreamReader | None, cap: int) -> tuple[bytes, bool]:
+async def read_capped(stream: asyncio.StreamReader | None, cap: int) -> tuple[bytes, bool]:
     if stream is None:
         return b"", False
     chunks: list[bytes] = []
@@ -113,7 +113,7 @@ async def run_process(
             proc.stdin.write(stdin)
             await proc.stdin.drain()
             proc.stdin.close()
-        out, err = await asyncio.gather(_read_capped(proc.stdout, output_cap), _read_capped(proc.stderr, output_cap))
+        out, err = await asyncio.gather(read_capped(proc.stdout, output_cap), read_capped(proc.stderr, output_cap))
         await proc.wait()
         return out, err
 

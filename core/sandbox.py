@@ -14,6 +14,11 @@ a gap in that table cannot become a write or a secret. Bubblewrap (Debian's
 
 The host's PID and network namespaces are kept, so `ps aux`, `ss -tlnp` and `ip addr`
 show the host. Where bubblewrap cannot set this up, nothing runs freely.
+
+Commands normally start in a shared session (`core.sandbox_session`): the same view built
+once, with nothing writable at all, not even /tmp, so commands leave nothing for each other.
+Where the session cannot start, or `SandboxConfig.session` is off, each command gets a
+bubblewrap of its own, with the private /tmp described above.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import glob
 import logging
 import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +36,7 @@ from typing import Literal
 
 from core.errors import RuntimeFailure
 from core.process import ProcessResult, run_process
+from core.sandbox_session import SandboxSession, SessionFailed, python_candidates
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,7 @@ class SandboxConfig:
     mode: Literal["auto", "bwrap", "off"] = "auto"
     bwrap: str | None = None  # an explicit binary; otherwise looked up in the fixed system PATH
     extra_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    session: bool = True  # start commands in one long-lived sandbox (nothing writable) rather than one each
 
 
 def find_bwrap() -> str | None:
@@ -90,6 +98,10 @@ class Sandbox:
         self._status: SandboxStatus | None = None
         self._lock = asyncio.Lock()
         self._warned = False
+        self._session: SandboxSession | None = None
+        self._starting: asyncio.Task[SandboxSession | None] | None = None
+        self._session_failed = not config.session
+        self._pythons = [Path(os.path.realpath(p)) for p in python_candidates() if os.path.isfile(p)]
 
     # ---- availability ------------------------------------------------------
     async def probe(self) -> SandboxStatus:
@@ -154,15 +166,16 @@ class Sandbox:
         for pattern in candidates:
             for raw in sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]:
                 try:
+                    is_dir = stat.S_ISDIR(os.stat(raw).st_mode)  # (follows links; most are absent)
                     real = Path(os.path.realpath(raw))
-                    if not real.exists() or self._under_root(real):
+                    if self._under_root(real):
                         continue
-                    (dirs if real.is_dir() else files).append(real)
+                    (dirs if is_dir else files).append(real)
                 except OSError:
                     continue
         return sorted(set(dirs)), sorted(set(files))
 
-    def _env(self) -> list[str]:
+    def _env_vars(self) -> dict[str, str]:
         env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}
         lang = os.environ.get("LANG", "")
         if lang and _PLAIN_LOCALE.fullmatch(lang):
@@ -171,12 +184,22 @@ class Sandbox:
         if tz and _PLAIN_TZ.fullmatch(tz):
             env["TZ"] = tz
         env.update(dict(self.config.extra_env))
+        return env
+
+    def _env(self) -> list[str]:
         args: list[str] = ["--clearenv"]
-        for key, value in env.items():
+        for key, value in self._env_vars().items():
             args += ["--setenv", key, value]
         return args
 
-    def _bwrap_args(self, binary: str, cwd: Path) -> list[str]:
+    def _bwrap_args(
+        self,
+        binary: str,
+        cwd: Path,
+        *,
+        session: bool = False,
+        hidden: tuple[list[Path], list[Path]] | None = None,
+    ) -> list[str]:
         args = [
             binary,
             "--ro-bind", "/", "/",
@@ -188,12 +211,13 @@ class Sandbox:
             # No --new-session: run_process already starts bwrap in a session of its own with no
             # terminal, and a second session would put the command's children out of reach of the
             # timeout's process-group kill (and their open pipes would keep run_process waiting).
-            "--die-with-parent",
             "--cap-drop", "ALL",
         ]  # fmt: skip
+        if not session:  # a session's helper kills its commands when the bot goes, then exits itself
+            args.append("--die-with-parent")
         if os.path.exists("/proc/sysrq-trigger"):
             args += ["--ro-bind", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
-        hidden_dirs, hidden_files = self._hidden()
+        hidden_dirs, hidden_files = hidden if hidden is not None else self._hidden()
         for d in hidden_dirs:
             args += ["--tmpfs", str(d)]
         for f in hidden_files:
@@ -203,9 +227,9 @@ class Sandbox:
         for root in self.roots:
             if root.is_dir() and any(d in root.parents for d in covered):
                 args += ["--ro-bind", str(root), str(root)]
-        # Only /tmp stays writable: the other empty directories become read-only, last (after
-        # the roots are bound back into them).
-        for empty in [*_READONLY_EMPTY, *(str(h) for h in hidden_dirs)]:
+        # Only /tmp stays writable, and not in a session that many commands share: the other
+        # empty directories become read-only, last (after the roots are bound back into them).
+        for empty in [*(_PRIVATE_DIRS if session else _READONLY_EMPTY), *(str(h) for h in hidden_dirs)]:
             args += ["--remount-ro", empty]
         # The fresh /dev tmpfs and /proc are writable as bwrap mounts them: /dev would be a second
         # writable place, and /proc/<pid>/oom_score_adj and friends of the bot would be writable.
@@ -219,17 +243,42 @@ class Sandbox:
         binary = self.config.bwrap or find_bwrap()
         if binary is None:
             raise SandboxUnavailable("bubblewrap (bwrap) is not installed; install it: apt-get install bubblewrap")
+        real = self._checked_cwd(cwd)
+        return [*self._bwrap_args(binary, real), "--", *argv]
+
+    def _helper_python(self, hidden_dirs: Sequence[Path]) -> str | None:
+        """A Python the session's view shows (the bot's own may live in a hidden /root/.pyenv:
+        then the system's), or None: nothing is bound back into a hidden directory for it."""
+        covered = [*hidden_dirs, *(Path(p) for p in _PRIVATE_DIRS)]
+        for real in self._pythons:
+            if not any(d == p or d in p.parents for d in covered for p in (real, real.parent.parent)):
+                return str(real)
+        return None
+
+    def _checked_cwd(self, cwd: Path) -> Path:
         real = Path(os.path.realpath(cwd))
         if not self._under_root(real) or not real.is_dir():
             raise SandboxUnavailable(f"{cwd} is not a directory inside the file roots")
-        return [*self._bwrap_args(binary, real), "--", *argv]
+        return real
 
     async def run(self, argv: Sequence[str], *, cwd: Path, timeout: float, output_cap: int) -> ProcessResult:  # noqa: ASYNC109 - passed to run_process
         """Run argv in the sandbox. Raises SandboxUnavailable rather than running it unconfined."""
         status = await self.probe()
         if not status.available:
             raise SandboxUnavailable(status.describe())
-        result = await run_process(self.wrap(argv, cwd=cwd), timeout=timeout, output_cap=output_cap, env={})
+        binary = self.config.bwrap or find_bwrap()
+        if binary is None:
+            raise SandboxUnavailable("bubblewrap (bwrap) is not installed; install it: apt-get install bubblewrap")
+        real = self._checked_cwd(cwd)
+        hidden = self._hidden()  # once per command: a file hidden since the last one is hidden from this one
+        session = await self._current_session(binary, hidden)
+        if session is not None:
+            try:
+                return await session.run(argv, cwd=real, env=self._env_vars(), timeout=timeout, output_cap=output_cap)
+            except SessionFailed as exc:  # nothing was started: run it alone
+                log.warning("the sandbox session stopped (%s); this command runs in a bubblewrap of its own", exc)
+        alone = [*self._bwrap_args(binary, real, hidden=hidden), "--", *argv]
+        result = await run_process(alone, timeout=timeout, output_cap=output_cap, env={})
         # show the command as the approver or the model wrote it, not bwrap's argv
         return ProcessResult(
             tuple(argv),
@@ -240,3 +289,46 @@ class Sandbox:
             truncated=result.truncated,
             not_found=result.not_found,
         )
+
+    # ---- the shared session ----------------------------------------------------
+    async def _current_session(self, binary: str, hidden: tuple[list[Path], list[Path]]) -> SandboxSession | None:
+        """The session for today's view (a new one when the roots or the hidden files changed)."""
+        if self._session_failed:
+            return None
+        workdir = self.workdir()
+        if workdir is None:
+            return None
+        python = self._helper_python(hidden[0])
+        if python is None:
+            self._session_failed = True
+            log.info("no Python outside the hidden directories for the sandbox session; one bubblewrap per command")
+            return None
+        key = (*self._bwrap_args(binary, workdir, session=True, hidden=hidden), "--", python)
+        current = self._session
+        if current is not None and current.key == key and current.usable():
+            return current
+        loop = asyncio.get_running_loop()
+        starting = self._starting
+        if starting is None or starting.get_loop() is not loop or starting.done():
+            starting = self._starting = loop.create_task(self._start_session(key))
+        return await asyncio.shield(starting)
+
+    async def _start_session(self, key: tuple[str, ...]) -> SandboxSession | None:
+        old, self._session = self._session, None
+        if old is not None:
+            old.retire()  # it finishes what it runs, then stops
+        session = SandboxSession(key)
+        try:
+            await session.start()
+        except SessionFailed as exc:
+            self._session_failed = True
+            log.warning("%s; each free command runs in a bubblewrap of its own (slower, same view)", exc)
+            return None
+        self._session = session
+        return session
+
+    def close(self) -> None:
+        """Stop the shared session, if one runs (commands still running in it are killed)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None

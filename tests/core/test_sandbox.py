@@ -11,6 +11,7 @@ import os
 import socket
 from pathlib import Path
 
+import psutil
 import pytest
 
 from core.events import Request
@@ -78,8 +79,9 @@ async def test_a_free_command_cannot_create_a_file(world: tuple[Sandbox, Path, P
     assert not Path(path).exists()
 
 
-async def test_the_private_tmp_is_writable_and_gone_afterwards(world: tuple[Sandbox, Path, Path]) -> None:
-    sandbox, root, _ = world
+async def test_alone_the_private_tmp_is_writable_and_gone_afterwards(world: tuple[Sandbox, Path, Path]) -> None:
+    _, root, _ = world
+    sandbox = Sandbox(SandboxConfig(file_roots=(root,), session=False))
     marker = "/tmp/orch-sandbox-marker"
     out = await run(sandbox, root, "sh", "-c", f"echo x > {marker} && cat {marker} && ls /tmp")
     assert out.startswith("x")
@@ -210,15 +212,19 @@ async def test_the_bots_proc_files_and_sysctls_cannot_be_written(world: tuple[Sa
         mine.write_text(before)
 
 
-async def test_every_mount_but_the_private_tmp_is_read_only(world: tuple[Sandbox, Path, Path]) -> None:
-    sandbox, root, _ = world
+@pytest.mark.parametrize("session", [True, False], ids=["session", "alone"])
+async def test_every_mount_but_the_private_tmp_is_read_only(world: tuple[Sandbox, Path, Path], session: bool) -> None:
+    _, root, data = world
+    sandbox = Sandbox(SandboxConfig(file_roots=(root,), hidden=(data,), session=session))
     top: dict[str, str] = {}
     for line in reversed((await run(sandbox, root, "cat", "/proc/self/mountinfo")).splitlines()):
         fields = line.split()
         top.setdefault(fields[4], fields[5])  # the last mount on a path is the one that shows
     devices = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/pts"}
     writable = {point for point, options in top.items() if "rw" in options.split(",")}
-    assert writable - devices == {"/tmp"}, writable
+    # a session many commands share has no writable place at all: one leaves nothing for the next
+    assert writable - devices == (set() if session else {"/tmp"}), writable
+    sandbox.close()
 
 
 async def test_the_host_tz_and_locale_pass_through(
@@ -263,3 +269,97 @@ async def test_argv_that_looks_like_a_bwrap_option_is_the_command(world: tuple[S
     sandbox, root, _ = world
     result = await sandbox.run(["--help"], cwd=root, timeout=5, output_cap=1000)
     assert not result.ok and "--ro-bind" not in result.stdout + result.stderr
+
+
+# ---- the shared session ---------------------------------------------------------------------------
+
+
+async def test_free_commands_share_one_session_and_leave_nothing_for_each_other(
+    world: tuple[Sandbox, Path, Path],
+) -> None:
+    sandbox, root, _ = world
+    first = await sandbox.run(["sh", "-c", "echo $$; echo x > /tmp/left-over"], cwd=root, timeout=20, output_cap=1000)
+    second = await sandbox.run(["sh", "-c", "echo $$; ls -A /tmp"], cwd=root, timeout=20, output_cap=1000)
+    assert "Read-only file system" in first.stderr
+    assert "left-over" not in second.stdout  # (/tmp holds only the way to the root, bound back)
+    task = asyncio.create_task(sandbox.run(["sleep", "41.5"], cwd=root, timeout=20, output_cap=100))
+    sleeper = await wait_for_process(["sleep", "41.5"])
+    helper = sleeper.parent()
+    assert helper is not None and "-S" in helper.cmdline()  # python -I -S -c <helper>
+    other = asyncio.create_task(sandbox.run(["sleep", "42.5"], cwd=root, timeout=20, output_cap=100))
+    assert (await wait_for_process(["sleep", "42.5"])).parent() == helper  # one helper starts both
+    sandbox.close()  # the bot stops: what the session runs stops with it
+    results = await asyncio.gather(task, other)
+    assert all(not r.ok for r in results)
+    await asyncio.sleep(0.3)
+    assert gone(sleeper) and gone(helper)
+
+
+def gone(proc: psutil.Process) -> bool:
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def wait_for_process(cmdline: list[str]) -> psutil.Process:
+    for _ in range(200):
+        for proc in psutil.process_iter(["cmdline"]):
+            if proc.info["cmdline"] == cmdline:
+                return proc
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{cmdline} never started")
+
+
+async def test_a_command_cannot_read_the_helper_that_started_it(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, _ = world
+    for target in ("environ", "mem", "cmdline"):
+        result = await sandbox.run(["sh", "-c", f"cat /proc/$PPID/{target} | head -c 64"], cwd=root, timeout=20,
+                                   output_cap=1000)  # fmt: skip
+        if target == "cmdline":
+            assert "-S" in result.stdout  # it is the helper we are reading
+        else:
+            assert "Permission denied" in result.stderr, (target, result)
+    sandbox.close()
+
+
+async def test_a_killed_helper_takes_its_commands_and_the_next_one_starts_a_new_session(
+    world: tuple[Sandbox, Path, Path],
+) -> None:
+    sandbox, root, _ = world
+    task = asyncio.create_task(sandbox.run(["sleep", "43.5"], cwd=root, timeout=20, output_cap=100))
+    sleeper = await wait_for_process(["sleep", "43.5"])
+    helper = sleeper.parent()
+    helper.kill()
+    result = await asyncio.wait_for(task, 10)
+    assert not result.ok and "session stopped" in result.stderr  # told, and not run a second time
+    await asyncio.sleep(0.3)
+    assert gone(sleeper)
+    again = await sandbox.run(["sh", "-c", "echo $PPID"], cwd=root, timeout=20, output_cap=100)
+    assert again.ok and int(again.stdout) != helper.pid
+    sandbox.close()
+
+
+async def test_a_file_hidden_after_the_session_started_is_hidden_too(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    later = tmp_path / "later.env"
+    sandbox = Sandbox(SandboxConfig(file_roots=(root,), hidden=(later,)))
+    assert (await run(sandbox, root, "cat", str(later))).startswith("cat:")  # not there yet
+    later.write_text(SECRET)  # the view changed: the session that showed it must not be used again
+    assert SECRET not in await run(sandbox, root, "cat", str(later))
+    sandbox.close()
+
+
+async def test_without_a_python_it_can_see_each_command_gets_a_bubblewrap_of_its_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    root = tmp_path / "root"
+    root.mkdir()
+    pythons = {Path(os.path.realpath(p)) for p in (sys.executable, "/usr/bin/python3") if os.path.exists(p)}
+    sandbox = Sandbox(SandboxConfig(file_roots=(root,), hidden=tuple(pythons)))
+    out = await run(sandbox, root, "sh", "-c", "echo x > /tmp/mine && cat /tmp/mine")
+    assert out.strip() == "x"  # it ran, alone, with its private /tmp
+    assert "bubblewrap of its own" in caplog.text
