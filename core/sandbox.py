@@ -102,6 +102,7 @@ class Sandbox:
         self._starting: asyncio.Task[SandboxSession | None] | None = None
         self._session_failed = not config.session
         self._pythons = [Path(os.path.realpath(p)) for p in python_candidates() if os.path.isfile(p)]
+        self._python_for: dict[tuple[Path, ...], str | None] = {}
 
     # ---- availability ------------------------------------------------------
     async def probe(self) -> SandboxStatus:
@@ -249,11 +250,16 @@ class Sandbox:
     def _helper_python(self, hidden_dirs: Sequence[Path]) -> str | None:
         """A Python the session's view shows (the bot's own may live in a hidden /root/.pyenv:
         then the system's), or None: nothing is bound back into a hidden directory for it."""
-        covered = [*hidden_dirs, *(Path(p) for p in _PRIVATE_DIRS)]
-        for real in self._pythons:
-            if not any(d == p or d in p.parents for d in covered for p in (real, real.parent.parent)):
-                return str(real)
-        return None
+        key = tuple(hidden_dirs)
+        if key not in self._python_for:
+            covered = [*hidden_dirs, *(Path(p) for p in _PRIVATE_DIRS)]
+            visible = (
+                str(real)
+                for real in self._pythons
+                if not any(d == p or d in p.parents for d in covered for p in (real, real.parent.parent))
+            )
+            self._python_for = {key: next(visible, None)}  # the hidden directories rarely change
+        return self._python_for[key]
 
     def _checked_cwd(self, cwd: Path) -> Path:
         real = Path(os.path.realpath(cwd))

@@ -24,13 +24,16 @@ import subprocess
 import sys
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from core.process import ProcessResult, read_capped
+from core.process import ProcessResult
 
 log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 30.0
+MAX_REQUEST = 100_000  # bytes of JSON a request may take (the helper reads up to 1 MiB; argv is far smaller)
+_RECEIVE = 1 << 17  # bytes: a helper message holds 16,000 characters of output, six bytes each at worst
 _READY_TIMEOUT = 10.0
 _REAP_GRACE = 2.0
 _HELPER_SOURCE = (Path(__file__).with_name("sandbox_helper.py")).read_text(encoding="utf-8")
@@ -54,7 +57,8 @@ class SandboxSession:
         self._proc: subprocess.Popen[bytes] | None = None
         self._ids = itertools.count()
         self._waiting: dict[int, asyncio.Future[dict[str, object]]] = {}
-        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[_Outcome]] = {}
+        self._output: dict[int, dict[str, list[str]]] = {}
         self._ready: asyncio.Future[dict[str, object]] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._write_ready: asyncio.Future[None] | None = None
@@ -175,7 +179,7 @@ class SandboxSession:
         assert self._sock is not None
         while True:
             try:
-                data = self._sock.recv(65536)
+                data = self._sock.recv(_RECEIVE)  # the largest message the helper sends fits
             except BlockingIOError:
                 return
             except OSError:
@@ -207,10 +211,22 @@ class SandboxSession:
                 self._ready.set_result(message)
             return
         ident = int(message["id"])  # type: ignore[call-overload]
+        for name in ("out", "err"):
+            if name in message:
+                self._output.setdefault(ident, {"out": [], "err": []})[name].append(str(message[name]))
+                return
         if "exit" in message:
             future = self._exits.get(ident)
+            parts = self._output.pop(ident, {"out": [], "err": []})
             if future is not None and not future.done():
-                future.set_result(int(message["exit"]))  # type: ignore[call-overload]
+                future.set_result(
+                    _Outcome(
+                        int(message["exit"]),  # type: ignore[call-overload]
+                        "".join(parts["out"]),
+                        "".join(parts["err"]),
+                        bool(message.get("truncated")),
+                    )
+                )
             return
         if "pid" in message:
             self._pids[ident] = int(message["pid"])  # type: ignore[call-overload]
@@ -218,14 +234,16 @@ class SandboxSession:
         if waiting is not None and not waiting.done():
             waiting.set_result(message)
 
-    async def _send(self, message: dict[str, object], fds: Sequence[int] = ()) -> None:
+    async def _send(self, message: dict[str, object]) -> None:
         assert self._sock is not None and self._loop is not None
         data = json.dumps(message).encode()
+        if len(data) > MAX_REQUEST:  # the helper reads at most that much a message
+            raise SessionFailed(f"the request is {len(data)} bytes, more than a session message holds")
         while True:
             if self.closed:
                 raise SessionFailed("the sandbox session stopped")
             try:
-                socket.send_fds(self._sock, [data], list(fds))
+                self._sock.send(data)
                 return
             except BlockingIOError:  # the helper is behind: wait with the others until it reads
                 await asyncio.shield(self._writable())
@@ -277,73 +295,51 @@ class SandboxSession:
         argv = tuple(argv)
         ident = next(self._ids)
         started: asyncio.Future[dict[str, object]] = self._loop.create_future()
-        exited: asyncio.Future[int] = self._loop.create_future()
+        exited: asyncio.Future[_Outcome] = self._loop.create_future()
         self._waiting[ident] = started
         self._exits[ident] = exited
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        readers: list[asyncio.ReadTransport] = []
         try:
-            try:
-                await self._send({"id": ident, "argv": list(argv), "cwd": str(cwd), "env": env}, (out_w, err_w))
-            finally:
-                os.close(out_w)
-                os.close(err_w)
+            request = {"id": ident, "argv": list(argv), "cwd": str(cwd), "env": env, "cap": output_cap}
+            await self._send(request)
             reply = await started
             if "error" in reply:
-                os.close(out_r)
-                os.close(err_r)
-                detail = str(reply.get("detail", ""))
                 if reply["error"] == "not_found":
                     return ProcessResult(argv, None, "", f"command not found: {argv[0]}", not_found=True)
-                return ProcessResult(argv, None, "", f"cannot execute {argv[0]}: {detail}")
-            streams = []
-            for fd in (out_r, err_r):
-                reader = asyncio.StreamReader()
-                transport, _ = await self._loop.connect_read_pipe(
-                    lambda r=reader: asyncio.StreamReaderProtocol(r),  # type: ignore[misc]
-                    os.fdopen(fd, "rb", buffering=0),
-                )
-                readers.append(transport)
-                streams.append(reader)
-
-            async def communicate() -> tuple[tuple[bytes, bool], tuple[bytes, bool], int]:
-                out, err = await asyncio.gather(*(read_capped(stream, output_cap) for stream in streams))
-                return out, err, await exited
-
+                return ProcessResult(argv, None, "", f"cannot execute {argv[0]}: {reply.get('detail', '')}")
             try:
-                (out, out_cut), (err, err_cut), status = await asyncio.wait_for(communicate(), timeout)
+                outcome = await asyncio.wait_for(asyncio.shield(exited), timeout)
             except SessionFailed:  # it started, so it must not run twice: say what happened
                 return ProcessResult(argv, None, "", "killed: the sandbox session stopped while it ran")
             except TimeoutError:
                 self._kill(ident)
                 with contextlib.suppress(TimeoutError, SessionFailed):
-                    status = await asyncio.wait_for(asyncio.shield(exited), _REAP_GRACE)
+                    await asyncio.wait_for(asyncio.shield(exited), _REAP_GRACE + 1)
                 return ProcessResult(argv, None, "", f"timed out after {timeout:g} s and was killed", timed_out=True)
-            except asyncio.CancelledError:
-                self._kill(ident)
-                raise
-            return ProcessResult(
-                argv,
-                status,
-                out.decode("utf-8", "replace"),
-                err.decode("utf-8", "replace"),
-                truncated=out_cut or err_cut,
-            )
+            return ProcessResult(argv, outcome.status, outcome.stdout, outcome.stderr, truncated=outcome.truncated)
+        except asyncio.CancelledError:
+            self._kill(ident)
+            raise
         except BaseException:
             if not started.done():
                 self._kill(ident)
             raise
         finally:
-            for transport in readers:
-                transport.close()
             self._waiting.pop(ident, None)
             self._exits.pop(ident, None)
+            self._output.pop(ident, None)
             self._pids.pop(ident, None)
             self._arm_idle()
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: int
+    stdout: str
+    stderr: str
+    truncated: bool
 
 
 def _stop(sock: socket.socket, proc: subprocess.Popen[bytes]) -> None:

@@ -363,3 +363,14 @@ async def test_without_a_python_it_can_see_each_command_gets_a_bubblewrap_of_its
     out = await run(sandbox, root, "sh", "-c", "echo x > /tmp/mine && cat /tmp/mine")
     assert out.strip() == "x"  # it ran, alone, with its private /tmp
     assert "bubblewrap of its own" in caplog.text
+
+
+async def test_a_long_output_arrives_whole_up_to_the_cap(world: tuple[Sandbox, Path, Path]) -> None:
+    sandbox, root, _ = world
+    lines = "".join(f'line {i} "quoted" \\ {chr(0x263A)}\n' for i in range(20_000))  # JSON escapes, UTF-8
+    (root / "long.log").write_text(lines)
+    whole = await sandbox.run(["cat", "long.log"], cwd=root, timeout=20, output_cap=len(lines.encode()) + 10)
+    assert whole.stdout == lines and not whole.truncated  # many messages from the helper, in order
+    cut = await sandbox.run(["cat", "long.log"], cwd=root, timeout=20, output_cap=1000)
+    assert cut.truncated and lines.startswith(cut.stdout.rstrip("\ufffd")) and len(cut.stdout) <= 1000
+    sandbox.close()
