@@ -57,6 +57,10 @@ _PLAIN_TZ = re.compile(r":?[A-Za-z0-9_+\-:/.,<>]{1,128}")  # Europe/Paris, :/etc
 _PROBE_TIMEOUT = 10.0
 
 
+_View = tuple[list[Path], list[Path]]  # the directories and the files to hide
+_Stats = tuple[tuple[str, tuple[int, int, int] | None], ...]  # each candidate path: (device, inode, mode) or absent
+
+
 class SandboxUnavailable(RuntimeFailure):
     """The sandbox cannot run a command here; the reason says why and how to fix it."""
 
@@ -103,6 +107,9 @@ class Sandbox:
         self._session_failed = not config.session
         self._pythons = [Path(os.path.realpath(p)) for p in python_candidates() if os.path.isfile(p)]
         self._python_for: dict[tuple[Path, ...], str | None] = {}
+        self._root_texts = tuple(str(r) for r in self.roots)
+        self._extra_hidden = tuple(str(p) for p in config.hidden)
+        self._hidden_for: tuple[_Stats, _View] | None = None  # the last answer of _hidden(), and what it saw
 
     # ---- availability ------------------------------------------------------
     async def probe(self) -> SandboxStatus:
@@ -157,24 +164,40 @@ class Sandbox:
 
     # ---- the sandbox view ------------------------------------------------------
     def _under_root(self, path: Path) -> bool:
-        return any(path == r or r in path.parents for r in self.roots)
+        text = str(path)
+        return any(text == r or text.startswith(r + "/") for r in self._root_texts)  # (pathlib is slow here)
 
-    def _hidden(self) -> tuple[list[Path], list[Path]]:
-        """(directories, files) to hide, resolved, existing, and not under a file root."""
-        dirs: list[Path] = []
-        files: list[Path] = []
-        candidates: list[str] = [*HIDDEN_DIRS, *HIDDEN_FILES, *(str(p) for p in self.config.hidden)]
+    def _hidden(self) -> _View:
+        """(directories, files) to hide, resolved, existing, and not under a file root.
+
+        Asked before every command. Resolving each path costs a system call per component, so
+        the answer is kept while a stat of every candidate (which follows links) gives the same
+        file or the same absence: a path that appears, vanishes, or now leads elsewhere is
+        resolved again."""
+        seen: list[tuple[str, tuple[int, int, int] | None]] = []
+        candidates: list[str] = [*HIDDEN_DIRS, *HIDDEN_FILES, *self._extra_hidden]
         for pattern in candidates:
             for raw in sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]:
                 try:
-                    is_dir = stat.S_ISDIR(os.stat(raw).st_mode)  # (follows links; most are absent)
-                    real = Path(os.path.realpath(raw))
-                    if self._under_root(real):
-                        continue
-                    (dirs if is_dir else files).append(real)
+                    st = os.stat(raw)
+                    seen.append((raw, (st.st_dev, st.st_ino, st.st_mode)))
                 except OSError:
-                    continue
-        return sorted(set(dirs)), sorted(set(files))
+                    seen.append((raw, None))
+        key = tuple(seen)
+        if self._hidden_for is not None and self._hidden_for[0] == key:
+            return self._hidden_for[1]
+        dirs: list[Path] = []
+        files: list[Path] = []
+        for raw, found in key:
+            if found is None:
+                continue
+            real = Path(os.path.realpath(raw))
+            if self._under_root(real):
+                continue
+            (dirs if stat.S_ISDIR(found[2]) else files).append(real)
+        view = (sorted(set(dirs)), sorted(set(files)))
+        self._hidden_for = (key, view)
+        return view
 
     def _env_vars(self) -> dict[str, str]:
         env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}

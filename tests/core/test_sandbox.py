@@ -374,3 +374,21 @@ async def test_a_long_output_arrives_whole_up_to_the_cap(world: tuple[Sandbox, P
     cut = await sandbox.run(["cat", "long.log"], cwd=root, timeout=20, output_cap=1000)
     assert cut.truncated and lines.startswith(cut.stdout.rstrip("\ufffd")) and len(cut.stdout) <= 1000
     sandbox.close()
+
+
+async def test_a_hidden_link_moved_to_another_file_hides_the_new_one(tmp_path: Path) -> None:
+    root, keys = tmp_path / "root", tmp_path / "keys"
+    root.mkdir()
+    keys.mkdir()
+    (keys / "old.key").write_text("old-key-material")
+    (keys / "new.key").write_text(SECRET)
+    link = tmp_path / "current.key"
+    link.symlink_to(keys / "old.key")
+    sandbox = Sandbox(SandboxConfig(file_roots=(root,), hidden=(link,)))
+    assert "old-key-material" not in await run(sandbox, root, "cat", str(keys / "old.key"))
+    assert SECRET in await run(sandbox, root, "cat", str(keys / "new.key"))  # not hidden: nothing named it
+    link.unlink()
+    link.symlink_to(keys / "new.key")  # the operator rotates the key: the path now leads elsewhere
+    assert SECRET not in await run(sandbox, root, "cat", str(keys / "new.key"))
+    assert SECRET not in await run(sandbox, root, "cat", str(link))
+    sandbox.close()
