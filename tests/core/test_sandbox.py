@@ -377,18 +377,29 @@ async def test_a_long_output_arrives_whole_up_to_the_cap(world: tuple[Sandbox, P
 
 
 async def test_a_hidden_link_moved_to_another_file_hides_the_new_one(tmp_path: Path) -> None:
+    # (the files live under the private /tmp, so the sandbox's view cannot show them either way:
+    # what is checked is that the view hides the file the link leads to now, in a new session)
     root, keys = tmp_path / "root", tmp_path / "keys"
     root.mkdir()
     keys.mkdir()
-    (keys / "old.key").write_text("old-key-material")
-    (keys / "new.key").write_text(SECRET)
+    for name in ("old.key", "new.key"):
+        (keys / name).write_text(SECRET)
     link = tmp_path / "current.key"
     link.symlink_to(keys / "old.key")
     sandbox = Sandbox(SandboxConfig(file_roots=(root,), hidden=(link,)))
-    assert "old-key-material" not in await run(sandbox, root, "cat", str(keys / "old.key"))
-    assert SECRET in await run(sandbox, root, "cat", str(keys / "new.key"))  # not hidden: nothing named it
+
+    def hidden_files() -> set[str]:
+        argv = sandbox.wrap(["true"], cwd=root)
+        return {argv[i + 2] for i, arg in enumerate(argv) if arg == "--ro-bind" and argv[i + 1] == "/dev/null"}
+
+    async def helper_pid() -> int:
+        return int((await run(sandbox, root, "sh", "-c", "echo $PPID")).strip())
+
+    assert str(keys / "old.key") in hidden_files() and str(keys / "new.key") not in hidden_files()
+    before = await helper_pid()
+    assert await helper_pid() == before  # the same session while nothing changes
     link.unlink()
     link.symlink_to(keys / "new.key")  # the operator rotates the key: the path now leads elsewhere
-    assert SECRET not in await run(sandbox, root, "cat", str(keys / "new.key"))
-    assert SECRET not in await run(sandbox, root, "cat", str(link))
+    assert str(keys / "new.key") in hidden_files() and str(keys / "old.key") not in hidden_files()
+    assert await helper_pid() != before  # a new session, with the new view
     sandbox.close()
