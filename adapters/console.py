@@ -38,6 +38,7 @@ from core.events import (
     ApprovalResolved,
     Event,
     Failed,
+    InputFile,
     Partial,
     Request,
     Thinking,
@@ -300,10 +301,10 @@ class ConsoleAdapter:
             self._print(f"({result.message})", stream=self.err)
 
     # ---- entry points ----------------------------------------------------------
-    def request(self, text: str, thread: str) -> Request:
+    def request(self, text: str, thread: str, attachments: tuple[InputFile, ...] = ()) -> Request:
         return Request(
             platform=PLATFORM, user_id=self.user, user_name=self.user, channel="console", thread=thread,
-            text=text, is_private=True,
+            text=text, is_private=True, attachments=attachments,
         )  # fmt: skip
 
     def _cancel(self) -> None:
@@ -324,11 +325,11 @@ class ConsoleAdapter:
         finally:
             loop.remove_signal_handler(signal.SIGINT)
 
-    async def ask(self, text: str, *, thread: str | None = None) -> int:
+    async def ask(self, text: str, *, thread: str | None = None, attachments: tuple[InputFile, ...] = ()) -> int:
         """One question; returns the exit status (0 answered, 1 failed, 130 cancelled with Ctrl-C,
         143 stopped by SIGTERM)."""
         status = 1
-        self._current = self.request(text, thread or f"ask-{time.time_ns()}")
+        self._current = self.request(text, thread or f"ask-{time.time_ns()}", attachments)
         self._cancelled = False
         try:
             with self._stop_on_sigterm(), self._cancel_on_sigint():

@@ -158,6 +158,11 @@ async def build_services(
         idle_timeout=settings.llm_idle_timeout,
         think=settings.think or None,
     )
+    vision = (
+        OllamaLLM(host=settings.ollama_host, model=settings.vision_model, timeout=settings.llm_timeout, think=None)
+        if settings.vision_model
+        else None
+    )
     memory = await open_memory(settings, llm=model, redact=policy.redact)  # None when off or unavailable (logged)
     if memory is not None:
         tools.extend(memory.tools)
@@ -172,6 +177,8 @@ async def build_services(
         config=AgentConfig(max_iterations=settings.max_iterations),
         context_providers=context_providers or [],
         after_run=after_run or [],
+        vision=vision,
+        vision_model=settings.vision_model,
     )
     return Services(
         settings,

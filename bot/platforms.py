@@ -137,6 +137,7 @@ def discord_config(settings: Settings) -> DiscordConfig:
         allowed_channels=frozenset(who.allowed_channels),
         dm_policy=DmPolicy(settings.dm_policy),
         rate_limit=settings.rate_limit,
+        fetch_images=bool(settings.vision_model),
     )
 
 

@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     # ---- model ---------------------------------------------------------------
     ollama_host: str = Field("http://127.0.0.1:11434", validation_alias=_env("OLLAMA_HOST", "ollama_host"))
     model: str = Field("qwen3:8b", validation_alias=_env("ORCHESTRATOR_MODEL", "model"))
+    # images attached to a message go to this model (a llava or qwen2.5vl tag); empty: mentioned by name only
+    vision_model: str = Field("", validation_alias=_env("ORCHESTRATOR_VISION_MODEL", "vision_model"))
     think: bool = Field(True, validation_alias=_env("ORCHESTRATOR_THINK", "think"))
     # A model reply's limits (core/llm.py): the whole reply, the wait for its first chunk
     # (model load and prompt included), and the longest pause between two chunks.

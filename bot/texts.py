@@ -80,3 +80,5 @@ PAIRING_NOTHING_TO_REVOKE = "{who} has no pairing to revoke"
 PAIRING_STILL_ALLOWED = "note: {who} is still allowed by {setting}"
 PAIRING_BAD_WHO = "give PLATFORM:USER, e.g. slack:U024BE7LH or discord:123456789012345678"
 PAIRING_NOTHING = "no pending codes and nobody paired (--all shows used, expired and revoked ones)"
+
+ATTACH_MISSING = "orchestrator ask: --attach {path}: no such file (give the path of a file to send with the question)"

@@ -62,6 +62,7 @@ from core.tools.registry import (
     canonical_json,
     fingerprint,
 )
+from core.vision import look_at
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,12 @@ class Agent:
         clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
         owner: str = "",
         run_lease: float = RUN_LEASE,
+        vision: LLM | None = None,
+        vision_model: str = "",
     ) -> None:
         self.llm = llm
+        self.vision = vision  # the model images attached to a message go to (ORCHESTRATOR_VISION_MODEL)
+        self.vision_model = vision_model
         self.tools = tools
         self.store = store
         self.gate = gate
@@ -337,6 +342,31 @@ class Agent:
             return await self._record(state, ev)
 
         user_msg = {"role": "user", "content": request.text}
+        if request.attachments:
+            looked = await look_at(
+                request.attachments,
+                run_id=run_id,
+                question=request.text,
+                vision=self.vision,
+                model=self.vision_model,
+                redact=self.policy.redact,
+            )
+            viewed = [
+                AuditEntry(
+                    at=_now(),
+                    action="tool_run",
+                    actor=f"{request.platform}:{request.user_id}",
+                    tool=ev.tool,
+                    args_json=canonical_json(ev.args),
+                    decision="auto",  # the person's own picture, shown to a local model: nothing runs
+                    run_id=run_id,
+                )
+                for ev in looked.steps
+                if isinstance(ev, ToolCall)
+            ]
+            for shown in await self._record_all(state, looked.steps, viewed) if looked.steps else ():
+                yield shown
+            user_msg["content"] = f"{request.text}\n\n{looked.note}" if request.text else looked.note
         new_messages: list[dict[str, Any]] = [user_msg]
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": await self.system_prompt(request)},

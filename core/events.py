@@ -23,6 +23,22 @@ DetailKind = Literal["argv", "diff", "text"]
 
 
 @dataclass(frozen=True, slots=True)
+class InputFile:
+    """A file a person attached to their message. `data` holds an image's bytes when the adapter
+    fetched them (only with a vision model configured, and within its size cap)."""
+
+    name: str
+    content_type: str = "application/octet-stream"
+    size: int = 0
+    url: str = field(default="", repr=False)
+    data: bytes | None = field(default=None, repr=False)
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     platform: str
     user_id: str
@@ -30,7 +46,7 @@ class Request:
     text: str
     thread: str = ""
     user_name: str = ""
-    attachments: tuple[str, ...] = ()
+    attachments: tuple[InputFile, ...] = ()
     is_private: bool = False
 
     @property

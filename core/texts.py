@@ -27,3 +27,18 @@ UNAVAILABLE = "{detail}; ask again in a moment"
 DATABASE_REFUSED = "the database refused to save this run ({kind}); ask again in a moment"
 INTERNAL_ERROR = "internal error ({kind}{detail}); the bot's log has the details"
 STOPPED_BEFORE_DECISION = "the bot was stopped before a decision"
+
+# What the model reads about the files attached to a message.
+ATTACHED = "[attached: {name} ({kind}, {size})]"
+ATTACHED_SEEN = "[attached: {name} ({kind}, {size}); what the vision model {model} saw in it:]\n{seen}"
+ATTACHED_UNSEEN = "[attached: {name} ({kind}, {size}); it was not looked at: {why}]"
+NO_VISION_MODEL = "no vision model is configured (ORCHESTRATOR_VISION_MODEL)"
+VISION_FAILED = "the vision model failed: {error}"
+NOT_FETCHED = "the chat did not give its bytes (larger than the 10 MiB cap, or unreachable)"
+SAW_NOTHING = "(the vision model described nothing)"
+VISION_PROMPT = (
+    "Describe this image for a system administrator who cannot see it: what it shows (a terminal, "
+    "a log, an error dialog, a graph, a dashboard), then every error message, number, host name, "
+    "path and time it shows, copied exactly. For a graph, the metric, the time range and what "
+    "stands out. No advice, only what is there. The person's message was: {question}"
+)

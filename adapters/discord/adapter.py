@@ -20,6 +20,7 @@ discord.py's own five tries delays a post but never drops it, also across a rest
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -41,6 +42,7 @@ from core.events import Event, Partial, Report, Request
 from core.store import Store
 from core.store.db import is_unavailable
 from core.store.models import Approval
+from core.vision import MAX_IMAGE_BYTES
 
 from . import messages as m
 from .api import MAX_FILES, DiscordApi, DiscordDelivery, as_files, read_upload
@@ -297,7 +299,7 @@ class DiscordAdapter:
             )  # fmt: skip
             if not await self._admitted(message, incoming, asker):
                 return
-            if not incoming.text:  # just a mention: say how to ask
+            if not incoming.text and not incoming.attachments:  # just a mention: say how to ask
                 me = self.client.user.id if self.client.user else ""
                 await self.outbox.post(str(incoming.channel_id), "", {"text": m.HELP.format(bot=me)})
                 return
@@ -312,6 +314,7 @@ class DiscordAdapter:
                 try:
                     # A cancelled or failed turn closes the agent's generator at once, so its clean-up
                     # (the conversation's lock) runs now, not whenever the generator is collected.
+                    incoming = await self._with_images(message, incoming)
                     async with _closing(self.agent.run(to_request(incoming, thread_id=thread_id))) as events:
                         async for ev in events:
                             await self._render(run, place, ev)
@@ -324,6 +327,20 @@ class DiscordAdapter:
             await self._say_failed(target, exc)
         if incoming.text:
             await self._quietly(self.api.unreact(incoming.channel_id, incoming.message_id, working), "removing 👀")
+
+    async def _with_images(self, message: discord.Message, incoming: Incoming) -> Incoming:
+        """The attached images' bytes, for the vision model (when one is configured), within its cap."""
+        if not self.config.fetch_images or not any(f.is_image for f in incoming.attachments):
+            return incoming
+        files = []
+        for attachment, file in zip(message.attachments, incoming.attachments, strict=False):
+            if file.is_image and file.size <= MAX_IMAGE_BYTES:
+                try:
+                    file = dataclasses.replace(file, data=await attachment.read())
+                except (discord.HTTPException, aiohttp.ClientError) as exc:
+                    log.warning("could not fetch the attachment %s: %s", file.name, exc)
+            files.append(file)
+        return dataclasses.replace(incoming, attachments=tuple(files))
 
     async def _admitted(self, message: discord.Message, incoming: Incoming, asker: Asker) -> bool:
         """Every message is judged by its author, also in a thread someone allowed started. A refused

@@ -87,6 +87,8 @@ class DiscordConfig:
     delivery_backoff: Backoff = DEFAULT_BACKOFF
     #: Waits between attempts to store a new request before telling the person to try again.
     store_retry_delays: tuple[float, ...] = RETRY_DELAYS
+    #: Download the images attached to a request (a vision model is configured to look at them).
+    fetch_images: bool = False
 
     def access_rules(self) -> AccessRules:
         return AccessRules(

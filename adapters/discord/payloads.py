@@ -5,12 +5,13 @@ discord.py objects stay in the adapter; the core only ever sees a `Request`.
 
 from __future__ import annotations
 
+import mimetypes
 import re
 from dataclasses import dataclass
 
 import discord
 
-from core.events import Request
+from core.events import InputFile, Request
 
 PLATFORM = "discord"
 
@@ -32,7 +33,7 @@ class Incoming:
     is_dm: bool
     mentions_bot: bool
     in_bot_thread: bool  # posted in a thread the bot opened: a follow-up, no mention needed
-    attachments: tuple[str, ...] = ()
+    attachments: tuple[InputFile, ...] = ()  # names, types and sizes; the bytes are fetched later, if wanted
 
     @property
     def for_bot(self) -> bool:
@@ -66,7 +67,15 @@ def normalise(message: discord.Message, me: discord.abc.User, *, channel: object
         is_dm=is_dm,
         mentions_bot=mentions_bot,
         in_bot_thread=thread is not None and thread.owner_id == me.id,
-        attachments=tuple(a.url for a in message.attachments),
+        attachments=tuple(
+            InputFile(
+                a.filename,
+                a.content_type or mimetypes.guess_type(a.filename)[0] or "application/octet-stream",
+                a.size,
+                url=a.url,
+            )
+            for a in message.attachments
+        ),
     )
 
 

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.settings import Settings
+    from core.events import InputFile
 
 
-async def console_session(settings: Settings, question: str | None) -> int:
+async def console_session(settings: Settings, question: str | None, attachments: tuple[InputFile, ...] = ()) -> int:
     """The console over freshly built services: a chat, or one question (`orchestrator ask`)."""
     from adapters import texts
     from adapters.console import ConsoleAdapter
@@ -25,7 +26,7 @@ async def console_session(settings: Settings, question: str | None) -> int:
         console.announce_interrupted(services.interrupted_on_start)
         if question is None:
             return await console.chat()
-        return await console.ask(question)
+        return await console.ask(question, attachments=attachments)
     finally:
         await services.close()
 

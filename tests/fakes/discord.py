@@ -313,6 +313,7 @@ class FakeDiscord:
         self._channels: dict[int, dict[str, Any]] = {}
         self._dm_by_user: dict[int, int] = {}
         self._messages: dict[int, StoredMessage] = {}
+        self.cdn_fetches: list[int] = []  # attachment ids whose bytes were fetched, in order
         self._channel_order: dict[int, list[int]] = {}
         self._seed()
         self._routes = self._build_routes()
@@ -323,6 +324,7 @@ class FakeDiscord:
         app.router.add_get("/gateway", self._handle_gateway)
         app.router.add_get("/gateway/", self._handle_gateway)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._handle_rest)
+        app.router.add_get("/attachments/{aid}/{filename}", self._handle_attachment)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -1009,6 +1011,15 @@ class FakeDiscord:
         else:
             call.form["_raw"] = raw.decode(errors="replace")
 
+    async def _handle_attachment(self, request: web.Request) -> web.StreamResponse:
+        """The bytes of an attachment, as Discord's CDN serves them (no authorization needed)."""
+        aid = int(request.match_info["aid"])
+        self.cdn_fetches.append(aid)
+        for msg in self._messages.values():
+            if aid in msg.attachment_data:
+                return web.Response(body=msg.attachment_data[aid], content_type="application/octet-stream")
+        return web.Response(status=404, text="no such attachment")
+
     async def _handle_rest(self, request: web.Request) -> web.StreamResponse:
         path = request.path[len(API_PREFIX) :] or "/"
         call = RestCall(
@@ -1684,8 +1695,12 @@ class FakeDiscord:
         guild: bool = True,
         reply_to: int | None = None,
         embeds: Sequence[dict[str, Any]] = (),
+        files: Sequence[tuple[str, str, bytes]] = (),
     ) -> int:
         """MESSAGE_CREATE from ``author_id``; returns the message id.
+
+        ``files``: (filename, content type, bytes) the person attached; their URLs serve the bytes,
+        as Discord's CDN does.
 
         mentions / mention_roles default to the ``<@id>`` / ``<@&id>`` found in
         ``content``. ``guild=False`` makes a DM: ``channel_id`` may be None
@@ -1713,6 +1728,14 @@ class FakeDiscord:
             embeds=embeds,
             reference=reference,
         )
+        for filename, content_type, data in files:
+            aid = self.snowflake()
+            url = f"{self.url}/attachments/{aid}/{filename}"
+            stored.attachments.append(
+                {"id": str(aid), "filename": filename, "size": len(data), "url": url, "proxy_url": url,
+                 "content_type": content_type}
+            )  # fmt: skip
+            stored.attachment_data[aid] = data
         await self._dispatch_message("MESSAGE_CREATE", stored, required=True)
         return stored.id
 
