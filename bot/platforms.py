@@ -107,6 +107,7 @@ def slack_config(settings: Settings) -> SlackConfig:
         dm_policy=DmPolicy(settings.dm_policy),
         rate_limit=settings.rate_limit,
         streaming=settings.slack_streaming != "off",
+        fetch_images=bool(settings.vision_model),
     )
 
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import ClientError, web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_server import AsyncSlackAppServer
@@ -35,10 +38,11 @@ from adapters.thread_run import ThreadRun
 from core.access import Admit, Asker, Gatekeeper
 from core.approval import ApprovalGate
 from core.errors import AdapterSetupError
-from core.events import Event, Partial, Report, Request
+from core.events import Event, InputFile, Partial, Report, Request
 from core.store import Store
 from core.store.db import is_unavailable
 from core.store.models import Approval
+from core.vision import MAX_IMAGE_BYTES
 
 from . import messages as m
 from .api import Identity, SlackApi, SlackDelivery, make_client, read_bytes
@@ -229,6 +233,38 @@ class SlackAdapter:
                 return
 
     # ---- listeners (bolt has already acknowledged) --------------------------------------
+    async def _with_images(self, msg: Incoming) -> Incoming:
+        """The attached images' bytes, for the vision model (when one is configured), within its cap.
+
+        The bot token goes only to Slack's file host (or the host of SLACK_API_URL, a proxy or a
+        stand-in): a file URL naming any other host is not fetched, so the token cannot leak."""
+        if not self.config.fetch_images or not any(f.is_image for f in msg.attachments):
+            return msg
+        hosts = {"files.slack.com", urlsplit(self.config.api_url).hostname}
+        files = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            for file in msg.attachments:
+                if file.is_image and file.size <= MAX_IMAGE_BYTES and urlsplit(file.url).hostname in hosts:
+                    file = dataclasses.replace(file, data=await self._fetch(session, file))
+                elif file.is_image and file.url:
+                    log.warning("not fetching %s: %s is not Slack's file host", file.name, urlsplit(file.url).hostname)
+                files.append(file)
+        return dataclasses.replace(msg, attachments=tuple(files))
+
+    async def _fetch(self, session: aiohttp.ClientSession, file: InputFile) -> bytes | None:
+        headers = {"Authorization": f"Bearer {self.config.bot_token}"}
+        try:
+            async with session.get(file.url, headers=headers, allow_redirects=False) as response:
+                if response.status != 200:
+                    log.warning("could not fetch %s: HTTP %s (the app needs the files:read scope)", file.name,
+                                response.status)  # fmt: skip
+                    return None
+                data = await response.content.read(MAX_IMAGE_BYTES + 1)
+                return data if len(data) <= MAX_IMAGE_BYTES else None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not fetch %s: %s", file.name, exc)
+            return None
+
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
         try:
             msg = normalise(as_message(event), await self._bot_user(context))
@@ -326,7 +362,7 @@ class SlackAdapter:
             if reply:
                 await self._tell(msg, reply)
             return
-        if not msg.text:  # just "@orchestrator": say how to ask
+        if not msg.text and not msg.attachments:  # just "@orchestrator": say how to ask
             await self._post(msg.channel, msg.thread, m.HELP.format(bot=await self._bot_user_id()))
             await self._remember_thread(msg.channel, msg.thread)
             return
@@ -337,6 +373,7 @@ class SlackAdapter:
                 await self.api.react(msg.channel, msg.ts, self.config.working_reaction)
             except SlackApiError as exc:  # cosmetic: never worth failing the run for
                 log.warning("could not add :%s: (%s)", self.config.working_reaction, exc.response.get("error"))
+            msg = await self._with_images(msg)
             request = to_request(msg, user_name=await self.api.user_name(msg.user))
             recipient = Recipient(msg.user, team or (await self.api.identity()).team_id)
             try:

@@ -49,6 +49,9 @@ class SlackConfig:
     delivery_backoff: Backoff = DEFAULT_BACKOFF
     #: Waits between attempts to store a new request before telling the person to try again.
     store_retry_delays: tuple[float, ...] = RETRY_DELAYS
+    #: Download the images attached to a request (a vision model is configured to look at them);
+    #: needs the `files:read` scope.
+    fetch_images: bool = False
 
     @property
     def mode(self) -> Mode:

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
-from core.events import Request
+from core.events import InputFile, Request
 
 PLATFORM = "slack"
 
@@ -31,6 +31,7 @@ class MessageEvent(TypedDict, total=False):
     thread_ts: str
     channel: str
     channel_type: str  # channel | group | im | mpim (absent on app_mention)
+    files: list[dict[str, Any]]  # what the person attached (`name`, `mimetype`, `size`, `url_private`…)
 
 
 class ReactionItem(TypedDict, total=False):
@@ -60,6 +61,7 @@ class Incoming:
     is_dm: bool
     is_private: bool
     mentions_bot: bool
+    attachments: tuple[InputFile, ...] = ()  # names, types and sizes; an image's bytes are fetched later, if wanted
 
 
 def as_message(event: dict[str, Any]) -> MessageEvent:
@@ -100,6 +102,17 @@ def normalise(event: MessageEvent, bot_user_id: str) -> Incoming | None:
         is_dm=channel_type == "im",
         is_private=channel_type in _PRIVATE_TYPES,
         mentions_bot=_mention(bot_user_id).search(raw) is not None or event.get("type") == "app_mention",
+        attachments=tuple(_input_file(f) for f in event.get("files") or () if isinstance(f, dict)),
+    )
+
+
+def _input_file(file: dict[str, Any]) -> InputFile:
+    name = str(file.get("name") or file.get("title") or "file")
+    return InputFile(
+        name,
+        str(file.get("mimetype") or "application/octet-stream"),
+        int(file.get("size") or 0),
+        url=str(file.get("url_private_download") or file.get("url_private") or ""),
     )
 
 
@@ -126,6 +139,7 @@ def to_request(msg: Incoming, *, user_name: str = "") -> Request:
         thread=msg.thread,
         text=msg.text,
         is_private=msg.is_private,
+        attachments=msg.attachments,
     )
 
 

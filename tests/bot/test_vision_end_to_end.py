@@ -2,7 +2,8 @@
 process) and in Discord (the stand, its CDN serving the bytes) goes to ORCHESTRATOR_VISION_MODEL
 as base64 through the ollama client's `images`, and to that model only; what it saw is a
 `view_image` step in the thread and in the store, and the main model reads it as a note after
-the question. Without a vision model, attachments are named to the main model and nothing is
+the question. In Slack the same, with the bytes fetched with the bot token from Slack's file
+host only. Without a vision model, attachments are named to the main model and nothing is
 fetched or sent."""
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from bot.app import Services
 from bot.settings import Settings
 from tests.fakes.discord import TEXT_CHANNEL_ID, FakeDiscord
 from tests.fakes.ollama import DEFAULT_MODEL, FakeOllama, Reply
+from tests.fakes.slack import FakeSlack
 from tests.support.cli import run_cli
 from tests.support.discord_stand import APPROVER_ID, MENTION, posted, running, services_for
+from tests.support.slack_stand import stands
 
 VISION = "llava:7b"
 # a real (tiny) PNG: the 1x1 transparent pixel, as a screenshot would be sent
@@ -141,3 +144,32 @@ async def test_without_a_vision_model_discord_fetches_nothing(
     assert fake.cdn_fetches == []
     [main] = fake_ollama.chat_requests
     assert "shot.png (image/png, 70 B); it was not looked at" in main["messages"][-1]["content"]
+
+
+@pytest.mark.asyncio
+async def test_an_image_attached_in_slack_is_fetched_with_the_bot_token_and_seen(
+    fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
+    vision_then_answer(fake_ollama, "The copy fails because /var is full.")
+    async with FakeSlack() as slack, stands(slack, fake_ollama, tmp_path) as make:
+        stand = await make(ORCHESTRATOR_VISION_MODEL=VISION)
+        shot = slack.share_file("shot.png", "image/png", PNG)
+        elsewhere = slack.share_file("other.png", "image/png", PNG) | {
+            "url_private": "http://attacker.example/x.png",
+            "url_private_download": "http://attacker.example/x.png",
+        }
+        ts = await stand.say("why does this copy fail?", files=[shot, elsewhere])
+        await stand.answer(ts, contains="/var is full")
+        thread = "\n".join(m.text for m in stand.bot_messages(ts))
+        runs = [e for e in await stand.services.store.audit_entries() if e.tool == "view_image"]
+
+    # the bot token went to Slack's file host, once; the file naming another host was not fetched
+    assert slack.file_fetches == [(shot["id"], "Bearer xoxb-test")]
+    [looked] = by_model(fake_ollama, VISION)
+    assert images_sent(looked) == [base64.b64encode(PNG).decode()]
+    [main] = by_model(fake_ollama, DEFAULT_MODEL)
+    assert images_sent(main) == []
+    question = main["messages"][-1]["content"]
+    assert SEEN in question and "other.png (image/png, 70 B); it was not looked at" in question
+    assert "view_image" in thread and "No space left on device" in thread
+    assert [json.loads(r.args_json)["file"] for r in runs] == ["shot.png"]

@@ -260,6 +260,8 @@ class FakeSlack:
         self._channels: dict[str, list[Message]] = {}
         self._reactions: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self._files: dict[str, UploadedFile] = {}
+        self._shared: dict[str, bytes] = {}  # files people attached, by file id
+        self.file_fetches: list[tuple[str, str]] = []  # (file id, Authorization header) per download
         self._channel_info: dict[str, dict[str, Any]] = {}
         self._users: dict[str, dict[str, Any]] = {}
         self._usergroups: dict[str, list[str]] = {}
@@ -296,6 +298,7 @@ class FakeSlack:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/upload/{file_id}", self._handle_upload)
+        app.router.add_get("/files-pri/{key}/{filename}", self._handle_file_download)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, self._host, 0)
@@ -587,6 +590,25 @@ class FakeSlack:
         else:
             args["_raw_body"] = await request.read()
         return args
+
+    def share_file(self, name: str, mimetype: str, data: bytes) -> dict[str, Any]:
+        """A file a person attached to a message: the object to put in the event's `files`;
+        its `url_private` serves the bytes to a request with a bot token, as Slack's file host does."""
+        file_id = f"FU{next(self._file_seq):06d}"
+        self._shared[file_id] = data
+        url = f"{self.base_url}/files-pri/{TEAM_ID}-{file_id}/{name}"
+        return {"id": file_id, "name": name, "title": name, "mimetype": mimetype, "size": len(data),
+                "url_private": url, "url_private_download": url + "?download=1", "mode": "hosted"}  # fmt: skip
+
+    async def _handle_file_download(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["key"].removeprefix(f"{TEAM_ID}-")
+        auth = request.headers.get("Authorization", "")
+        self.file_fetches.append((file_id, auth))
+        if not auth.lower().startswith("bearer xoxb-"):
+            return web.Response(status=403, text="no bot token")  # Slack answers a login page; a refusal here
+        if file_id not in self._shared:
+            return web.Response(status=404, text="file_not_found")
+        return web.Response(body=self._shared[file_id], content_type="application/octet-stream")
 
     @staticmethod
     def _token_of(request: web.Request, args: Args) -> str | None:

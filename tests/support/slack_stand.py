@@ -68,16 +68,25 @@ class Stand:
         return await deliver((to or self.adapter).app, body, signing_secret=SECRET, **kw)
 
     async def say(
-        self, text: str, *, user: str = "U1", channel: str = CHANNEL, thread: str | None = None, mention: bool = True
+        self,
+        text: str,
+        *,
+        user: str = "U1",
+        channel: str = CHANNEL,
+        thread: str | None = None,
+        mention: bool = True,
+        files: list[dict[str, Any]] | None = None,
     ) -> str:
-        """A person posts `text` (mentioning the bot unless `mention=False`); returns its ts."""
+        """A person posts `text` (mentioning the bot unless `mention=False`), with `files`
+        (from `FakeSlack.share_file`) attached; returns its ts."""
         ts = next_ts()
         body = f"<@{BOT_USER_ID}> {text}" if mention else text
         self.slack.add_message(channel, body, user=user, ts=ts, thread_ts=thread)
         seen = self.adapter.events_handled
+        extra = {"files": files, "subtype": "file_share"} if files else {}
         if mention:
-            await self.send(app_mention(user, channel, body, ts, thread))
-        await self.send(message(user, channel, body, ts, thread))
+            await self.send(app_mention(user, channel, body, ts, thread) | ({"files": files} if files else {}))
+        await self.send(message(user, channel, body, ts, thread) | extra)
         await until(lambda: self.adapter.events_handled >= seen + (2 if mention else 1))
         return ts
 
