@@ -137,12 +137,7 @@ class SandboxSession:
                 exit_future.exception()
         proc = self._proc
         if proc is not None:
-            try:
-                proc.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            _reap(proc)
             with contextlib.suppress(OSError, ValueError):
                 self._why = self._why or self._stderr_tail()
             if proc.stderr is not None:
@@ -346,6 +341,11 @@ def _stop(sock: socket.socket, proc: subprocess.Popen[bytes]) -> None:
     sock.close()
     if proc.stderr is not None:
         proc.stderr.close()
+    _reap(proc)
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for bubblewrap, which ends once the helper read the end of its socket; kill it if not."""
     try:
         proc.wait(timeout=0.5)
     except subprocess.TimeoutExpired:
