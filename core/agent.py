@@ -561,6 +561,7 @@ class Agent:
         fp = fingerprint(spec.name, args, plan.fingerprint_parts)
 
         approval_id: int | None = None
+        approved_by = ""
         if plan.risk is not Risk.READ:
             # the approver sees the exact action with secrets masked; the fingerprint binds the real one
             shown = dataclasses.replace(
@@ -609,9 +610,11 @@ class Agent:
             if fingerprint(spec.name, args, parts) != final.fingerprint:
                 yield refuse(texts.NOT_RUN.format(why=TARGET_CHANGED), audit_action="refused")
                 return
-            approval_id = approval.id
+            approval_id, approved_by = approval.id, final.decided_by or ""
 
-        ctx = ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan, approval_id=approval_id)
+        ctx = ToolContext(
+            request=request, run_id=run_id, call_id=call_id, plan=plan, approval_id=approval_id, approved_by=approved_by
+        )
         try:
             out = await spec.run(args, ctx)
         except asyncio.CancelledError:

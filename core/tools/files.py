@@ -13,12 +13,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ToolError
 from core.events import Risk
 from core.policy import Policy
-from core.tools.registry import Plan, ToolContext, ToolSpec, tool
+from core.tools.registry import Plan, ToolContext, ToolOutput, ToolSpec, tool
+
+if TYPE_CHECKING:
+    from core.tools.gitops import GitOps
 
 MAX_READ = 200_000
 MAX_SEARCH_FILE = 2_000_000
@@ -51,7 +54,9 @@ def _read_text(path: Path, limit: int) -> tuple[str, bool]:
     return data[:limit].decode("utf-8", "replace"), len(data) > limit
 
 
-def file_tools(policy: Policy, *, backup_dir: Path) -> list[ToolSpec]:
+def file_tools(policy: Policy, *, backup_dir: Path, gitops: GitOps | None = None) -> list[ToolSpec]:
+    """The file tools; with `gitops`, a write into a GitOps directory is committed there (core/tools/gitops.py)."""
+
     def resolve(path: str, *, for_write: bool = False) -> Path:
         return policy.resolve_path(path, for_write=for_write)
 
@@ -152,11 +157,15 @@ def file_tools(policy: Policy, *, backup_dir: Path) -> list[ToolSpec]:
             raise ToolError(f"{target} is a directory")
         return target
 
+    def gitops_note(target: Path) -> tuple[str, tuple[str, ...]]:
+        return gitops.write_note(target) if gitops is not None else ("", ())
+
     def write_parts(target: Path, digest: str) -> tuple[str, ...]:
-        return (str(target), digest)  # the approval is bound to the file the diff was made from
+        # the approval is bound to the file the diff was made from (and to the GitOps hooks it showed)
+        return (str(target), digest, *gitops_note(target)[1])
 
     @tool(risk=Risk.WRITE)
-    async def write_file(path: str, content: str, *, ctx: ToolContext) -> str:
+    async def write_file(path: str, content: str, *, ctx: ToolContext) -> str | ToolOutput:
         """Create or replace a text file under the file roots. A person approves the diff first.
 
         Args:
@@ -168,7 +177,13 @@ def file_tools(policy: Policy, *, backup_dir: Path) -> list[ToolSpec]:
         def unchanged(digest: str) -> None:
             ctx.check_unchanged(write_parts(target, digest))
 
-        return await asyncio.to_thread(_apply_write, target, content, backup_dir, unchanged)
+        committed = gitops is not None and gitops.directory_of(target) is not None
+        previous = await asyncio.to_thread(_read_or_none, target) if committed else None
+        done = await asyncio.to_thread(_apply_write, target, content, backup_dir, unchanged)
+        if gitops is None or not committed:
+            return done
+        note, ok = await gitops.after_write(target, previous, ctx)
+        return ToolOutput(done + note, ok=ok)
 
     @write_file.plan
     async def _plan_write(args: dict[str, Any]) -> Plan:
@@ -183,7 +198,7 @@ def file_tools(policy: Policy, *, backup_dir: Path) -> list[ToolSpec]:
         return Plan(
             risk=Risk.WRITE,
             summary=f"write {target} ({len(args['content'])} bytes)",
-            detail=policy.redact(diff),
+            detail=policy.redact(diff + gitops_note(target)[0]),
             detail_kind="diff",
             fingerprint_parts=write_parts(target, before),
         )
@@ -194,6 +209,13 @@ def file_tools(policy: Policy, *, backup_dir: Path) -> list[ToolSpec]:
         return write_parts(target, await asyncio.to_thread(file_hash, target))
 
     return [list_directory, read_file, search_files, write_file]
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _apply_write(target: Path, content: str, backup_dir: Path, unchanged: Callable[[str], None]) -> str:
@@ -207,13 +229,18 @@ def _apply_write(target: Path, content: str, backup_dir: Path, unchanged: Callab
         shutil.copy2(target, dest)
         backup = f"; previous version kept at {dest}"
     target.parent.mkdir(parents=True, exist_ok=True)
+    replace_atomically(target, content.encode(), mode)
+    return f"wrote {len(content.encode())} bytes to {target}{backup}"
+
+
+def replace_atomically(target: Path, data: bytes, mode: int) -> None:
+    """Write `data` beside `target` and rename it over: readers see the old file or the new one, never half."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return f"wrote {len(content.encode())} bytes to {target}{backup}"

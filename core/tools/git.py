@@ -16,6 +16,7 @@ config names still apply when files are staged: they are the repository owner's.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -29,6 +30,8 @@ from core.policy import Policy
 from core.process import ProcessResult, run_process
 from core.tools.command import scrubbed_env
 from core.tools.registry import Plan, ToolContext, ToolSpec, tool
+
+log = logging.getLogger(__name__)
 
 GIT = (
     "git",
@@ -89,7 +92,7 @@ def check_ref(commit: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Commit:
+class Commit:
     """A commit as it would be made now: the staged tree of exactly the named paths on HEAD."""
 
     top: Path
@@ -128,8 +131,16 @@ class _Revert:
         return (str(self.top), self.head, self.sha, self.tree)
 
 
-def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
-    async def git(
+class Git:
+    """git as the tools run it: argv only, the repository's programs switched off, a timeout,
+    and repositories only under the file roots. The git and GitOps tools share one."""
+
+    def __init__(self, policy: Policy, *, timeout: float = 60.0) -> None:
+        self.policy = policy
+        self.timeout = timeout
+
+    async def run(
+        self,
         top: Path,
         *args: str,
         index: Path | None = None,
@@ -139,56 +150,56 @@ def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
     ) -> ProcessResult:
         result = await run_process(
             [*GIT, "-C", str(top), *args],
-            timeout=timeout,
+            timeout=self.timeout,
             env=git_env(index=index, extra=extra_env),
-            output_cap=cap or policy.config.output_cap * 4,
+            output_cap=cap or self.policy.config.output_cap * 4,
             stdin=stdin,
         )
         if result.not_found:
             raise ToolError("git is not installed on this machine")
         if result.timed_out:
-            raise ToolError(f"git {args[0]} in {top} did not finish within {timeout:g} s")
+            raise ToolError(f"git {args[0]} in {top} did not finish within {self.timeout:g} s")
         return result
 
-    async def out(top: Path, *args: str, **kwargs: Any) -> str:
-        result = await git(top, *args, **kwargs)
+    async def out(self, top: Path, *args: str, **kwargs: Any) -> str:
+        result = await self.run(top, *args, **kwargs)
         if not result.ok:
             raise ToolError(f"git {args[0]} failed in {top}: {result.combined().strip()[:1000]}")
         return result.stdout
 
-    async def open_repo(repo: str) -> Path:
-        path = policy.resolve_path(repo)
+    async def open_repo(self, repo: str | Path) -> Path:
+        path = self.policy.resolve_path(repo)
         if not path.is_dir():
             raise ToolError(f"{path} is not a directory")
-        result = await git(path, "rev-parse", "--show-toplevel")
+        result = await self.run(path, "rev-parse", "--show-toplevel")
         if not result.ok:
             raise ToolError(f"{path} is not inside a git work tree: {result.stderr.strip()[:300]}")
         # The whole repository must be inside the roots, not just the directory named.
-        return policy.resolve_path(result.stdout.strip())
+        return self.policy.resolve_path(result.stdout.strip())
 
-    async def head_of(top: Path) -> str:
-        result = await git(top, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    async def head_of(self, top: Path) -> str:
+        result = await self.run(top, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
         return result.stdout.strip() if result.ok else ""
 
-    async def branch_of(top: Path) -> str:
-        result = await git(top, "symbolic-ref", "--quiet", "--short", "HEAD")
+    async def branch_of(self, top: Path) -> str:
+        result = await self.run(top, "symbolic-ref", "--quiet", "--short", "HEAD")
         return result.stdout.strip() if result.ok else "detached HEAD"
 
-    async def identity(top: Path) -> tuple[str, dict[str, str]]:
-        result = await git(top, "var", "GIT_AUTHOR_IDENT")
+    async def identity(self, top: Path) -> tuple[str, dict[str, str]]:
+        result = await self.run(top, "var", "GIT_AUTHOR_IDENT")
         if result.ok:
             return result.stdout.strip().rsplit(" ", 2)[0], {}
         shown = f"{FALLBACK_IDENTITY['GIT_AUTHOR_NAME']} <{FALLBACK_IDENTITY['GIT_AUTHOR_EMAIL']}>"
         return f"{shown} (no user.name/user.email configured)", dict(FALLBACK_IDENTITY)
 
-    def repo_path(top: Path, raw: str) -> str:
+    def repo_path(self, top: Path, raw: str) -> str:
         """A path inside the repository, repo-relative; symlinks in its directories resolved."""
         if not raw.strip() or "\x00" in raw:
             raise ToolError(f"invalid path {raw!r}")
         candidate = Path(os.path.normpath(Path(raw) if os.path.isabs(raw) else top / raw))
         if candidate == top:
             return "."
-        final = policy.resolve_path(candidate.parent) / candidate.name
+        final = self.policy.resolve_path(candidate.parent) / candidate.name
         try:
             rel = final.relative_to(top)
         except ValueError:
@@ -197,8 +208,8 @@ def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
             raise ToolError("files under .git cannot be committed")
         return rel.as_posix()
 
-    async def staged_diff(top: Path, index: Path, base: str) -> str:
-        result = await git(
+    async def staged_diff(self, top: Path, index: Path, base: str) -> str:
+        result = await self.run(
             top, "diff", "--cached", *NO_PROGRAMS, "--stat", "--patch", *([base] if base else []), "--",
             index=index, cap=MAX_DIFF,
         )  # fmt: skip
@@ -207,6 +218,50 @@ def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
         if result.truncated:
             raise ToolError(f"the change is larger than {MAX_DIFF} bytes: too large to review in chat")
         return result.stdout
+
+    async def prepare_commit(self, repo: str | Path, message: str, paths: list[str]) -> Commit:
+        """Stage exactly these paths into a temporary index: the tree a commit would record."""
+        top = await self.open_repo(repo)
+        text = check_message(message)
+        rel = list(dict.fromkeys(self.repo_path(top, p) for p in paths))
+        if not rel:
+            raise ToolError("name at least one path to commit")
+        head = await self.head_of(top)
+        branch = await self.branch_of(top)
+        author, ident_env = await self.identity(top)
+        with tempfile.TemporaryDirectory(prefix="orchestrator-git-") as tmp:
+            index = Path(tmp) / "index"
+            await self.out(top, "read-tree", *([head] if head else ["--empty"]), index=index)
+            added = await self.run(top, "add", "--all", "--", *rel, index=index)
+            if not added.ok:
+                raise ToolError(f"cannot stage {', '.join(rel)}: {added.combined().strip()[:500]}")
+            tree = (await self.out(top, "write-tree", index=index)).strip()
+            diff = await self.staged_diff(top, index, head)
+        if not diff.strip():
+            raise ToolError(f"nothing to commit: {', '.join(rel)} has no changes against HEAD")
+        return Commit(top, text, rel, head, branch, author, ident_env, tree, diff)
+
+    async def record(self, c: Commit, *, reflog: str = "commit (orchestrator)") -> str:
+        """Record exactly the prepared tree as a commit on the prepared HEAD; the new commit's id.
+
+        Compare-and-swap: a commit made meanwhile is never overwritten. The real index's entries
+        for the committed paths are brought to the new HEAD; anything else staged stays staged.
+        """
+        top = c.top
+        parents = ["-p", c.head] if c.head else []
+        commit = (await self.out(top, "commit-tree", c.tree, *parents, "-m", c.message, extra_env=c.ident_env)).strip()
+        subject = c.message.splitlines()[0]
+        await self.out(top, "update-ref", "-m", f"{reflog}: {subject}", "HEAD", commit, c.head)
+        synced = await self.run(top, "reset", "--quiet", "--", *c.paths)
+        if not synced.ok:
+            log.warning("the index of %s was not refreshed: %s", top, synced.stderr.strip()[:200])
+        return commit
+
+
+def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
+    g = Git(policy, timeout=timeout)
+    git, out, open_repo, head_of, branch_of = g.run, g.out, g.open_repo, g.head_of, g.branch_of
+    identity, staged_diff = g.identity, g.staged_diff
 
     # ---- read-only ------------------------------------------------------------
 
@@ -259,28 +314,6 @@ def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
 
     # ---- commit ---------------------------------------------------------------
 
-    async def prepare_commit(repo: str, message: str, paths: list[str]) -> _Commit:
-        """Stage exactly these paths into a temporary index: the tree a commit would record."""
-        top = await open_repo(repo)
-        text = check_message(message)
-        rel = list(dict.fromkeys(repo_path(top, p) for p in paths))
-        if not rel:
-            raise ToolError("name at least one path to commit")
-        head = await head_of(top)
-        branch = await branch_of(top)
-        author, ident_env = await identity(top)
-        with tempfile.TemporaryDirectory(prefix="orchestrator-git-") as tmp:
-            index = Path(tmp) / "index"
-            await out(top, "read-tree", *([head] if head else ["--empty"]), index=index)
-            added = await git(top, "add", "--all", "--", *rel, index=index)
-            if not added.ok:
-                raise ToolError(f"cannot stage {', '.join(rel)}: {added.combined().strip()[:500]}")
-            tree = (await out(top, "write-tree", index=index)).strip()
-            diff = await staged_diff(top, index, head)
-        if not diff.strip():
-            raise ToolError(f"nothing to commit: {', '.join(rel)} has no changes against HEAD")
-        return _Commit(top, text, rel, head, branch, author, ident_env, tree, diff)
-
     @tool(risk=Risk.WRITE)
     async def git_commit(repo: str, message: str, paths: list[str], *, ctx: ToolContext) -> str:
         """Commit the current content of exactly these paths (other staged changes stay out).
@@ -291,23 +324,15 @@ def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
             message: the commit message.
             paths: files or directories to commit, relative to the repository (new, changed or deleted).
         """
-        c = await prepare_commit(repo, message, paths)
+        c = await g.prepare_commit(repo, message, paths)
         ctx.check_unchanged(c.parts)  # exactly the approved tree, on the approved HEAD
-        top = c.top
-        parents = ["-p", c.head] if c.head else []
-        commit = (await out(top, "commit-tree", c.tree, *parents, "-m", c.message, extra_env=c.ident_env)).strip()
-        subject = c.message.splitlines()[0]
-        # Compare-and-swap: a commit made meanwhile is never overwritten.
-        await out(top, "update-ref", "-m", f"commit (orchestrator): {subject}", "HEAD", commit, c.head)
-        # The real index still holds the old entries of these paths; bring them to the new HEAD.
-        synced = await git(top, "reset", "--quiet", "--", *c.paths)
-        note = "" if synced.ok else f"\n(warning: the index was not refreshed: {synced.stderr.strip()[:200]})"
-        stat = await out(top, "show", "--stat", "--format=", commit)
-        return f"committed {commit[:12]} on {c.branch} in {top}: {subject}\n{stat.rstrip()}{note}"
+        commit = await g.record(c)
+        stat = await out(c.top, "show", "--stat", "--format=", commit)
+        return f"committed {commit[:12]} on {c.branch} in {c.top}: {c.message.splitlines()[0]}\n{stat.rstrip()}"
 
     @git_commit.plan
     async def _plan_commit(args: dict[str, Any]) -> Plan:
-        c = await prepare_commit(args["repo"], args["message"], args["paths"])
+        c = await g.prepare_commit(args["repo"], args["message"], args["paths"])
         header = (
             f"git commit in {c.top} ({c.branch}, HEAD {c.head[:12] or 'none: first commit'})\n"
             f"author: {c.author}\npaths: {', '.join(c.paths)}\nmessage:\n"
@@ -323,7 +348,7 @@ def git_tools(policy: Policy, *, timeout: float = 60.0) -> list[ToolSpec]:
 
     @git_commit.check_fresh
     async def _fresh_commit(args: dict[str, Any]) -> tuple[str, ...]:
-        return (await prepare_commit(args["repo"], args["message"], args["paths"])).parts
+        return (await g.prepare_commit(args["repo"], args["message"], args["paths"])).parts
 
     # ---- revert ---------------------------------------------------------------
 

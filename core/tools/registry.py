@@ -67,7 +67,8 @@ class ToolContext:
     """What a tool body may know about its call beyond the arguments the model gave.
 
     `plan` is the plan the call runs under (the approved one for a risky call);
-    `approval_id` is set only when a person approved it.
+    `approval_id` is set only when a person approved it, and `approved_by` names who
+    (`platform:user`, several comma-separated when a quorum decided).
     """
 
     request: Request
@@ -75,6 +76,7 @@ class ToolContext:
     call_id: str = ""
     plan: Plan | None = None
     approval_id: int | None = None
+    approved_by: str = ""
 
     @property
     def approved(self) -> bool:
