@@ -21,6 +21,7 @@ from bot import texts
 from bot.settings import Settings, where_set
 from core.agent import Agent, AgentConfig, ContextProvider, RunHook
 from core.approval import ApprovalGate, ApprovalRules
+from core.backup import BackupConfig, BackupEngine, S3Target
 from core.errors import ConfigurationError
 from core.events import Risk
 from core.hosts import Inventory
@@ -32,7 +33,9 @@ from core.runs import interrupt_orphaned_runs
 from core.sandbox import Sandbox, SandboxConfig
 from core.store import Store
 from core.store.models import Approval, Run
+from core.tools.backup import backup_tools
 from core.tools.builtin import builtin_tools
+from core.tools.gitops import GitOps
 from core.tools.infra import infra_tools
 from core.tools.registry import ToolRegistry
 
@@ -108,6 +111,24 @@ def make_sandbox(settings: Settings) -> Sandbox:
     )
 
 
+def make_gitops(settings: Settings, policy: Policy) -> GitOps | None:
+    """The GitOps directories, each an existing directory under the file roots, or a `ConfigurationError`."""
+    if not settings.gitops_paths:
+        return None
+    roots = ", ".join(str(r) for r in policy.roots)
+    for path in settings.gitops_paths:
+        if not path.is_dir():
+            raise ConfigurationError(texts.GITOPS_NOT_A_DIRECTORY.format(path=path, setting=where_set("gitops_paths")))
+        if not policy.is_inside_roots(path):
+            raise ConfigurationError(
+                texts.GITOPS_OUTSIDE_ROOTS.format(path=path, roots=roots, setting=where_set("gitops_paths"))
+            )
+    return GitOps(
+        policy, settings.gitops_paths, hooks_file=settings.data_dir / "gitops-hooks.json",
+        timeout=settings.command_timeout,
+    )  # fmt: skip
+
+
 def prepare_dirs(settings: Settings) -> None:
     """The data directory exists and takes files, or a `ConfigurationError` says which setting to change."""
     try:
@@ -135,14 +156,16 @@ async def build_services(
     """`platforms`: where this process can post, so only their approvals and runs left behind by
     a crash are closed at start-up (and told); None closes them all. `agent_llm` wraps the model
     the agent talks to (the service endpoint times its turns); reports and memory get it unwrapped."""
+    policy = make_policy(settings)
+    gitops = make_gitops(settings, policy)  # a configuration mistake is said before anything opens
     store = await open_store_async(settings)
     identity = ProcessIdentity.start(settings.data_dir)
-    policy = make_policy(settings)
     sandbox = make_sandbox(settings)
     await sandbox.probe()  # says once, in the log, when nothing can run freely here
-    tools = builtin_tools(policy, backup_dir=settings.backup_dir, sandbox=sandbox)
+    tools = builtin_tools(policy, backup_dir=settings.backup_dir, sandbox=sandbox, gitops=gitops)
     inventory = Inventory.from_mapping({name: host.model_dump() for name, host in settings.hosts.items()})
     tools.extend(infra_tools(policy, inventory))
+    tools.extend(backup_tools(backup_engine(settings)))
     if extra_tools is not None:
         tools.extend(extra_tools.get(n) for n in extra_tools.names())  # type: ignore[misc]
     gate = ApprovalGate(store, approval_rules(settings), identity=identity)
@@ -192,6 +215,32 @@ async def build_services(
         memory.service if memory else None,
         interrupted,
         sandbox,
+    )
+
+
+def backup_engine(settings: Settings) -> BackupEngine:
+    """The backup engine configured by the `backup_*` settings (docs/tools.md#backups)."""
+    s3 = None
+    if settings.backup_s3_bucket:
+        secret = settings.backup_s3_secret_key
+        s3 = S3Target(
+            bucket=settings.backup_s3_bucket,
+            endpoint=settings.backup_s3_endpoint,
+            region=settings.backup_s3_region,
+            prefix=settings.backup_s3_prefix,
+            access_key=settings.backup_s3_access_key,
+            secret_key=secret.get_secret_value() if secret is not None else "",
+        )
+    return BackupEngine(
+        BackupConfig(
+            directory=(settings.backup_target or settings.data_dir / "backups" / "system").expanduser().resolve(),
+            keep=settings.backup_keep,
+            databases=tuple(settings.backup_databases),
+            paths=tuple(Path(p) for p in settings.backup_paths),
+            ollama_host=settings.ollama_host if settings.backup_ollama else "",
+            s3=s3,
+            pg_dump=settings.backup_pg_dump,
+        )
     )
 
 

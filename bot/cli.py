@@ -21,6 +21,7 @@ from bot.commands import (
     approvals,
     ask,
     audit,
+    backup,
     chat,
     doctor,
     jobs,
@@ -34,7 +35,8 @@ from core.errors import ConfigurationError, ServiceUnavailable
 
 __all__ = ["EXIT_FAILED", "EXIT_MISTAKE", "EXIT_PIPE", "RUN_ALL_ALONE", "build_parser", "main"]
 
-COMMANDS = (chat, ask, run, doctor, audit, approvals, report, jobs, memory, pairing)  # in the order --help lists
+# in the order --help lists
+COMMANDS = (chat, ask, run, doctor, audit, approvals, report, jobs, backup, memory, pairing)
 
 
 class _Parser(argparse.ArgumentParser):

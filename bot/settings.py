@@ -208,6 +208,10 @@ class Settings(BaseSettings):
     )
     # one long-lived sandbox for every free command (nothing writable), or a bubblewrap each (private /tmp)
     sandbox_session: bool = Field(True, validation_alias=_env("ORCHESTRATOR_SANDBOX_SESSION", "sandbox_session"))
+    # directories kept in git: approved writes there are committed (core/tools/gitops.py, docs/tools.md#gitops)
+    gitops_paths: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("ORCHESTRATOR_GITOPS_PATHS", "gitops_paths")
+    )
     # `[commands.NAME]` tables in orchestrator.toml: read-only programs in the format of
     # core/command_table.toml (docs/security.md, "Adding a program").
     commands: dict[str, dict[str, Any]] = Field(
@@ -293,6 +297,60 @@ class Settings(BaseSettings):
     memory_tokens: int = Field(400, ge=0, validation_alias=_env("ORCHESTRATOR_MEMORY_TOKENS", "memory_tokens"))
     memory_extract: bool = Field(True, validation_alias=_env("ORCHESTRATOR_MEMORY_EXTRACT", "memory_extract"))
 
+    # ---- backups (docs/tools.md#backups) -----------------------------------------
+    backup_target: Path | None = Field(  # None: <data dir>/backups/system
+        None, validation_alias=_env("ORCHESTRATOR_BACKUP_DIR", "backup_target")
+    )
+    backup_keep: int = Field(7, ge=1, validation_alias=_env("ORCHESTRATOR_BACKUP_KEEP", "backup_keep"))
+    backup_cron: str = Field("0 2 * * sun", validation_alias=_env("ORCHESTRATOR_BACKUP_CRON", "backup_cron"))
+    backup_databases: CsvList = Field(  # postgresql:// URLs or database names
+        default_factory=list, validation_alias=_env("ORCHESTRATOR_BACKUP_DATABASES", "backup_databases")
+    )
+    backup_paths: CsvList = Field(  # directories or files put in the configs tarball
+        default_factory=list, validation_alias=_env("ORCHESTRATOR_BACKUP_PATHS", "backup_paths")
+    )
+    backup_ollama: bool = Field(True, validation_alias=_env("ORCHESTRATOR_BACKUP_OLLAMA", "backup_ollama"))
+    backup_pg_dump: str = Field("pg_dump", validation_alias=_env("ORCHESTRATOR_BACKUP_PG_DUMP", "backup_pg_dump"))
+    backup_auto_prune: bool = Field(  # the weekly job may delete backups beyond retention without approval
+        False, validation_alias=_env("ORCHESTRATOR_BACKUP_AUTO_PRUNE", "backup_auto_prune")
+    )
+    backup_auto_upload: bool = Field(  # the weekly job may upload to S3 without approval
+        False, validation_alias=_env("ORCHESTRATOR_BACKUP_AUTO_UPLOAD", "backup_auto_upload")
+    )
+    backup_s3_endpoint: str = Field("", validation_alias=_env("ORCHESTRATOR_BACKUP_S3_ENDPOINT", "backup_s3_endpoint"))
+    backup_s3_bucket: str = Field("", validation_alias=_env("ORCHESTRATOR_BACKUP_S3_BUCKET", "backup_s3_bucket"))
+    backup_s3_prefix: str = Field("", validation_alias=_env("ORCHESTRATOR_BACKUP_S3_PREFIX", "backup_s3_prefix"))
+    backup_s3_region: str = Field(
+        "us-east-1", validation_alias=_env("ORCHESTRATOR_BACKUP_S3_REGION", "backup_s3_region")
+    )
+    backup_s3_access_key: str = Field(
+        "", validation_alias=_env("ORCHESTRATOR_BACKUP_S3_ACCESS_KEY", "backup_s3_access_key")
+    )
+    backup_s3_secret_key: SecretStr | None = Field(
+        None, validation_alias=_env("ORCHESTRATOR_BACKUP_S3_SECRET_KEY", "backup_s3_secret_key")
+    )
+
+    @field_validator("backup_databases", "backup_paths", mode="before")
+    @classmethod
+    def _backup_lists(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("backup_databases")
+    @classmethod
+    def _backup_database_entries(cls, value: list[str]) -> list[str]:
+        from core.backup import parse_database
+
+        for entry in value:
+            parse_database(entry)  # a ValueError says which entry is wrong, without its password
+        return value
+
+    @field_validator("backup_cron")
+    @classmethod
+    def _backup_cron(cls, value: str) -> str:
+        if value.strip() and len(value.split()) != 5:
+            raise ValueError("a crontab expression has 5 fields (minute hour day month weekday), e.g. 0 2 * * sun")
+        return value.strip()
+
     reports: ReportSettings = Field(default_factory=ReportSettings)
 
     # ---- the service endpoint: /healthz and /metrics while serving (docs/reports.md) ----
@@ -312,6 +370,11 @@ class Settings(BaseSettings):
     @classmethod
     def _roots(cls, value: Any) -> Any:
         return _split(value, os.pathsep)
+
+    @field_validator("gitops_paths", mode="before")
+    @classmethod
+    def _gitops_paths(cls, value: Any) -> Any:
+        return _split(value.replace(",", os.pathsep), os.pathsep) if isinstance(value, str) else value
 
     @field_validator("metrics_port", mode="before")
     @classmethod

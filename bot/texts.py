@@ -30,6 +30,11 @@ RUN_NOTHING_CONFIGURED = (
 
 # ---- the data directory
 DATA_DIR_UNUSABLE = "cannot use the data directory {path} ({reason}): set {setting} to a directory this user can write"
+GITOPS_NOT_A_DIRECTORY = "the GitOps directory {path} does not exist or is not a directory: create it or fix {setting}"
+GITOPS_OUTSIDE_ROOTS = (
+    "the GitOps directory {path} is outside the file roots ({roots}): add it to ORCHESTRATOR_FILE_ROOTS "
+    "or remove it from {setting}"
+)
 
 # ---- the memory, as the bot opens it
 MEMORY_UNAVAILABLE = "memory is off for this run: {problem}"
@@ -82,3 +87,34 @@ PAIRING_BAD_WHO = "give PLATFORM:USER, e.g. slack:U024BE7LH or discord:123456789
 PAIRING_NOTHING = "no pending codes and nobody paired (--all shows used, expired and revoked ones)"
 
 ATTACH_MISSING = "orchestrator ask: --attach {path}: no such file (give the path of a file to send with the question)"
+
+# ---- backups: orchestrator backup now|list, and the weekly report (bot/backups.py)
+BACKUP_NOTHING_CONFIGURED = (
+    "nothing to back up: set ORCHESTRATOR_BACKUP_DATABASES (postgresql:// URLs or database names), "
+    "ORCHESTRATOR_BACKUP_PATHS (directories such as /etc/nginx) or ORCHESTRATOR_BACKUP_OLLAMA=true "
+    "(docs/tools.md#backups)"
+)
+BACKUP_PART_DONE = "{kind} {source}: {name} {size} sha256 {sha256}"
+BACKUP_PART_FAILED = "{kind} {source}: FAILED: {error}"
+BACKUP_PRUNED = "deleted {count} backup(s) beyond retention (keep {keep}), {why}"
+BACKUP_PRUNE_WAITING = (
+    "{count} backup(s) beyond retention (keep {keep}) were kept: approve backup_prune in chat, "
+    "run `orchestrator backup now --prune`, or set ORCHESTRATOR_BACKUP_AUTO_PRUNE=true"
+)
+BACKUP_UPLOADED = "uploaded {count} backup(s) to {where}, {why}"
+BACKUP_UPLOAD_FAILED = "not uploaded: {error}"
+BACKUP_UPLOAD_WAITING = (
+    "not uploaded to {where}: approve backup_s3 in chat, run `orchestrator backup now --upload`, "
+    "or set ORCHESTRATOR_BACKUP_AUTO_UPLOAD=true"
+)
+BACKUP_BY_CONFIGURATION = "allowed by configuration ({settings})"
+BACKUP_BY_OPERATOR = "asked by {who} at the console"
+BACKUP_REPORT_TITLE = "Weekly backup: {count} file(s), {size}"
+BACKUP_REPORT_FAILED = ", {failed} FAILED"
+BACKUP_REPORT_WHERE = "Backups are in {directory}."
+BACKUP_WHERE = "backups are in {directory} (`orchestrator backup list` shows them)"
+BACKUP_NONE = "no backups in {directory} yet: `orchestrator backup now` takes one"
+BACKUP_CHECKSUM_OK = "checksum ok"
+BACKUP_CHECKSUM_BAD = "CHECKSUM MISMATCH (the file changed or is damaged)"
+BACKUP_BEYOND = ", beyond retention"
+BACKUP_LIST_FOOTER = "{count} backup(s), {size} in {directory} (retention: the newest {keep} of each kind)"

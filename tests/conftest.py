@@ -15,7 +15,7 @@ from bot.app import Services, build_services
 from bot.settings import Settings
 from tests.fakes.ollama import FakeOllama
 
-pytest_plugins = ["tests.support.dockerd", "tests.support.postgres", "tests.support.chroma"]
+pytest_plugins = ["tests.support.dockerd", "tests.support.postgres", "tests.support.chroma", "tests.support.s3"]
 
 # Nothing in the suite may reach a real Ollama, Slack or Discord: unset what a developer's
 # shell may carry, and point the model at a closed port unless a test gives a stand-in.

@@ -72,7 +72,8 @@ class JobSpec:
     misfire_grace_time: int
 
 
-def job_specs(reports: ReportSettings, *, timezone: Any = None) -> list[JobSpec]:
+def job_specs(reports: ReportSettings, *, timezone: Any = None, backup_cron: str = "") -> list[JobSpec]:
+    """The jobs from the settings; `backup_cron` (ORCHESTRATOR_BACKUP_CRON) adds the weekly backup."""
     tz = timezone or reports.timezone or None
     hour, minute = (int(part) for part in reports.daily_at.split(":"))
     if reports.health_cron:
@@ -82,6 +83,12 @@ def job_specs(reports: ReportSettings, *, timezone: Any = None) -> list[JobSpec]
         health_trigger = IntervalTrigger(seconds=reports.health_interval, timezone=tz)
         health_name = f"health checks every {reports.health_interval} s"
     tz_name = f" {reports.timezone}" if reports.timezone else ""
+    backup = (
+        [JobSpec("backup", f"backups (cron {backup_cron}{tz_name})", CronTrigger.from_crontab(backup_cron, timezone=tz),
+                 reports.daily_misfire_grace)]
+        if backup_cron
+        else []
+    )  # fmt: skip
     return [
         JobSpec("metrics", f"metrics sample every {reports.metrics_interval} s",
                 IntervalTrigger(seconds=reports.metrics_interval, timezone=tz),
@@ -91,6 +98,7 @@ def job_specs(reports: ReportSettings, *, timezone: Any = None) -> list[JobSpec]
                 CronTrigger(hour=hour, minute=minute, timezone=tz), reports.daily_misfire_grace),
         JobSpec("prune", f"retention prune ({reports.retention_days:g} days) daily at 04:00{tz_name}",
                 CronTrigger(hour=4, minute=0, timezone=tz), 24 * 3600),
+        *backup,
     ]  # fmt: skip
 
 

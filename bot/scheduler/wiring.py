@@ -56,6 +56,13 @@ async def run_scheduler(
     async def daily_report() -> None:
         log_report(await publish_daily(daily, dests))
 
+    async def weekly_backup() -> None:
+        from bot.app import backup_engine
+        from bot.backups import scheduled_backup
+
+        engine = backup_engine(settings)
+        log_report(await scheduled_backup(settings, engine, services.store, dests, redact=services.policy.redact))
+
     async def retention() -> None:
         samples, files = await prune(settings, recorder)
         log.info("retention: removed %d samples and %d report files", samples, files)
@@ -65,8 +72,14 @@ async def run_scheduler(
         db_url=settings.db_url,
         lock=LeaseLock(services.store, holder_gone=identity.is_dead),
         owner=identity.owner,
-        specs=job_specs(settings.reports),
-        runners={"metrics": recorder.record, "health": health_pass, "daily": daily_report, "prune": retention},
+        specs=job_specs(settings.reports, backup_cron=settings.backup_cron),
+        runners={
+            "metrics": recorder.record,
+            "health": health_pass,
+            "daily": daily_report,
+            "prune": retention,
+            "backup": weekly_backup,
+        },
         lease=settings.reports.scheduler_lease,
         timezone=settings.reports.timezone,
         misfire_grace_time=settings.reports.misfire_grace,
