@@ -29,6 +29,7 @@ from bot.commands import (
     pairing,
     report,
     run,
+    runs,
 )
 from bot.texts import RUN_ALL_ALONE as RUN_ALL_ALONE  # re-exported: what `run all` warns alone
 from core.errors import ConfigurationError, ServiceUnavailable
@@ -36,7 +37,7 @@ from core.errors import ConfigurationError, ServiceUnavailable
 __all__ = ["EXIT_FAILED", "EXIT_MISTAKE", "EXIT_PIPE", "RUN_ALL_ALONE", "build_parser", "main"]
 
 # in the order --help lists
-COMMANDS = (chat, ask, run, doctor, audit, approvals, report, jobs, backup, memory, pairing)
+COMMANDS = (chat, ask, run, doctor, audit, runs, approvals, report, jobs, backup, memory, pairing)
 
 
 class _Parser(argparse.ArgumentParser):

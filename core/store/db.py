@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, event, insert, update
+from sqlalchemy import Connection, Engine, bindparam, event, func, insert, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlmodel import Session, col, create_engine, select
@@ -408,6 +408,37 @@ class Store:
 
     async def runs(self, *, limit: int = 20) -> list[Run]:
         return await self.run(lambda s: list(s.exec(select(Run).order_by(col(Run.id).desc()).limit(limit)).all()))
+
+    def runs_sync(self, *, limit: int = 20) -> list[tuple[Run, dict[str, int]]]:
+        """The latest `limit` runs, newest first, each with how many of each step kind it has
+        (`orchestrator runs`)."""
+        with self._session() as s:
+            runs = list(s.exec(select(Run).order_by(col(Run.id).desc()).limit(limit)).all())
+            counts: dict[int, dict[str, int]] = {r.id: {} for r in runs if r.id is not None}
+            if counts:
+                q = (
+                    select(Step.run_id, Step.kind, func.count())
+                    .where(col(Step.run_id).in_(list(counts)))
+                    .group_by(col(Step.run_id), col(Step.kind))
+                )
+                for run_id, kind, n in s.exec(q).all():
+                    counts[run_id][kind] = n
+            return [(r, counts.get(r.id or 0, {})) for r in runs]
+
+    def run_record_sync(self, run_id: int) -> tuple[Run, list[Step], list[Message]] | None:
+        """One run as stored: the run, every step in order, and the conversation's messages written
+        while it ran (what the model was sent and answered), for `orchestrator runs show`."""
+        with self._session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                return None
+            steps = list(s.exec(select(Step).where(Step.run_id == run_id).order_by(col(Step.seq))).all())
+            q = select(Message).where(Message.conversation_id == run.conversation_id)
+            q = q.where(col(Message.created_at) >= run.started_at)
+            if run.finished_at is not None:
+                q = q.where(col(Message.created_at) <= run.finished_at)
+            messages = list(s.exec(q.order_by(col(Message.id))).all())
+            return run, steps, messages
 
     # ---- approvals ----------------------------------------------------------
     async def add_approval(self, approval: Approval) -> Approval:
