@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +22,11 @@ from core.health.outlets import Destination
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack import FakeSlack
 from tests.support.cli import run_cli
-from tests.support.postgres import find_bindir
+from tests.support.postgres import libpq, pg_program, restored_rows
 from tests.support.s3 import S3Stand
 from tests.support.slack_stand import stands
 
 REPORTS = "C0REPORTS"
-
-
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
-def pg_bin(name: str) -> str:
-    found = find_bindir()
-    assert isinstance(found, Path), found
-    return str(found / name)
 
 
 def shop(url: str, tmp_path: Path) -> dict[str, str]:
@@ -51,26 +40,12 @@ def shop(url: str, tmp_path: Path) -> dict[str, str]:
     return {
         "ORCHESTRATOR_BACKUP_DATABASES": libpq(url),
         "ORCHESTRATOR_BACKUP_PATHS": str(conf),
-        "ORCHESTRATOR_BACKUP_PG_DUMP": pg_bin("pg_dump"),
+        "ORCHESTRATOR_BACKUP_PG_DUMP": pg_program("pg_dump"),
     }
 
 
-def restored_rows(dump: Path, url: str, name: str) -> list[tuple[Any, ...]]:
-    admin = libpq(url).rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        target = admin.rsplit("/", 1)[0] + f"/{name}"
-        done = subprocess.run(
-            [pg_bin("pg_restore"), "--no-owner", f"--dbname={target}", str(dump)],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        with psycopg.connect(target) as conn:
-            return conn.execute("SELECT id, total FROM orders ORDER BY id").fetchall()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+def restored_orders(dump: Path, url: str, name: str) -> list[tuple[Any, ...]]:
+    return restored_rows(dump, url, name, "SELECT id, total FROM orders ORDER BY id")
 
 
 def script_backup_then_upload(fake_ollama: FakeOllama, answer: str) -> None:
@@ -99,7 +74,7 @@ def test_asked_in_the_console(
     # what went up restores
     body = s3.client().get_object(Bucket=s3.bucket, Key=dumps[0])["Body"].read()
     (tmp_path / "got.dump").write_bytes(body)
-    assert len(restored_rows(tmp_path / "got.dump", postgres_url, "restored_console")) == 20
+    assert len(restored_orders(tmp_path / "got.dump", postgres_url, "restored_console")) == 20
 
     audit = json.loads(run_cli(["audit", "--json"], env).stdout)
     assert [e["action"] for e in audit] == ["request", "tool_run", "approval_requested", "approved", "tool_run"]
@@ -128,7 +103,7 @@ def test_backup_now_and_list(cli_env: dict[str, str], postgres_url: str, tmp_pat
     rows = json.loads(run_cli(["backup", "list", "--json"], env).stdout)
     assert len(rows) == 2 and not any(r["beyond_retention"] for r in rows)
     [dump] = [r for r in rows if r["kind"] == "postgres"]
-    assert len(restored_rows(Path(dump["path"]), postgres_url, "restored_cli")) == 20
+    assert len(restored_orders(Path(dump["path"]), postgres_url, "restored_cli")) == 20
     audit = json.loads(run_cli(["audit", "--json"], env).stdout)
     assert [e["tool"] for e in audit] == ["backup_full", "backup_full", "backup_full", "backup_prune"]
 

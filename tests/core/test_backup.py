@@ -4,7 +4,6 @@ upload to a local S3 (moto's server mode) with the real boto3, the secret never 
 from __future__ import annotations
 
 import json
-import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -18,21 +17,11 @@ from core.events import Request, Risk
 from core.tools.backup import backup_tools
 from core.tools.registry import ToolContext, ToolRegistry
 from tests.fakes.ollama import FakeOllama
-from tests.support.postgres import PostgresServer, find_bindir
+from tests.support.postgres import PostgresServer, libpq, pg_program, restored_rows
 from tests.support.s3 import S3Stand
 
 PASSWORD = "pg-Pa55word-never-shown"
 REQUEST = Request(platform="console", user_id="tester", user_name="tester", channel="console", text="back up")
-
-
-def bindir() -> Path:
-    found = find_bindir()
-    assert isinstance(found, Path), found
-    return found
-
-
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
 
 
 def with_password(url: str) -> str:
@@ -52,7 +41,7 @@ def fill(url: str) -> None:
 
 
 def engine_for(tmp_path: Path, **kw: Any) -> BackupEngine:
-    return BackupEngine(BackupConfig(directory=tmp_path / "backups", pg_dump=str(bindir() / "pg_dump"), **kw))
+    return BackupEngine(BackupConfig(directory=tmp_path / "backups", pg_dump=pg_program("pg_dump"), **kw))
 
 
 def tools(engine: BackupEngine) -> ToolRegistry:
@@ -78,20 +67,9 @@ async def test_a_dump_restores_into_a_fresh_database(
     assert backup.path.read_bytes()[:5] == b"PGDMP"  # the custom format
 
     restored = f"restored_{backup.stamp.replace('-', '_')}"
-    admin = libpq(postgres_url).rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {restored}")
-    try:
-        target = admin.rsplit("/", 1)[0] + f"/{restored}"
-        done = subprocess.run(
-            [str(bindir() / "pg_restore"), "--no-owner", f"--dbname={target}", str(backup.path)],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        assert rows(target) == rows(postgres_url) and len(rows(target)) == 50
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {restored} WITH (FORCE)")
+    query = "SELECT id, name, price FROM products ORDER BY id"
+    assert restored_rows(backup.path, postgres_url, restored, query) == rows(postgres_url)
+    assert len(rows(postgres_url)) == 50
 
 
 @pytest.mark.asyncio

@@ -380,3 +380,37 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if getattr(request, "param", "sqlite") == "postgres":
         return str(request.getfixturevalue("postgres_url"))
     return ""
+
+
+def libpq(url: str) -> str:
+    """A SQLAlchemy URL (`postgresql+psycopg://`) as libpq, psycopg and pg_dump take it."""
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def pg_program(name: str) -> str:
+    """The path of a PostgreSQL program (pg_dump, pg_restore) of the server the tests run."""
+    found = find_bindir()
+    assert isinstance(found, Path), found
+    return str(found / name)
+
+
+def restored_rows(dump: Path, url: str, name: str, query: str) -> list[tuple[Any, ...]]:
+    """Restore a custom-format dump with pg_restore into a fresh database `name` on the server of
+    `url`, and return what `query` reads there; the database is dropped afterwards."""
+    import psycopg
+
+    admin = libpq(url).rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        target = admin.rsplit("/", 1)[0] + f"/{name}"
+        done = subprocess.run(
+            [pg_program("pg_restore"), "--no-owner", f"--dbname={target}", str(dump)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        with psycopg.connect(target) as conn:
+            return conn.execute(query).fetchall()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
