@@ -71,7 +71,7 @@ class SandboxSession:
     # ---- life ----------------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        ours = self._spawn()
+        ours = await asyncio.to_thread(self._spawn)  # fork/exec off the event loop
         ours.setblocking(False)
         self._loop, self._sock = loop, ours
         self._ready = loop.create_future()

@@ -615,8 +615,9 @@ def gitops_tools(gitops: GitOps) -> list[ToolSpec]:
     # ---- hooks ------------------------------------------------------------------
 
     def new_hooks(args: dict[str, Any]) -> tuple[Path, Hooks, Hooks]:
+        """The directory, the hooks asked for (checked) and the hooks it has now."""
         directory = gitops.directory(args["path"])
-        hooks = Hooks(gitops.check_hook(args["pre_commit"]), gitops.check_hook(args["post_commit"]))
+        hooks = Hooks(gitops.check_hook(args.get("pre_commit") or ()), gitops.check_hook(args.get("post_commit") or ()))
         return directory, hooks, gitops.hooks.get(directory)
 
     @tool(risk=Risk.EXEC)
@@ -633,18 +634,14 @@ def gitops_tools(gitops: GitOps) -> list[ToolSpec]:
             pre_commit: the check run before each commit, as argv; empty for none.
             post_commit: the program run after each commit, as argv; empty for none.
         """
-        directory, hooks, current = new_hooks(
-            {"path": path, "pre_commit": pre_commit or [], "post_commit": post_commit or []}
-        )
+        directory, hooks, current = new_hooks({"path": path, "pre_commit": pre_commit, "post_commit": post_commit})
         ctx.check_unchanged((str(directory), *hooks.parts, *current.parts))
         await asyncio.to_thread(gitops.hooks.set, directory, hooks)
         return f"hooks of {directory}: {hooks.describe()}"
 
     @gitops_setup_hooks.plan
     async def _plan_hooks(args: dict[str, Any]) -> Plan:
-        directory, hooks, current = new_hooks(
-            {**args, "pre_commit": args.get("pre_commit") or [], "post_commit": args.get("post_commit") or []}
-        )
+        directory, hooks, current = new_hooks(args)
         return Plan(
             risk=Risk.EXEC,
             summary=f"gitops_setup_hooks {directory}: {hooks.describe()}",
@@ -660,9 +657,7 @@ def gitops_tools(gitops: GitOps) -> list[ToolSpec]:
 
     @gitops_setup_hooks.check_fresh
     async def _fresh_hooks(args: dict[str, Any]) -> tuple[str, ...]:
-        directory, hooks, current = new_hooks(
-            {**args, "pre_commit": args.get("pre_commit") or [], "post_commit": args.get("post_commit") or []}
-        )
+        directory, hooks, current = new_hooks(args)
         return (str(directory), *hooks.parts, *current.parts)
 
     return [gitops_status, gitops_log, gitops_init, gitops_commit, gitops_rollback, gitops_setup_hooks]
