@@ -40,10 +40,12 @@ from core.events import (
     Failed,
     InputFile,
     Partial,
+    Phase,
     Request,
     Thinking,
     ToolCall,
     ToolResult,
+    WorkflowPhase,
 )
 from core.runs import CANCELLED, INTERRUPTION_LINES
 from core.store.models import Run
@@ -239,6 +241,16 @@ class ConsoleAdapter:
             self._print()
             self._live = None
 
+    def _after_streamed(self, text: str) -> str:
+        """The end of `text` past what streamed of it, when what streamed is its beginning."""
+        shown = self._streamed["text"].split()
+        if not shown or text.split()[: len(shown)] != shown:
+            return ""
+        position = 0
+        for word in shown:
+            position = text.index(word, position) + len(word)
+        return text[position:].strip()
+
     def _was_streamed(self, text: str, *kinds: str) -> bool:
         words = text.split()
         return bool(words) and any(words == self._streamed[kind].split() for kind in kinds)
@@ -251,7 +263,12 @@ class ConsoleAdapter:
         streamed = self._was_streamed(ev.text, "thinking", "text") if isinstance(ev, Thinking) else False
         if isinstance(ev, Answer):
             streamed = self._was_streamed(ev.text, "text")
-        if not isinstance(ev, Thinking):
+            if not streamed and (rest := self._after_streamed(ev.text)):
+                self._streamed = {"thinking": "", "text": ""}
+                self._print()
+                self._print(rest)  # what the agent added to the streamed answer (a workflow's verdict)
+                return
+        if not isinstance(ev, Thinking | Phase):  # a workflow's verdict comes between the answer and its end
             self._streamed = {"thinking": "", "text": ""}  # the turn is over
         if streamed:
             return  # already on screen, as it streamed
@@ -267,6 +284,12 @@ class ConsoleAdapter:
                 await self._ask_approval(ev)
             case ApprovalResolved():
                 self._print(self._style(texts.resolution_line(ev), "32" if ev.approved else "33"))
+            case Phase(phase=WorkflowPhase.COMPLETE, verdict=verdict):
+                self._print(self._style(texts.phase_line(ev, chars=2000), "1;32" if verdict == "PASS" else "1;31"))
+            case Phase(phase=phase, text=text):
+                self._print(self._style(f"== {phase.value} ==", "1"))
+                if text:
+                    self._print("  " + text.replace("\n", "\n  "))
             case Answer(text=text):
                 self._print()
                 self._print(text)

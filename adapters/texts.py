@@ -16,9 +16,11 @@ from core.events import (
     DetailKind,
     Event,
     Failed,
+    Phase,
     Thinking,
     ToolCall,
     ToolResult,
+    WorkflowPhase,
 )
 from core.runs import INTERRUPTION_LINES
 
@@ -96,6 +98,10 @@ STEP_NO_OUTPUT = "(no output)"
 STEP_WAITING = "⏸️ waiting for approval #{id} ({tool})"
 STEP_DECIDED = "{mark} approval #{id}: {line}"
 STEP_DONE = "🏁 done"
+# a change workflow's phases, as headings among the steps (and in the progress message's header)
+STEP_PHASE = "▶ {phase}{text}"
+STEP_VERDICT = "{mark} COMPLETE: {verdict}: {why}"
+WORKING_IN_PHASE = "Working on it… ({phase})"
 STEP_FAILED = "{mark} {error}"
 EARLIER_STEPS = "… {hidden} earlier step(s)"
 
@@ -193,11 +199,22 @@ def step_line(ev: Event) -> str | None:
             return STEP_WAITING.format(id=aid, tool=tool)
         case ApprovalResolved(approved=approved, approval_id=aid):
             return STEP_DECIDED.format(mark="▶️" if approved else "⛔", id=aid, line=resolution_line(ev))
+        case Phase():
+            return phase_line(ev)
         case Answer():
             return STEP_DONE
         case Failed(error=error):
             return STEP_FAILED.format(mark="⏹️" if error in INTERRUPTION_LINES else "❌", error=error[:200])
     return None
+
+
+def phase_line(ev: Phase, chars: int = 300) -> str:
+    """A workflow phase as one line: its name, then what it is about (the plan's steps joined)."""
+    flat = " · ".join(" ".join(line.split()) for line in ev.text.splitlines() if line.strip())
+    flat = flat if len(flat) <= chars else flat[: chars - 1] + "…"
+    if ev.phase is WorkflowPhase.COMPLETE:
+        return STEP_VERDICT.format(mark="✅" if ev.verdict == "PASS" else "❌", verdict=ev.verdict, why=flat)
+    return STEP_PHASE.format(phase=ev.phase.value, text=f": {flat}" if flat else "")
 
 
 def tail(text: str, chars: int) -> str:

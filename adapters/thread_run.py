@@ -42,9 +42,11 @@ from core.events import (
     Event,
     Failed,
     Partial,
+    Phase,
     Thinking,
     ToolCall,
     ToolResult,
+    WorkflowPhase,
 )
 
 log = logging.getLogger(__name__)
@@ -214,6 +216,8 @@ class ThreadRun:
         self._opened = False  # something is shown (a stream or a progress message)
         self._finished = False
         self._approval_messages: dict[int, tuple[str, str]] = {}  # approval id -> (outbox key, text)
+        self._phases: list[str] = []  # a change workflow's phase tasks, in order
+        self._phase_task: Task | None = None  # the phase under way
 
     @property
     def streaming(self) -> bool:
@@ -239,6 +243,8 @@ class ThreadRun:
                 waiting = texts.WAITING_FOR_APPROVAL.format(id=ev.approval_id)
                 self._step(ev, self._call_task(self._call_id, "pending", note=waiting))
                 await self._ask_approval(ev)
+            case Phase():
+                self._phase(ev)
             case ApprovalResolved():
                 named = await self.platform.named(ev)
                 line = texts.resolution_line(named)
@@ -315,6 +321,23 @@ class ThreadRun:
         return Task(task_id, self._title(ev), "complete")
 
     # ---- steps -----------------------------------------------------------------------
+    def _phase(self, ev: Phase) -> None:
+        """A workflow phase: a heading among the steps and in the message's header, or in a stream
+        a task of its own, in progress until the next phase (the verdict's task ends PASS or FAIL)."""
+        self.view.header = texts.WORKING_IN_PHASE.format(phase=ev.phase.value)
+        if self._phase_task is not None:
+            done = self._phase_task
+            self._tasks[done.id] = Task(done.id, done.title, "complete")
+            if self.streaming:
+                assert self.stream is not None
+                self.stream.show([self._tasks[done.id]])
+        final = ev.phase is WorkflowPhase.COMPLETE
+        status: TaskStatus = ("complete" if ev.verdict == "PASS" else "error") if final else "in_progress"
+        task = Task(f"phase.{len(self._phases) + 1}", self._title(ev), status)
+        self._phases.append(task.id)
+        self._phase_task = None if final else task
+        self._step(ev, task)
+
     def _step(self, ev: Event, task: Task) -> None:
         self._steps.append(ev)
         self._opened = True

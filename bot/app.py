@@ -37,7 +37,9 @@ from core.tools.backup import backup_tools
 from core.tools.builtin import builtin_tools
 from core.tools.gitops import GitOps
 from core.tools.infra import infra_tools
+from core.tools.qa import qa_tools
 from core.tools.registry import ToolRegistry
+from core.workflow import workflow_tools
 
 if TYPE_CHECKING:
     from core.memory.service import MemoryService
@@ -166,6 +168,8 @@ async def build_services(
     inventory = Inventory.from_mapping({name: host.model_dump() for name, host in settings.hosts.items()})
     tools.extend(infra_tools(policy, inventory))
     tools.extend(backup_tools(backup_engine(settings)))
+    tools.extend(workflow_tools(max_repairs=settings.max_repair_cycles))
+    tools.extend(qa_tools(policy, timeout=settings.qa_timeout))
     if extra_tools is not None:
         tools.extend(extra_tools.get(n) for n in extra_tools.names())  # type: ignore[misc]
     gate = ApprovalGate(store, approval_rules(settings), identity=identity)
@@ -186,6 +190,16 @@ async def build_services(
         if settings.vision_model
         else None
     )
+    code: LLM | None = None
+    if settings.code_model:
+        code = OllamaLLM(
+            host=settings.ollama_host,
+            model=settings.code_model,
+            timeout=settings.llm_timeout,
+            first_token_timeout=settings.llm_first_token_timeout,
+            idle_timeout=settings.llm_idle_timeout,
+            think=settings.think or None,
+        )
     memory = await open_memory(settings, llm=model, redact=policy.redact)  # None when off or unavailable (logged)
     if memory is not None:
         tools.extend(memory.tools)
@@ -197,11 +211,16 @@ async def build_services(
         store=store,
         gate=gate,
         policy=policy,
-        config=AgentConfig(max_iterations=settings.max_iterations),
+        config=AgentConfig(
+            max_iterations=settings.max_iterations,
+            max_repair_cycles=settings.max_repair_cycles,
+            verify_required=settings.verify_required,
+        ),
         context_providers=context_providers or [],
         after_run=after_run or [],
         vision=vision,
         vision_model=settings.vision_model,
+        code_llm=agent_llm(code) if agent_llm is not None and code is not None else code,
     )
     return Services(
         settings,

@@ -166,6 +166,8 @@ class Settings(BaseSettings):
     model: str = Field("qwen3:8b", validation_alias=_env("ORCHESTRATOR_MODEL", "model"))
     # images attached to a message go to this model (a llava or qwen2.5vl tag); empty: mentioned by name only
     vision_model: str = Field("", validation_alias=_env("ORCHESTRATOR_VISION_MODEL", "vision_model"))
+    # a change workflow (start_change) talks to this model once started; empty: the main model
+    code_model: str = Field("", validation_alias=_env("ORCHESTRATOR_CODE_MODEL", "code_model"))
     think: bool = Field(True, validation_alias=_env("ORCHESTRATOR_THINK", "think"))
     # A model reply's limits (core/llm.py): the whole reply, the wait for its first chunk
     # (model load and prompt included), and the longest pause between two chunks.
@@ -181,6 +183,12 @@ class Settings(BaseSettings):
     max_iterations: int = Field(
         15, ge=1, le=100, validation_alias=_env("ORCHESTRATOR_MAX_ITERATIONS", "max_iterations")
     )
+    # ---- change workflows (core/workflow.py) -------------------------------------------------
+    max_repair_cycles: int = Field(
+        2, ge=0, le=10, validation_alias=_env("ORCHESTRATOR_MAX_REPAIR_CYCLES", "max_repair_cycles")
+    )
+    verify_required: bool = Field(False, validation_alias=_env("ORCHESTRATOR_VERIFY_REQUIRED", "verify_required"))
+    qa_timeout: float = Field(600.0, gt=0, validation_alias=_env("ORCHESTRATOR_QA_TIMEOUT", "qa_timeout"))
 
     # ---- state ---------------------------------------------------------------
     data_dir: Path = Field(

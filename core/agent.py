@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from core import texts
 from core.approval import ApprovalGate
-from core.errors import ModelFacingError, ServiceUnavailable
+from core.errors import ModelFacingError, ServiceUnavailable, ToolError
 from core.events import (
     Answer,
     ApprovalRequested,
@@ -40,11 +40,13 @@ from core.events import (
     Event,
     Failed,
     Partial,
+    Phase,
     Request,
     Risk,
     Thinking,
     ToolCall,
     ToolResult,
+    WorkflowPhase,
 )
 from core.formats import LiveReader, read_reply
 from core.llm import LLM, LLMChunk, LLMError, LLMReply, LLMToolCall
@@ -56,13 +58,16 @@ from core.store.db import is_unavailable
 from core.store.models import ApprovalStatus, AuditEntry, Message, RunStatus
 from core.tools.registry import (
     TARGET_CHANGED,
+    Plan,
     ToolContext,
     ToolOutput,
     ToolRegistry,
+    ToolSpec,
     canonical_json,
     fingerprint,
 )
 from core.vision import look_at
+from core.workflow import ALREADY_STARTED, QA_TOOLS, START_TOOL, VERDICT_LINE, Workflow, check_start, plan_text
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,14 @@ How you work:
 - Answer in the language the user wrote in.
 {extra}"""
 
+WORKFLOW_PROMPT = """\
+Change workflows: when the request asks you to change files in a repository or a configuration
+(fix a failing test, add a healthcheck to a compose file), first call start_change with the spec
+(what will be true when done) and the plan (the steps). Then make the changes, verify them with the
+project's QA tools ({qa}) and, if a check fails, fix it and verify again (at most {repairs} repair
+cycles). When a path or a test name is wrong, find the right one with search_files or list_directory
+and try again instead of stopping."""
+
 
 @dataclass
 class _RunState:
@@ -100,6 +113,17 @@ class _RunState:
     final: bool = False  # the run's row has its final status
     stop_reason: str | None = None  # `stop_conversation()` asked this run to end
     step: asyncio.Task[Event | None] | None = None  # the step in flight
+    workflow: Workflow | None = None  # a change workflow, once the model called start_change
+    llm: LLM | None = None  # the model this run talks to from now on (the code model in a workflow)
+    reusable: dict[str, tuple[int, str]] = field(default_factory=dict)  # approved once for the run: id, by whom
+
+
+@dataclass(frozen=True, slots=True)
+class _Approved:
+    """The end of a wait for a person: the call may run under this approval."""
+
+    approval_id: int
+    by: str
 
 
 @dataclass
@@ -108,6 +132,8 @@ class AgentConfig:
     history_limit: int = 40
     host_name: str = field(default_factory=socket.gethostname)
     extra_instructions: str = ""
+    max_repair_cycles: int = 2  # a change workflow's fix-and-verify cycles (ORCHESTRATOR_MAX_REPAIR_CYCLES)
+    verify_required: bool = False  # a workflow must run a QA tool after its last change (ORCHESTRATOR_VERIFY_REQUIRED)
 
 
 def _output_text(out: object) -> tuple[str, bool, int | None]:
@@ -148,8 +174,10 @@ class Agent:
         run_lease: float = RUN_LEASE,
         vision: LLM | None = None,
         vision_model: str = "",
+        code_llm: LLM | None = None,
     ) -> None:
         self.llm = llm
+        self.code_llm = code_llm  # change workflows talk to this model once started (ORCHESTRATOR_CODE_MODEL)
         self.vision = vision  # the model images attached to a message go to (ORCHESTRATOR_VISION_MODEL)
         self.vision_model = vision_model
         self.tools = tools
@@ -173,6 +201,9 @@ class Agent:
     # ---- prompt ---------------------------------------------------------------
     async def system_prompt(self, request: Request) -> str:
         extra = [self.config.extra_instructions] if self.config.extra_instructions else []
+        if START_TOOL in self.tools:
+            qa = ", ".join(n for n in sorted(QA_TOOLS) if n in self.tools) or "none configured"
+            extra.append(WORKFLOW_PROMPT.format(qa=qa, repairs=self.config.max_repair_cycles))
         for provider in self.context_providers:
             try:
                 text = await provider(request)
@@ -294,15 +325,31 @@ class Agent:
     async def _record_all(
         self, state: _RunState, events: Sequence[Event], audit: Sequence[AuditEntry] = ()
     ) -> Sequence[Event]:
-        """Store steps (and the audit rows that go with them) in one transaction, before they are shown."""
+        """Store steps (and the audit rows that go with them) in one transaction, before they are shown.
+        Each step is stored with the workflow phase it was taken in (a `Phase` with its own)."""
         first = state.seq + 1
-        await self.store.add_steps(state.run_id, list(enumerate(events, start=first)), audit=audit)
+        current = state.workflow.phase.value if state.workflow is not None else ""
+        phases = [ev.phase.value if isinstance(ev, Phase) else current for ev in events]
+        await self.store.add_steps(state.run_id, list(enumerate(events, start=first)), audit=audit, phases=phases)
         state.seq += len(events)
         return events
 
     async def _finish(self, state: _RunState, status: RunStatus, *, answer: str = "", error: str = "") -> None:
         state.final = True
-        await self.store.finish_run(state.run_id, status=status, answer=answer, error=error)
+        verdict, why = ("", "")
+        if state.workflow is not None:  # a workflow cut short fails with the reason it ended
+            ended = "" if status is RunStatus.ANSWERED else (error or status.value)
+            verdict, why = state.workflow.complete(error=ended)
+        await self.store.finish_run(
+            state.run_id, status=status, answer=answer, error=error, verdict=verdict, verdict_reason=why
+        )
+
+    def _completed(self, state: _RunState, *, error: str = "") -> list[Event]:
+        """The COMPLETE phase of a workflow (nothing outside one): its verdict, fixed now."""
+        if state.workflow is None:
+            return []
+        verdict, why = state.workflow.complete(error=error)
+        return [Phase(state.run_id, WorkflowPhase.COMPLETE, self.policy.redact(why), verdict)]
 
     async def _interrupted(self, state: _RunState, reason: str) -> Event:
         """The last event of a stopped run, stored with its final state; its open approvals expire
@@ -337,9 +384,6 @@ class Agent:
     async def _run(self, request: Request, state: _RunState) -> AsyncGenerator[Event, None]:
         conv_id, run_id = state.conversation_id, state.run_id
         history = self._history_messages(await self.store.history(conv_id, limit=self.config.history_limit))
-
-        async def record(ev: Event) -> Event:
-            return await self._record(state, ev)
 
         user_msg = {"role": "user", "content": request.text}
         if request.attachments:
@@ -378,16 +422,15 @@ class Agent:
         for _ in range(self.config.max_iterations):
             reply: LLMReply | None = None
             try:
-                async with contextlib.aclosing(self._model_turn(run_id, messages)) as turn:
+                async with contextlib.aclosing(self._model_turn(run_id, messages, state.llm or self.llm)) as turn:
                     async for item in turn:
                         if isinstance(item, LLMReply):
                             reply = item
                         else:
                             yield item
             except LLMError as exc:
-                failed = await record(Failed(run_id, str(exc)))
-                await self._finish(state, RunStatus.FAILED, error=str(exc))
-                yield failed
+                for shown in await self._fail(state, str(exc)):
+                    yield shown
                 return
             assert reply is not None
             reading = read_reply(reply, self.tools.names())
@@ -409,18 +452,24 @@ class Agent:
                 new_messages.append(assistant)
                 for call in calls:
                     n_calls += 1
-                    result: ToolResult | None = None
-                    async with contextlib.aclosing(
-                        self._call_tool(request, run_id, f"{run_id}.{n_calls}", call)
-                    ) as steps:
-                        async for ev, audit in steps:
-                            for shown in await self._record_all(state, [*held, ev], audit):
-                                yield shown
-                            held = []
-                            if isinstance(ev, ToolResult):
-                                result = ev
-                    assert result is not None
-                    tool_msg = {"role": "tool", "content": result.output, "tool_name": call.name}
+                    call_id = f"{run_id}.{n_calls}"
+                    if call.name == START_TOOL and START_TOOL in self.tools:
+                        steps, start_audit, output = await self._start_workflow(request, state, call_id, call)
+                        for shown in await self._record_all(state, [*held, *steps], start_audit):
+                            yield shown
+                        held = []
+                    else:
+                        result: ToolResult | None = None
+                        async with contextlib.aclosing(self._call_tool(request, state, call_id, call)) as called:
+                            async for ev, audit in called:
+                                for shown in await self._record_all(state, [*held, ev], audit):
+                                    yield shown
+                                held = []
+                                if isinstance(ev, ToolResult):
+                                    result = ev
+                        assert result is not None
+                        output = result.output
+                    tool_msg = {"role": "tool", "content": output, "tool_name": call.name}
                     messages.append(tool_msg)
                     new_messages.append(tool_msg)
                 continue
@@ -431,16 +480,27 @@ class Agent:
             if not content:
                 empty_replies += 1
                 if empty_replies >= 2:
-                    error = texts.EMPTY_TWICE
-                    failed = await record(Failed(run_id, error))
-                    await self._finish(state, RunStatus.FAILED, error=error)
-                    yield failed
+                    for shown in await self._fail(state, texts.EMPTY_TWICE):
+                        yield shown
                     return
                 messages.append({"role": "user", "content": texts.EMPTY_REPLY_NUDGE})
                 continue
             answer = self.policy.redact(content)
+            if state.workflow is not None and (nudge := state.workflow.before_answer()) is not None:
+                # not finished yet (a required check, a failure with repair cycles left): the model is told
+                for shown in await self._record_all(state, [*held, Thinking(run_id, answer)]) if answer else ():
+                    yield shown
+                nudged = [{"role": "assistant", "content": answer}, {"role": "user", "content": nudge}]
+                messages.extend(nudged)
+                new_messages.extend(nudged)
+                continue
+            completed = self._completed(state)
+            if completed:
+                verdict = completed[0]
+                assert isinstance(verdict, Phase)
+                answer = f"{answer}\n\n{VERDICT_LINE.format(verdict=verdict.verdict, why=verdict.text)}"
             final = Answer(run_id, answer)
-            for shown in (await self._record_all(state, [*held, final]))[:-1]:
+            for shown in (await self._record_all(state, [*held, *completed, final]))[:-1]:
                 yield shown
             new_messages.append({"role": "assistant", "content": answer})
             await self.store.add_messages(conv_id, new_messages)
@@ -453,13 +513,56 @@ class Agent:
                     log.exception("after-run hook failed")
             return
         error = texts.TOO_MANY_TURNS.format(turns=self.config.max_iterations)
-        failed = await record(Failed(run_id, error))
         await self.store.add_messages(conv_id, [user_msg])
+        for shown in await self._fail(state, error):
+            yield shown
+
+    async def _fail(self, state: _RunState, error: str) -> Sequence[Event]:
+        """A run that ends without an answer (the model, a limit): its last steps, stored with its
+        final state before they are shown (a workflow's COMPLETE phase, FAIL, then the failure)."""
+        events = await self._record_all(state, [*self._completed(state, error=error), Failed(state.run_id, error)])
         await self._finish(state, RunStatus.FAILED, error=error)
-        yield failed
+        return events
+
+    async def _start_workflow(
+        self, request: Request, state: _RunState, call_id: str, call: LLMToolCall
+    ) -> tuple[list[Event], list[AuditEntry], str]:
+        """`start_change`: the run becomes a change workflow, shown as its SPEC and PLAN phases
+        (and EXECUTE, where it goes next), with the steps, the audit row and what the model reads.
+        A second start, or a call without a spec or a plan, is refused like any bad call."""
+        run_id, actor = state.run_id, f"{request.platform}:{request.user_id}"
+        spec = self.tools.get(START_TOOL)
+        assert spec is not None
+        shown_args = self._redact_value(call.arguments if isinstance(call.arguments, dict) else {"raw": call.arguments})
+        entry = AuditEntry(
+            at=_now(), action="tool_run", actor=actor, tool=START_TOOL, args_json=canonical_json(shown_args),
+            decision="auto", exit_status=0, run_id=run_id,
+        )  # fmt: skip
+        try:
+            if state.workflow is not None:
+                raise ToolError(ALREADY_STARTED.format(phase=state.workflow.phase))
+            args = spec.validate(call.arguments)
+            goal, steps = check_start(args["spec"], args["plan"])
+            output = str(await spec.run(args, ToolContext(request=request, run_id=run_id, call_id=call_id)))
+        except ModelFacingError as exc:
+            message = texts.CALL_REFUSED.format(error=exc)
+            result, audit = _refusal(run_id, call_id, START_TOOL, actor, shown_args, message, audit_action="refused")
+            return [ToolCall(run_id, call_id, START_TOOL, shown_args), result], list(audit), message
+        redact = self.policy.redact
+        state.workflow = Workflow(
+            goal, steps, max_repairs=self.config.max_repair_cycles, verify_required=self.config.verify_required
+        )
+        if self.code_llm is not None:
+            state.llm = self.code_llm  # the change itself is the code model's work (ORCHESTRATOR_CODE_MODEL)
+        phases: list[Event] = [
+            Phase(run_id, WorkflowPhase.SPEC, redact(goal)),
+            Phase(run_id, WorkflowPhase.PLAN, redact(plan_text(steps))),
+            Phase(run_id, WorkflowPhase.EXECUTE),
+        ]
+        return phases, [entry], output
 
     async def _model_turn(
-        self, run_id: int, messages: Sequence[dict[str, Any]]
+        self, run_id: int, messages: Sequence[dict[str, Any]], llm: LLM
     ) -> AsyncGenerator[Partial | LLMReply, None]:
         """One model turn: its pieces as they stream (read and masked, for renderers), then the
         whole reply. Raises `LLMError`; a turn cut short never yields its reply."""
@@ -481,7 +584,7 @@ class Agent:
                 out.append(Partial(run_id, current[0], shown))
             return out
 
-        async with contextlib.aclosing(self.llm.stream(messages, self.tools.schemas())) as stream:
+        async with contextlib.aclosing(llm.stream(messages, self.tools.schemas())) as stream:
             pending: asyncio.Future[LLMChunk | LLMReply] | None = None
             try:
                 while True:
@@ -523,94 +626,80 @@ class Agent:
 
     # ---- one tool call ----------------------------------------------------------
     async def _call_tool(
-        self, request: Request, run_id: int, call_id: str, call: LLMToolCall
+        self, request: Request, state: _RunState, call_id: str, call: LLMToolCall
     ) -> AsyncGenerator[tuple[Event, Sequence[AuditEntry]], None]:
-        """The events of one call, each with the audit rows stored in the same transaction."""
+        """The events of one call, each with the audit rows stored in the same transaction. In a
+        change workflow, the phase the call moves the run to comes first, and its result is told
+        to the workflow (a check passed or failed, a change was made or not)."""
+        run_id, wf = state.run_id, state.workflow
         raw_args = call.arguments if isinstance(call.arguments, dict) else {"raw": call.arguments}
         shown_args = self._redact_value(raw_args)  # what the thread, the store and the audit see
-        yield ToolCall(run_id, call_id, call.name, shown_args), ()
         actor = f"{request.platform}:{request.user_id}"
 
-        def refuse(message: str, *, shown: str = "", audit_action: str = "") -> tuple[ToolResult, Sequence[AuditEntry]]:
-            """A call that does not run: `message` for the model, `shown` (default: the same) for people."""
-            audit = [
-                AuditEntry(
-                    at=_now(),
-                    action=audit_action,
-                    actor=actor,
-                    tool=call.name,
-                    args_json=canonical_json(shown_args),
-                    run_id=run_id,
-                    detail=message[:2000],
-                )
-            ]
-            result = ToolResult(run_id, call_id, call.name, False, message, refused=shown or message)
-            return result, audit if audit_action else ()
+        def refuse(message: str, *, audit_action: str = "") -> tuple[ToolResult, Sequence[AuditEntry]]:
+            if wf is not None and plan is not None:
+                wf.on_result(call.name, plan.risk, ran=False, ok=False)
+            return _refusal(run_id, call_id, call.name, actor, shown_args, message, audit_action=audit_action)
 
+        # The plan comes before the call is shown, so a workflow's new phase is shown above it.
         spec = self.tools.get(call.name)
+        plan: Plan | None = None
+        problem = ""
         if spec is None:
-            tools = ", ".join(self.tools.names())
-            yield refuse(texts.NO_SUCH_TOOL.format(name=call.name, tools=tools), audit_action="refused")
-            return
-        try:
-            args = spec.validate(call.arguments)
-            plan = await spec.make_plan(args, ToolContext(request=request, run_id=run_id, call_id=call_id))
-        except ModelFacingError as exc:
-            yield refuse(texts.CALL_REFUSED.format(error=exc), audit_action="refused")
+            problem = texts.NO_SUCH_TOOL.format(name=call.name, tools=", ".join(self.tools.names()))
+        else:
+            try:
+                args = spec.validate(call.arguments)
+                plan = await spec.make_plan(args, ToolContext(request=request, run_id=run_id, call_id=call_id))
+            except ModelFacingError as exc:
+                problem = texts.CALL_REFUSED.format(error=exc)
+        if wf is not None and plan is not None:
+            try:
+                moved = wf.on_call(call.name, plan.risk)
+            except ModelFacingError as exc:
+                problem, plan = texts.CALL_REFUSED.format(error=exc), None
+            else:
+                if moved is not None:
+                    yield Phase(run_id, *moved), ()
+        yield ToolCall(run_id, call_id, call.name, shown_args), ()
+        if problem or spec is None or plan is None:
+            yield refuse(problem, audit_action="refused")
             return
         fp = fingerprint(spec.name, args, plan.fingerprint_parts)
 
         approval_id: int | None = None
         approved_by = ""
+        reused = ""
         if plan.risk is not Risk.READ:
-            # the approver sees the exact action with secrets masked; the fingerprint binds the real one
-            shown = dataclasses.replace(
-                plan, summary=self.policy.redact(plan.summary), detail=self.policy.redact(plan.detail)
-            )
-            approval = await self.gate.request(
-                request=request, run_id=run_id, tool=spec.name, args=args, plan=shown, fingerprint=fp
-            )
-            assert approval.id is not None
-            try:
-                yield (
-                    ApprovalRequested(
-                        run_id=run_id,
-                        approval_id=approval.id,
-                        tool=spec.name,
-                        risk=plan.risk,
-                        summary=shown.summary,
-                        detail=shown.detail,
-                        detail_kind=plan.detail_kind,
-                        host=plan.host,
-                        expires_at=approval.expires_at,
-                        requested_by=actor,
-                    ),
-                    (),
-                )
-            except GeneratorExit:
-                self.gate.abandon(approval.id)  # the run was stopped before it waited
-                raise
-            final = await self.gate.wait(approval.id)
-            approved = final.status == ApprovalStatus.APPROVED
-            yield ApprovalResolved(run_id, approval.id, approved, final.decided_by, final.reason), ()
-            if not approved:
-                why = texts.NO_DECISION if final.status == ApprovalStatus.EXPIRED else (final.reason or "denied")
-                decided = {"status": final.status, "by": final.decided_by, "why": why}
-                yield refuse(texts.NOT_RUN_DECIDED.format(**decided), shown=texts.NOT_RUN_SHOWN.format(**decided))
-                return
-            # Approved: the tool's fresh hook checks the policy again and re-derives the facts the
-            # approval was bound to; the body runs only if they are still the ones approved.
-            try:
-                parts = await spec.fresh_parts(
-                    args, ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan)
-                )
-            except ModelFacingError as exc:
-                yield refuse(texts.NOT_RUN.format(why=exc), audit_action="refused")
-                return
-            if fingerprint(spec.name, args, parts) != final.fingerprint:
-                yield refuse(texts.NOT_RUN.format(why=TARGET_CHANGED), audit_action="refused")
-                return
-            approval_id, approved_by = approval.id, final.decided_by or ""
+            # A QA tool's plan is approved once per run for its directory and exact argv.
+            reuse_key = fingerprint(spec.name, {}, plan.fingerprint_parts) if plan.reuse else ""
+            if reuse_key and reuse_key in state.reusable:
+                approval_id, approved_by = state.reusable[reuse_key]
+                try:
+                    parts = await spec.fresh_parts(
+                        args, ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan)
+                    )
+                except ModelFacingError as exc:
+                    yield refuse(texts.NOT_RUN.format(why=exc), audit_action="refused")
+                    return
+                if tuple(parts) != plan.fingerprint_parts:
+                    yield refuse(texts.NOT_RUN.format(why=TARGET_CHANGED), audit_action="refused")
+                    return
+                reused = f"approved in #{approval_id} earlier in this run; "
+            else:
+                async with contextlib.aclosing(self._approve(request, run_id, call_id, spec, args, plan, fp)) as asked:
+                    async for step in asked:
+                        if isinstance(step, _Approved):
+                            approval_id, approved_by = step.approval_id, step.by
+                            continue
+                        yield step
+                        if isinstance(step[0], ToolResult):  # denied, expired, or changed since
+                            if wf is not None:
+                                wf.on_result(spec.name, plan.risk, ran=False, ok=False)
+                            return
+                assert approval_id is not None
+                if reuse_key:
+                    state.reusable[reuse_key] = (approval_id, approved_by)
 
         ctx = ToolContext(
             request=request, run_id=run_id, call_id=call_id, plan=plan, approval_id=approval_id, approved_by=approved_by
@@ -637,13 +726,108 @@ class Agent:
             exit_status=exit_status if exit_status is not None else (0 if ok else 1),
             output_size=len(text),
             run_id=run_id,
-            detail=self.policy.redact(plan.summary)[:2000],
+            approval_id=approval_id,
+            detail=(reused + self.policy.redact(plan.summary))[:2000],
         )
+        if wf is not None:
+            where = plan.fingerprint_parts[0] if spec.name in QA_TOOLS and plan.fingerprint_parts else ""
+            wf.on_result(spec.name, plan.risk, ran=True, ok=ok, where=where)
         yield ToolResult(run_id, call_id, spec.name, ok, clean, truncated), (ran,)
+
+    async def _approve(
+        self,
+        request: Request,
+        run_id: int,
+        call_id: str,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        plan: Plan,
+        fp: str,
+    ) -> AsyncGenerator[tuple[Event, Sequence[AuditEntry]] | _Approved, None]:
+        """A risky call waits for a person: the steps to show (ending in a refused `ToolResult` when
+        it may not run), else, last, the approval's id and who approved it."""
+        actor, shown_args = f"{request.platform}:{request.user_id}", self._redact_value(args)
+
+        def refuse(message: str, *, shown: str = "", audit_action: str = "") -> tuple[ToolResult, Sequence[AuditEntry]]:
+            return _refusal(
+                run_id, call_id, spec.name, actor, shown_args, message, shown=shown, audit_action=audit_action
+            )
+
+        # the approver sees the exact action with secrets masked; the fingerprint binds the real one
+        shown = dataclasses.replace(
+            plan, summary=self.policy.redact(plan.summary), detail=self.policy.redact(plan.detail)
+        )
+        approval = await self.gate.request(
+            request=request, run_id=run_id, tool=spec.name, args=args, plan=shown, fingerprint=fp
+        )
+        assert approval.id is not None
+        try:
+            yield (
+                ApprovalRequested(
+                    run_id=run_id,
+                    approval_id=approval.id,
+                    tool=spec.name,
+                    risk=plan.risk,
+                    summary=shown.summary,
+                    detail=shown.detail,
+                    detail_kind=plan.detail_kind,
+                    host=plan.host,
+                    expires_at=approval.expires_at,
+                    requested_by=actor,
+                ),
+                (),
+            )
+        except GeneratorExit:
+            self.gate.abandon(approval.id)  # the run was stopped before it waited
+            raise
+        final = await self.gate.wait(approval.id)
+        approved = final.status == ApprovalStatus.APPROVED
+        yield ApprovalResolved(run_id, approval.id, approved, final.decided_by, final.reason), ()
+        if not approved:
+            why = texts.NO_DECISION if final.status == ApprovalStatus.EXPIRED else (final.reason or "denied")
+            decided = {"status": final.status, "by": final.decided_by, "why": why}
+            yield refuse(texts.NOT_RUN_DECIDED.format(**decided), shown=texts.NOT_RUN_SHOWN.format(**decided))
+            return
+        # Approved: the tool's fresh hook checks the policy again and re-derives the facts the
+        # approval was bound to; the body runs only if they are still the ones approved.
+        try:
+            parts = await spec.fresh_parts(
+                args, ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan)
+            )
+        except ModelFacingError as exc:
+            yield refuse(texts.NOT_RUN.format(why=exc), audit_action="refused")
+            return
+        if fingerprint(spec.name, args, parts) != final.fingerprint:
+            yield refuse(texts.NOT_RUN.format(why=TARGET_CHANGED), audit_action="refused")
+            return
+        yield _Approved(approval.id, final.decided_by or "")
 
 
 def _now() -> float:
     return time.time()
+
+
+def _refusal(
+    run_id: int,
+    call_id: str,
+    tool: str,
+    actor: str,
+    args: dict[str, Any],
+    message: str,
+    *,
+    shown: str = "",
+    audit_action: str = "",
+) -> tuple[ToolResult, Sequence[AuditEntry]]:
+    """A call that does not run: `message` for the model, `shown` (default: the same) for people, and
+    the audit row when `audit_action` names one (a refusal; a person's "no" is audited by the gate)."""
+    result = ToolResult(run_id, call_id, tool, False, message, refused=shown or message)
+    if not audit_action:
+        return result, ()
+    entry = AuditEntry(
+        at=_now(), action=audit_action, actor=actor, tool=tool, args_json=canonical_json(args), run_id=run_id,
+        detail=message[:2000],
+    )  # fmt: skip
+    return result, (entry,)
 
 
 async def _next(events: AsyncGenerator[Event, None]) -> Event | None:

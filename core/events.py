@@ -18,6 +18,17 @@ class Risk(StrEnum):
     EXEC = "exec"
 
 
+class WorkflowPhase(StrEnum):
+    """The phases of a change workflow, in order (REPAIR and VERIFY may alternate)."""
+
+    SPEC = "SPEC"  # what will be true when done
+    PLAN = "PLAN"  # the steps
+    EXECUTE = "EXECUTE"  # the changes, each approved
+    VERIFY = "VERIFY"  # the QA tools
+    REPAIR = "REPAIR"  # a fix after a failed check, then VERIFY again (bounded)
+    COMPLETE = "COMPLETE"  # the verdict: PASS or FAIL, and why
+
+
 DetailKind = Literal["argv", "diff", "text"]
 """What an approval prompt shows: the exact argv, a unified diff, or plain text."""
 
@@ -126,6 +137,17 @@ class ApprovalResolved:
 
 
 @dataclass(frozen=True, slots=True)
+class Phase:
+    """A change workflow enters a phase. `text` is what the phase is about: the spec, the plan's
+    steps (one per line), the repair cycle, or (COMPLETE) why the verdict is what it is."""
+
+    run_id: int
+    phase: WorkflowPhase
+    text: str = ""
+    verdict: Literal["", "PASS", "FAIL"] = ""  # COMPLETE only
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     run_id: int
     text: str
@@ -137,7 +159,7 @@ class Failed:
     error: str
 
 
-Event = Partial | Thinking | ToolCall | ToolResult | ApprovalRequested | ApprovalResolved | Answer | Failed
+Event = Partial | Thinking | ToolCall | ToolResult | ApprovalRequested | ApprovalResolved | Phase | Answer | Failed
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
-"""`orchestrator runs`: the latest runs and how each ended; `runs show ID`: one run as an
-inspector reads it, every step in full from the store (thinking, tool calls and their whole
-output, approvals), and with `--raw` the messages the model was sent and answered."""
+"""`orchestrator runs`: the latest runs and how each ended (a change workflow's verdict too);
+`runs show ID`: one run as an inspector reads it, every step in full from the store (a
+workflow's phases as headings, thinking, tool calls and their whole output, approvals, the QA
+results), and with `--raw` the messages the model was sent and answered."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from bot import texts
 from bot.commands import EXIT_MISTAKE, count
+from core.workflow import QA_TOOLS
 
 INDENT = "    "
 
@@ -48,8 +50,11 @@ def list_runs(args: argparse.Namespace) -> int:
     for run, kinds in rows:
         tools, approvals = kinds.get("ToolCall", 0), kinds.get("ApprovalRequested", 0)
         ending = run.error if run.error else ""
+        if run.verdict:
+            ending = f"{run.verdict}: {run.verdict_reason}"
+        status = f"{run.status} {run.verdict}".strip()
         print(
-            f"#{run.id:<5} {_when(run.started_at)}  {run.status:<11} {run.platform}:{run.user_id}  "
+            f"#{run.id:<5} {_when(run.started_at)}  {status:<16} {run.platform}:{run.user_id}  "
             f"{tools} tool call(s), {approvals} approval(s), {_took(run.started_at, run.finished_at)}  "
             f"“{_one_line(run.request_text)}”" + (f"  · {_one_line(ending, 80)}" if ending else "")
         )
@@ -79,6 +84,10 @@ def _step_lines(kind: str, p: dict[str, Any]) -> list[str]:
         why = f" ({p['reason']})" if p.get("reason") else ""
         mark = "✓" if p.get("approved") else "✗"
         return [f"{mark} approval #{p.get('approval_id')} {verdict} by {p.get('decided_by')}{why}"]
+    if kind == "Phase":
+        if p.get("phase") == "COMPLETE":
+            return [f"== COMPLETE: {p.get('verdict')} ==", _block(p.get("text", ""))]
+        return [f"== {p.get('phase')} =="] + ([_block(p["text"])] if p.get("text") else [])
     if kind == "Answer":
         return ["answer:", _block(p.get("text", ""))]
     if kind == "Failed":
@@ -97,7 +106,7 @@ def show_run(args: argparse.Namespace) -> int:
     run, steps, messages = record
     if args.json:
         out = run.model_dump() | {
-            "steps": [{"seq": s.seq, "kind": s.kind, **json.loads(s.payload_json)} for s in steps]
+            "steps": [{"seq": s.seq, "kind": s.kind, "phase": s.phase, **json.loads(s.payload_json)} for s in steps]
         }
         if args.raw:
             out["messages"] = [m.model_dump() for m in messages]
@@ -105,11 +114,21 @@ def show_run(args: argparse.Namespace) -> int:
         return 0
     print(f"run #{run.id}: {run.status}, asked by {run.platform}:{run.user_id} in {run.channel or '-'}")
     print(f"started {_when(run.started_at)}, ended {_when(run.finished_at)} ({_took(run.started_at, run.finished_at)})")
+    if run.verdict:
+        print(f"verdict: {run.verdict}: {run.verdict_reason}")
     print("request:")
     print(_block(run.request_text))
+    qa: list[str] = []
     for step in steps:
-        for line in _step_lines(step.kind, json.loads(step.payload_json)):
+        payload = json.loads(step.payload_json)
+        for line in _step_lines(step.kind, payload):
             print(line)
+        if step.kind == "ToolResult" and payload.get("tool") in QA_TOOLS and not payload.get("refused"):
+            first = next((ln for ln in payload.get("output", "").splitlines() if ln.strip()), "")
+            qa.append(f"{'✓' if payload.get('ok') else '✗'} {payload['tool']} ({step.phase or 'no phase'}): {first}")
+    if qa:
+        print("QA results:")
+        print(_block("\n".join(qa)))
     if run.error and not any(s.kind == "Failed" for s in steps):
         print(f"error: {run.error}")
     if args.raw:

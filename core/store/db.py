@@ -357,14 +357,20 @@ class Store:
         await self.add_steps(run_id, [(seq, ev)])
 
     async def add_steps(
-        self, run_id: int, steps: Sequence[tuple[int, object]], *, audit: Sequence[AuditEntry] = ()
+        self,
+        run_id: int,
+        steps: Sequence[tuple[int, object]],
+        *,
+        audit: Sequence[AuditEntry] = (),
+        phases: Sequence[str] = (),
     ) -> None:
-        """Steps of a run, and the audit rows that go with them, in one transaction: all stored or none."""
+        """Steps of a run, and the audit rows that go with them, in one transaction: all stored or none.
+        `phases` are the change workflow's phases they were taken in, one per step (none outside one)."""
         now = time.time()
         rows = [
             {"run_id": run_id, "seq": seq, "kind": type(ev).__name__, "created_at": now,
-             "payload_json": json.dumps(event_payload(ev), default=str)}
-            for seq, ev in steps
+             "phase": phases[i] if i < len(phases) else "", "payload_json": json.dumps(event_payload(ev), default=str)}
+            for i, (seq, ev) in enumerate(steps)
         ]  # fmt: skip
         audits = [entry.model_dump(exclude={"id"}) for entry in audit]
 
@@ -377,11 +383,22 @@ class Store:
 
         await self._write(work)
 
-    async def finish_run(self, run_id: int, *, status: str, answer: str = "", error: str = "") -> bool:
-        """Move a running run to its final state. False when it had one already (a sweep got there first)."""
+    async def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        answer: str = "",
+        error: str = "",
+        verdict: str = "",
+        verdict_reason: str = "",
+    ) -> bool:
+        """Move a running run to its final state (with a change workflow's verdict). False when it had
+        one already (a sweep got there first)."""
 
         def work(conn: Connection) -> bool:
-            values = {"rid": run_id, "status": status, "answer": answer, "error": error, "at": time.time()}
+            values = {"rid": run_id, "status": status, "answer": answer, "error": error, "at": time.time(),
+                      "verdict": verdict, "why": verdict_reason}  # fmt: skip
             return bool(conn.execute(_hot.finish_run, values).rowcount)
 
         return await self._write(work)
@@ -1013,6 +1030,8 @@ class _HotStatements:
                 answer=bindparam("answer"),
                 error=bindparam("error"),
                 finished_at=bindparam("at"),
+                verdict=bindparam("verdict"),
+                verdict_reason=bindparam("why"),
             )
         )
         self.heartbeat_run = update(Run).where(*running).values(heartbeat_at=bindparam("at"))

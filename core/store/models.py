@@ -54,6 +54,8 @@ class Run(SQLModel, table=True):
     finished_at: float | None = None
     owner: str = ""  # the bot process running it (core.instance owner id)
     heartbeat_at: float | None = None  # refreshed while it runs; stale = its process is gone
+    verdict: str = ""  # a change workflow's outcome: PASS or FAIL (empty for other runs)
+    verdict_reason: str = ""  # why, in one line (the QA results, or what stopped it)
 
 
 class Step(SQLModel, table=True):
@@ -65,6 +67,7 @@ class Step(SQLModel, table=True):
     kind: str
     payload_json: str
     created_at: float
+    phase: str = ""  # the change workflow's phase (SPEC, PLAN, EXECUTE, VERIFY, REPAIR, COMPLETE) or ""
 
 
 class ApprovalStatus(StrEnum):

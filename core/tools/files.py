@@ -46,6 +46,16 @@ def make_diff(path: Path, old: str, new: str) -> str:
     return diff or f"(no change: {path} already has this content)"
 
 
+def _missing(path: Path) -> str:
+    """A path that does not exist, said so the model looks for the right one instead of stopping."""
+    parent = next((p for p in path.parents if p.is_dir()), None)
+    near = f" ({parent} exists)" if parent is not None and parent != path.parent else ""
+    return (
+        f"{path} does not exist{near}; find the right path with search_files (by name) or list_directory "
+        f"(of {path.parent}), then try again"
+    )
+
+
 def _read_text(path: Path, limit: int) -> tuple[str, bool]:
     with path.open("rb") as fh:
         data = fh.read(limit + 1)
@@ -69,7 +79,7 @@ def file_tools(policy: Policy, *, backup_dir: Path, gitops: GitOps | None = None
         """
         target = resolve(path)
         if not target.is_dir():
-            raise ToolError(f"{target} is not a directory")
+            raise ToolError(_missing(target) if not target.exists() else f"{target} is not a directory")
 
         def work() -> list[dict[str, Any]]:
             rows = []
@@ -98,7 +108,7 @@ def file_tools(policy: Policy, *, backup_dir: Path, gitops: GitOps | None = None
         """
         target = resolve(path)
         if not target.is_file():
-            raise ToolError(f"{target} does not exist or is not a regular file")
+            raise ToolError(_missing(target) if not target.exists() else f"{target} is not a regular file")
         text, cut = await asyncio.to_thread(_read_text, target, max(1, min(max_bytes, MAX_READ)))
         return text + ("\n… [file continues; read with a larger max_bytes]" if cut else "")
 

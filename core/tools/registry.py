@@ -52,6 +52,9 @@ class Plan:
     `detail` is what the approver reads (the exact argv, or the diff); `fingerprint_parts`
     are facts the approval is bound to besides the arguments (the hash of the file a diff
     was made from, for example), re-derived by the tool's fresh hook after the approval.
+    `reuse` says a person's approval of this plan also covers the same plan (same tool,
+    same fingerprint parts) again later in the same run: the QA tools, approved once per
+    workflow run for a directory and an exact argv.
     """
 
     risk: Risk
@@ -60,6 +63,7 @@ class Plan:
     detail_kind: DetailKind = "text"
     host: str = "local"
     fingerprint_parts: tuple[str, ...] = ()
+    reuse: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
