@@ -98,6 +98,7 @@ STEP_NO_OUTPUT = "(no output)"
 STEP_WAITING = "⏸️ waiting for approval #{id} ({tool})"
 STEP_DECIDED = "{mark} approval #{id}: {line}"
 STEP_DONE = "🏁 done"
+APPROVAL_REUSED = " (approving also lets it run again, in this directory, later in this run without asking)"
 # a change workflow's phases, as headings among the steps (and in the progress message's header)
 STEP_PHASE = "▶ {phase}{text}"
 STEP_VERDICT = "{mark} COMPLETE: {verdict}: {why}"
@@ -171,7 +172,8 @@ def short(text: str, *, lines: int = 8, chars: int = 600) -> str:
 
 def approval_header(ev: ApprovalRequested) -> str:
     what = DETAIL_NOUN.get(ev.detail_kind, "action")
-    return f"Approval needed ({ev.risk} on {ev.host}): {ev.tool} wants to run this {what}"
+    again = APPROVAL_REUSED if ev.reuse else ""
+    return f"Approval needed ({ev.risk} on {ev.host}): {ev.tool} wants to run this {what}{again}"
 
 
 def resolution_line(ev: ApprovalResolved) -> str:

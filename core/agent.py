@@ -774,6 +774,7 @@ class Agent:
                     host=plan.host,
                     expires_at=approval.expires_at,
                     requested_by=actor,
+                    reuse=plan.reuse,
                 ),
                 (),
             )

@@ -125,6 +125,7 @@ class ApprovalRequested:
     host: str
     expires_at: float
     requested_by: str
+    reuse: bool = False  # approving also covers the same command again later in this run (a QA tool)
 
 
 @dataclass(frozen=True, slots=True)

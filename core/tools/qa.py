@@ -51,6 +51,8 @@ NO_MATCH_HINT = (
     "hint: no test matched {target!r}. Find the test's real name with search_files (its name, or "
     "'def test_'), then call run_tests again with the right target."
 )
+NOUN = {"run_tests": "test runner", "run_lint": "linter", "run_format": "formatter", "run_build": "build",
+        "run_typecheck": "type checker"}  # fmt: skip
 LOOKED_FOR = {
     "run_tests": 'pytest (pyproject.toml, setup.cfg, pytest.ini, tox.ini…), an npm "test" script, go.mod, '
     "Cargo.toml, a Makefile with a test target",
@@ -207,7 +209,7 @@ def detect(kind: str, directory: Path, *, runner: str = "", target: str = "", fi
     """The runner for `kind` in `directory` (the first detected, or the one named), or `ToolError`."""
     found = _candidates(kind, _Project(directory), target=target, fix=fix)
     if not found:
-        raise ToolError(f"no {kind.removeprefix('run_')} tooling found in {directory}: looked for {LOOKED_FOR[kind]}")
+        raise ToolError(f"no {NOUN[kind]} found in {directory}: looked for {LOOKED_FOR[kind]}")
     if runner:
         chosen = [c for c in found if c[0] == runner]
         if not chosen:
