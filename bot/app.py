@@ -145,6 +145,18 @@ def prepare_dirs(settings: Settings) -> None:
         ) from None
 
 
+def chat_model(settings: Settings, name: str) -> OllamaLLM:
+    """A model the agent talks to (the main one, or the code model), with the reply limits set."""
+    return OllamaLLM(
+        host=settings.ollama_host,
+        model=name,
+        timeout=settings.llm_timeout,
+        first_token_timeout=settings.llm_first_token_timeout,
+        idle_timeout=settings.llm_idle_timeout,
+        think=settings.think or None,
+    )
+
+
 async def build_services(
     settings: Settings,
     *,
@@ -177,29 +189,13 @@ async def build_services(
     interrupted = await interrupt_orphaned_runs(store, identity, platforms=platforms)
     for row in expired:
         log.warning("approval #%s (%s) expired: the bot restarted before a decision", row.id, row.summary)
-    model: LLM = llm or OllamaLLM(
-        host=settings.ollama_host,
-        model=settings.model,
-        timeout=settings.llm_timeout,
-        first_token_timeout=settings.llm_first_token_timeout,
-        idle_timeout=settings.llm_idle_timeout,
-        think=settings.think or None,
-    )
+    model: LLM = llm or chat_model(settings, settings.model)
     vision = (
         OllamaLLM(host=settings.ollama_host, model=settings.vision_model, timeout=settings.llm_timeout, think=None)
         if settings.vision_model
         else None
     )
-    code: LLM | None = None
-    if settings.code_model:
-        code = OllamaLLM(
-            host=settings.ollama_host,
-            model=settings.code_model,
-            timeout=settings.llm_timeout,
-            first_token_timeout=settings.llm_first_token_timeout,
-            idle_timeout=settings.llm_idle_timeout,
-            think=settings.think or None,
-        )
+    code = chat_model(settings, settings.code_model) if settings.code_model else None
     memory = await open_memory(settings, llm=model, redact=policy.redact)  # None when off or unavailable (logged)
     if memory is not None:
         tools.extend(memory.tools)

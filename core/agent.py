@@ -675,15 +675,8 @@ class Agent:
             reuse_key = fingerprint(spec.name, {}, plan.fingerprint_parts) if plan.reuse else ""
             if reuse_key and reuse_key in state.reusable:
                 approval_id, approved_by = state.reusable[reuse_key]
-                try:
-                    parts = await spec.fresh_parts(
-                        args, ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan)
-                    )
-                except ModelFacingError as exc:
-                    yield refuse(texts.NOT_RUN.format(why=exc), audit_action="refused")
-                    return
-                if tuple(parts) != plan.fingerprint_parts:
-                    yield refuse(texts.NOT_RUN.format(why=TARGET_CHANGED), audit_action="refused")
+                if why := await self._changed_since(request, run_id, call_id, spec, args, plan, fp):
+                    yield refuse(why, audit_action="refused")
                     return
                 reused = f"approved in #{approval_id} earlier in this run; "
             else:
@@ -733,6 +726,28 @@ class Agent:
             where = plan.fingerprint_parts[0] if spec.name in QA_TOOLS and plan.fingerprint_parts else ""
             wf.on_result(spec.name, plan.risk, ran=True, ok=ok, where=where)
         yield ToolResult(run_id, call_id, spec.name, ok, clean, truncated), (ran,)
+
+    async def _changed_since(
+        self,
+        request: Request,
+        run_id: int,
+        call_id: str,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        plan: Plan,
+        approved: str,
+    ) -> str:
+        """Why an approved call may no longer run, "" when it may: the tool's fresh hook checks the
+        policy again and re-derives the facts the approval (fingerprint `approved`) was bound to."""
+        try:
+            parts = await spec.fresh_parts(
+                args, ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan)
+            )
+        except ModelFacingError as exc:
+            return texts.NOT_RUN.format(why=exc)
+        if fingerprint(spec.name, args, parts) != approved:
+            return texts.NOT_RUN.format(why=TARGET_CHANGED)
+        return ""
 
     async def _approve(
         self,
@@ -789,17 +804,8 @@ class Agent:
             decided = {"status": final.status, "by": final.decided_by, "why": why}
             yield refuse(texts.NOT_RUN_DECIDED.format(**decided), shown=texts.NOT_RUN_SHOWN.format(**decided))
             return
-        # Approved: the tool's fresh hook checks the policy again and re-derives the facts the
-        # approval was bound to; the body runs only if they are still the ones approved.
-        try:
-            parts = await spec.fresh_parts(
-                args, ToolContext(request=request, run_id=run_id, call_id=call_id, plan=plan)
-            )
-        except ModelFacingError as exc:
-            yield refuse(texts.NOT_RUN.format(why=exc), audit_action="refused")
-            return
-        if fingerprint(spec.name, args, parts) != final.fingerprint:
-            yield refuse(texts.NOT_RUN.format(why=TARGET_CHANGED), audit_action="refused")
+        if why := await self._changed_since(request, run_id, call_id, spec, args, plan, final.fingerprint):
+            yield refuse(why, audit_action="refused")
             return
         yield _Approved(approval.id, final.decided_by or "")
 

@@ -304,7 +304,8 @@ def _build(p: _Project, o: _Options) -> list[_Candidate]:
     if p.cargo:
         found.append(_Candidate("cargo", "cargo", ("build",)))
     if p.python:
-        args = ("-m", "compileall", "-q", "-x", NOT_THE_PROJECT, ".")
+        # -f: compileall otherwise skips a file whose .pyc has the same mtime second, even if it changed
+        args = ("-m", "compileall", "-q", "-f", "-x", NOT_THE_PROJECT, ".")
         found.append(_Candidate("python", "python", args, python=True, on_path="python3"))
     return found + _make(p, "build")
 
@@ -462,7 +463,7 @@ def qa_tools(policy: Policy, *, timeout: float = 600.0) -> list[ToolSpec]:
             output = ""
         elif found.fails_on_output and result.stdout.strip():
             ok = False
-            verdict = f"FAILED: {UNFORMATTED.format(n=len(result.stdout.split()))}"
+            verdict = f"FAILED: {UNFORMATTED.format(n=len(result.stdout.strip().splitlines()))}"
         else:
             verdict = f"{'passed' if ok else 'FAILED'}: {_summary(output, result.exit_status)}"
         head = [f"$ {shlex.join(found.argv)}", f"(in {where}, runner {found.name})", verdict]

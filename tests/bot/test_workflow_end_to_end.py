@@ -81,11 +81,12 @@ async def test_in_slack_phases_and_verdict_are_in_the_thread(
     root.mkdir()
     app = project(root)
     script(fake_ollama, app)
+    fake_ollama.models.append("qwen2.5-coder:7b")
     async with (
         FakeSlack(streaming=streaming) as slack,
         stands(slack, fake_ollama, tmp_path, streaming=streaming) as make,
     ):
-        stand = await make(ORCHESTRATOR_FILE_ROOTS=str(root))
+        stand = await make(ORCHESTRATOR_FILE_ROOTS=str(root), ORCHESTRATOR_CODE_MODEL="qwen2.5-coder:7b")
         ts = await stand.say("fix the failing test in app")
         first = await stand.approval_message(ts)
         assert "pytest -q" in first.text and "run again, in this directory, later in this run" in first.text
@@ -108,6 +109,9 @@ async def test_in_slack_phases_and_verdict_are_in_the_thread(
             thread = "\n".join(m.text for m in stand.bot_messages(ts))
             for heading in ("▶ SPEC", "▶ PLAN", "▶ VERIFY", "▶ REPAIR", "✅ COMPLETE: PASS"):
                 assert heading in thread
+        # the main model started the workflow; the code model did the rest
+        models = [r["model"] for r in fake_ollama.chat_requests]
+        assert models[0] == stand.services.settings.model and models[1:] == ["qwen2.5-coder:7b"] * 4
         audit = await stand.services.store.audit_entries()
         runs = [e.tool for e in audit if e.action == "tool_run"]
         assert runs == ["start_change", "run_tests", "write_file", "run_tests"]

@@ -267,7 +267,8 @@ async def test_a_python_build_compiles_the_project_not_its_venv(qa: dict[str, To
     (app / ".venv" / "lib").mkdir()
     (app / ".venv" / "lib" / "broken.py").write_text("def (:\n")  # not the project's
     found = await argv(qa["run_build"], path=str(app))
-    assert found[0] == str(app / ".venv" / "bin" / "python") and found[1:4] == ["-m", "compileall", "-q"]
+    assert found[0] == str(app / ".venv" / "bin" / "python") and found[1:5] == ["-m", "compileall", "-q", "-f"]
+    assert found[5] == "-x" and found[-1] == "."
     assert (await invoke(qa["run_build"], path=str(app))).ok
     (app / "mod.py").write_text("def one( -> int:\n")
     broken = await invoke(qa["run_build"], path=str(app))
