@@ -65,8 +65,10 @@ def db_path(store: Store) -> str:
 
 @contextlib.contextmanager
 def locked(store: Store) -> Iterator[sqlite3.Connection]:
-    """Another program holds the database's write lock (BEGIN EXCLUSIVE) until the block ends."""
-    other = sqlite3.connect(db_path(store), isolation_level=None, timeout=0)
+    """Another program holds the database's write lock (BEGIN EXCLUSIVE) until the block ends.
+
+    It waits for a write the bot has in flight (its store works in a worker thread) to take the lock."""
+    other = sqlite3.connect(db_path(store), isolation_level=None, timeout=10)
     other.execute("BEGIN EXCLUSIVE")
     try:
         yield other
