@@ -8,6 +8,7 @@
   against the Slack stand-in (defaults: memory and scheduler on), and with both off.
 
 Each figure is printed next to its target and the floor: a bare `python -c pass` process.
+The processes may write their bytecode, as an installed bot does (the warm-up run writes it).
 
     .venv/bin/python bench/startup.py [--runs 5]
 """
@@ -186,6 +187,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="measured runs of each, after one warm-up (default 5)")
     args = parser.parse_args()
     runs = args.runs
+    # A user's install keeps the compiled bytecode; a shell that forbids writing it (some
+    # containers set PYTHONDONTWRITEBYTECODE) would measure compiling ~90 modules on every start.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="orch-startup-") as name:
         tmp = Path(name)

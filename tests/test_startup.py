@@ -84,6 +84,18 @@ def test_an_ask_with_memory_off_loads_no_vector_store_docker_reports_or_chat_sdk
     assert {"sqlalchemy", "ollama"} <= loaded  # what an ask does need, so the check above means something
 
 
+def test_a_second_ask_on_a_database_at_the_newest_schema_does_not_load_alembic(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.default_reply = Reply(content="Fine.")
+    env = bot_env(tmp_path, fake_ollama, ORCHESTRATOR_MEMORY="off")
+    ask = "import sys\nfrom bot.cli import main\nsys.exit(main(['ask', 'how full is the disk?']))"
+    assert "alembic" in loaded_by(ask, env)  # the first start creates the schema
+    again = loaded_by(ask, env)
+    assert "alembic" not in again and "sqlalchemy" in again
+    assert len(fake_ollama.chat_requests) == 2  # both asks reached the model
+
+
 def test_building_the_services_with_memory_off_loads_no_vector_store_or_docker(
     tmp_path: Path, fake_ollama: FakeOllama
 ) -> None:

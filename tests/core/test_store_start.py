@@ -1,5 +1,6 @@
 """Starting on a database another process is using: the schema upgrade waits for the other
-writer, and past the busy timeout fails with one line naming the file, never half-migrated."""
+writer, and past the busy timeout fails with one line naming the file, never half-migrated.
+A database at an older revision is upgraded; one at the newest is left as it is."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import inspect
 
 from core.errors import ServiceUnavailable
 from core.store import Store
+from core.store.migrate import alembic_config, at_newest, newest_revision, upgrade
 
 
 def hold_write_lock(path: Path, seconds: float, held: threading.Event) -> threading.Thread:
@@ -63,5 +65,43 @@ def test_a_lock_held_past_the_busy_timeout_is_one_line_and_nothing_is_half_creat
         assert set(inspect(store.engine).get_table_names()) == {"other_program"}  # nothing of ours, half made
         store.migrate_sync()  # once the other program is done, the same start works
         assert "run" in inspect(store.engine).get_table_names()
+    finally:
+        store.engine.dispose()
+
+
+def test_the_newest_revision_read_from_the_files_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None and newest_revision() == head
+
+
+def test_a_database_at_an_older_revision_is_upgraded_on_start(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'orchestrator.db'}")
+    try:
+        upgrade(store.engine, "0006")  # as a bot from before the change workflows left it
+        assert not at_newest(store.engine)
+        assert "verdict" not in {c["name"] for c in inspect(store.engine).get_columns("run")}
+        store.migrate_sync()
+        assert at_newest(store.engine)
+        assert "verdict" in {c["name"] for c in inspect(store.engine).get_columns("run")}
+        with store.engine.connect() as conn:
+            stamped = [r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")]
+        assert stamped == [newest_revision()]
+    finally:
+        store.engine.dispose()
+
+
+def test_a_database_stamped_by_a_newer_bot_is_refused_not_skipped(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'orchestrator.db'}")
+    try:
+        store.migrate_sync()
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
+        assert not at_newest(store.engine)
+        from alembic.util.exc import CommandError
+
+        with pytest.raises(CommandError, match="0099"):
+            store.migrate_sync()
     finally:
         store.engine.dispose()
