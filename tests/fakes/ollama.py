@@ -309,7 +309,7 @@ class FakeOllama:
         )
         # A short shutdown timeout keeps stop() quick if a test abandons a
         # slow stream mid-way.
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
