@@ -92,26 +92,45 @@ async def run_checks(settings: Settings) -> list[Check]:
         checks.append(Check("ollama", False, str(exc), "start Ollama (`ollama serve`) or set OLLAMA_HOST"))
         return checks
     checks.append(Check("ollama", True, f"{settings.ollama_host} ({len(models)} models)"))
-    wanted = settings.model if ":" in settings.model else settings.model + ":latest"
-    if wanted not in models and settings.model not in models:
+    # the main model, and the models a job uses instead when they are set
+    checks.append(await _model_check(settings, models, "model", settings.model, "ORCHESTRATOR_MODEL", "tools"))
+    if settings.code_model:
         checks.append(
-            Check("model", False, f"{settings.model} is not pulled (have: {', '.join(models) or 'none'})",
-                  f"run `ollama pull {settings.model}` or set ORCHESTRATOR_MODEL")
-        )  # fmt: skip
-        return checks
+            await _model_check(settings, models, "code model", settings.code_model, "ORCHESTRATOR_CODE_MODEL", "tools")
+        )
+    if settings.vision_model:
+        checks.append(
+            await _model_check(
+                settings, models, "vision model", settings.vision_model, "ORCHESTRATOR_VISION_MODEL", "vision"
+            )
+        )
+    return checks
+
+
+_EXAMPLES = {
+    "tools": "pick a tool-capable model, e.g. qwen3:8b or llama3.1:8b",
+    "vision": "pick a vision model, e.g. qwen2.5vl:7b or llava:7b",
+}
+_NEEDED_FOR = {"tools": "tool calling", "vision": "images"}
+
+
+async def _model_check(
+    settings: Settings, models: list[str], label: str, model: str, setting: str, needs: str
+) -> Check:
+    """`model` is pulled and, when Ollama says what it can do, can do what its job needs."""
+    wanted = model if ":" in model else model + ":latest"
+    if wanted not in models and model not in models:
+        return Check(label, False, f"{model} is not pulled (have: {', '.join(models) or 'none'})",
+                     f"run `ollama pull {model}` or set {setting}")  # fmt: skip
     try:
-        info = await ollama.AsyncClient(host=settings.ollama_host, timeout=10).show(settings.model)
+        info = await ollama.AsyncClient(host=settings.ollama_host, timeout=10).show(model)
         caps = list(info.capabilities or [])
     except (ollama.ResponseError, OSError, Exception):
         caps = []
-    if caps and "tools" not in caps:
-        checks.append(
-            Check("model", False, f"{settings.model} does not support tool calling ({', '.join(caps)})",
-                  "pick a tool-capable model, e.g. qwen3:8b or llama3.1:8b, with ORCHESTRATOR_MODEL")
-        )  # fmt: skip
-    else:
-        checks.append(Check("model", True, settings.model + (f" ({', '.join(caps)})" if caps else "")))
-    return checks
+    if caps and needs not in caps:
+        return Check(label, False, f"{model} does not support {_NEEDED_FOR[needs]} ({', '.join(caps)})",
+                     f"{_EXAMPLES[needs]}, with {setting}")  # fmt: skip
+    return Check(label, True, model + (f" ({', '.join(caps)})" if caps else ""))
 
 
 async def _sandbox_check(settings: Settings) -> Check:

@@ -86,6 +86,33 @@ def test_doctor_reports_each_check_and_how_to_fix(cli_env: dict[str, str]) -> No
     assert "[FAIL] ollama" in bad.stdout and "fix:" in bad.stdout
 
 
+def test_doctor_checks_the_code_and_vision_models_when_they_are_set(
+    cli_env: dict[str, str], fake_ollama: FakeOllama
+) -> None:
+    ok = run_cli(["doctor"], cli_env)
+    assert "code model" not in ok.stdout and "vision model" not in ok.stdout  # not set: not checked
+    cli_env |= {"ORCHESTRATOR_CODE_MODEL": "qwen2.5-coder:7b", "ORCHESTRATOR_VISION_MODEL": "llava:7b"}
+    missing = run_cli(["doctor"], cli_env)
+    assert missing.returncode == 1
+    assert "[FAIL] code model: qwen2.5-coder:7b is not pulled" in missing.stdout
+    assert "run `ollama pull qwen2.5-coder:7b` or set ORCHESTRATOR_CODE_MODEL" in missing.stdout
+    assert "[FAIL] vision model: llava:7b is not pulled" in missing.stdout
+    assert "[ok  ] model:" in missing.stdout  # the main model is still checked on its own
+
+    fake_ollama.models += ["qwen2.5-coder:7b", "llava:7b"]
+    fake_ollama.capabilities |= {"qwen2.5-coder:7b": ["completion"], "llava:7b": ["completion"]}
+    unable = run_cli(["doctor"], cli_env)
+    assert "[FAIL] code model: qwen2.5-coder:7b does not support tool calling (completion)" in unable.stdout
+    assert "[FAIL] vision model: llava:7b does not support images (completion)" in unable.stdout
+    assert "with ORCHESTRATOR_VISION_MODEL" in unable.stdout
+
+    fake_ollama.capabilities |= {"qwen2.5-coder:7b": ["completion", "tools"], "llava:7b": ["completion", "vision"]}
+    good = run_cli(["doctor"], cli_env)
+    assert good.returncode == 0, good.stdout
+    assert "[ok  ] code model: qwen2.5-coder:7b (completion, tools)" in good.stdout
+    assert "[ok  ] vision model: llava:7b (completion, vision)" in good.stdout
+
+
 def test_chat_reads_questions_from_piped_stdin(cli_env: dict[str, str], fake_ollama: FakeOllama) -> None:
     fake_ollama.script(Reply(content="First answer."), Reply(content="Second answer."))
     proc = run_cli(["chat"], cli_env, stdin="first question\nsecond question\n")
