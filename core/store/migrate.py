@@ -88,11 +88,11 @@ def _refuse_a_newer_schema(engine: Engine, stamped: list[str] | None) -> None:
     """A database a newer version upgraded (the bot was downgraded, or two versions share it)."""
     shipped = shipped_revisions()
     unknown = sorted(set(stamped or ()) - shipped.known) if shipped else []
-    if unknown:
+    if shipped and unknown:
         where = engine.url.render_as_string(hide_password=True)
         raise ConfigurationError(
             f"the database {where} was upgraded by a newer version of AI Orchestrator (schema {', '.join(unknown)}; "
-            f"this version knows up to {shipped.newest if shipped else '?'}): run that newer version, or point "
+            f"this version knows up to {shipped.newest}): run that newer version, or point "
             "DATABASE_URL / ORCHESTRATOR_DATA_DIR at a database of this one"
         )
 
